@@ -1,0 +1,207 @@
+//! What one request does: the [`RequestHandler`] trait, Python's `BaseRequestHandler`.
+//!
+//! Python creates a new handler object per request and calls `setup()`, `handle()`, `finish()`
+//! on it. Here one handler value is shared by every request (it is `Send + Sync`, behind an
+//! `Arc`), and per-request state lives in the [`Connection`] passed to each call. That is the
+//! only shape that works for all five strategies: threads share the value, forked children get
+//! a copy of it.
+//!
+//! Python's server-level hooks `verify_request` and `handle_error` live on this trait too,
+//! because in Rust the handler is where user code goes; their defaults do what Python's do.
+
+use std::io;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+
+use crate::error::HandlerError;
+use crate::shutdown::ShutdownHandle;
+
+/// What one request does. Implement [`handle`](RequestHandler::handle); the rest have defaults.
+///
+/// # Call this / override this
+/// The server calls, for every accepted connection that passes
+/// [`verify_request`](RequestHandler::verify_request): `setup`, then `handle` (only if `setup`
+/// succeeded), then `finish` (always, as Python does in a `try/finally`). An `Err` from any of
+/// them, or a panic, goes to [`handle_error`](RequestHandler::handle_error); the server then
+/// closes the connection and serves the next one.
+///
+/// # Example: an echo handler
+/// ```
+/// use std::io::{BufRead, BufReader, Write};
+/// use socketserver::{Connection, HandlerError, RequestHandler};
+///
+/// struct Echo;
+/// impl RequestHandler for Echo {
+///     fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+///         let mut line = String::new();
+///         BufReader::new(conn.stream()).read_line(&mut line)?;
+///         conn.stream().write_all(line.as_bytes())?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Called before [`handle`](RequestHandler::handle). Default: nothing.
+    fn setup(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let _ = conn;
+        Ok(())
+    }
+
+    /// Services one connection: read the request, write the response.
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError>;
+
+    /// Called after [`handle`](RequestHandler::handle), even if it failed. Default: nothing.
+    fn finish(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let _ = conn;
+        Ok(())
+    }
+
+    /// Python's `BaseServer.verify_request`: return `false` to close the connection at once
+    /// without handling it (an allow-list, a rate limit). Runs on the accept thread, before any
+    /// thread or process is started, so keep it cheap. Default: accept everyone.
+    fn verify_request(&self, peer_addr: &SocketAddr) -> bool {
+        let _ = peer_addr;
+        true
+    }
+
+    /// Python's `BaseServer.handle_error`: called when `setup`, `handle` or `finish` returned an
+    /// error or panicked. Default: log it at error level with the peer address and go on.
+    fn handle_error(&self, peer_addr: &SocketAddr, error: &HandlerError) {
+        log::error!("error while handling a request from {peer_addr}: {error}");
+    }
+}
+
+impl<T: RequestHandler + ?Sized> RequestHandler for std::sync::Arc<T> {
+    fn setup(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        (**self).setup(conn)
+    }
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        (**self).handle(conn)
+    }
+    fn finish(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        (**self).finish(conn)
+    }
+    fn verify_request(&self, peer_addr: &SocketAddr) -> bool {
+        (**self).verify_request(peer_addr)
+    }
+    fn handle_error(&self, peer_addr: &SocketAddr, error: &HandlerError) {
+        (**self).handle_error(peer_addr, error)
+    }
+}
+
+/// A [`RequestHandler`] made from a closure; build it with [`handler_fn`].
+#[derive(Debug, Clone)]
+pub struct FnHandler<F>(F);
+
+/// Makes a handler from a closure, for handlers that need only `handle`.
+///
+/// ```
+/// use std::io::Write;
+/// let hello = socketserver::handler_fn(|conn| {
+///     conn.stream().write_all(b"hello\n")?;
+///     Ok(())
+/// });
+/// # let _ = hello;
+/// ```
+pub fn handler_fn<F>(f: F) -> FnHandler<F>
+where
+    F: Fn(&mut Connection) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    FnHandler(f)
+}
+
+impl<F> RequestHandler for FnHandler<F>
+where
+    F: Fn(&mut Connection) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        (self.0)(conn)
+    }
+}
+
+/// One accepted connection, as a handler sees it: the socket, who is on the other end, and a
+/// way back to the server ([`ServerContext`]).
+///
+/// Python passes `(request, client_address, server)` to the handler's constructor; this is the
+/// same triple in one value.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    server: ServerContext,
+}
+
+impl Connection {
+    /// Wraps an accepted stream. Servers do this for you; it is public so that handlers can be
+    /// unit-tested on a socket pair without a server.
+    pub fn new(stream: TcpStream, peer_addr: SocketAddr, server: ServerContext) -> Connection {
+        Connection { stream, peer_addr, server }
+    }
+
+    /// The connected socket (Python's `self.request`). Read from and write to it.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// The client's address (Python's `self.client_address`).
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The server this connection came from (Python's `self.server`).
+    pub fn server(&self) -> &ServerContext {
+        &self.server
+    }
+
+    /// Python's `shutdown_request`: tells the peer we are done writing, then the socket closes
+    /// when `self` is dropped. The half-close first matters: closing a socket that still has
+    /// unread input makes Linux send RST, which can destroy a response the client has not read
+    /// yet; `shutdown(Write)` sends FIN after the queued data instead.
+    pub(crate) fn close(self) {
+        // The peer may already be gone (ENOTCONN); nothing useful can be done about it.
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+
+    /// Gives back the stream, for handlers that want to keep it.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// A second handle to the same socket (`dup(2)`), e.g. to read and write from two threads.
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+}
+
+/// What a handler may know about its server: where it listens and how to stop it.
+#[derive(Debug, Clone)]
+pub struct ServerContext {
+    local_addr: SocketAddr,
+    shutdown: ShutdownHandle,
+}
+
+impl ServerContext {
+    pub(crate) fn new(local_addr: SocketAddr, shutdown: ShutdownHandle) -> ServerContext {
+        ServerContext { local_addr, shutdown }
+    }
+
+    /// A context that belongs to no running server, for driving a handler directly in a unit
+    /// test (its shutdown handle stops nothing).
+    ///
+    /// # Errors
+    /// If the self-pipe behind the shutdown handle cannot be created (out of file descriptors).
+    pub fn standalone(local_addr: SocketAddr) -> crate::Result<ServerContext> {
+        Ok(ServerContext { local_addr, shutdown: ShutdownHandle::new()? })
+    }
+
+    /// The address the server listens on (Python's `server.server_address`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's shutdown handle. From inside a handler, prefer
+    /// [`ShutdownHandle::request_shutdown`]: [`ShutdownHandle::shutdown`] would wait for the very
+    /// request that is calling it, and so returns [`Error::ShutdownFromHandler`](crate::Error).
+    pub fn shutdown_handle(&self) -> &ShutdownHandle {
+        &self.shutdown
+    }
+}

@@ -1,0 +1,262 @@
+//! Stopping a server: the [`ShutdownHandle`] and [`shutdown_on_signals`].
+//!
+//! Python's `BaseServer.shutdown()` sets a flag that `serve_forever` checks once per
+//! `poll_interval`, then waits for the loop to exit. Two of its sharp edges are filed off here:
+//!
+//! * **Latency.** The handle also writes one byte to a *self-pipe* that `serve_forever` polls
+//!   beside the listener, so the loop wakes at once instead of up to half a second later.
+//! * **Deadlock.** Called from a handler of the same server, Python's `shutdown()` waits for a
+//!   loop that is waiting for the handler. Here the wait is refused with
+//!   [`Error::ShutdownFromHandler`] (the stop is still requested).
+//!
+//! # Signals
+//! A signal handler may only call async-signal-safe functions: no locks, no allocation, no
+//! logging. [`shutdown_on_signals`] avoids writing one at all: it *blocks* SIGINT and SIGTERM and
+//! starts a thread that receives them synchronously with `sigwait(2)`, where any code is safe.
+//! Threads inherit the signal mask of the thread that creates them, which is why it must be called
+//! before other threads are started.
+
+use std::cell::Cell;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SigSet, Signal};
+
+use crate::error::{Error, Result};
+
+static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The id of the server whose request handler this thread is running right now (0: none).
+    static IN_HANDLER_OF: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a request of server `id` until dropped.
+pub(crate) struct HandlerScope {
+    previous: u64,
+}
+
+impl HandlerScope {
+    pub(crate) fn enter(id: u64) -> HandlerScope {
+        let previous = IN_HANDLER_OF.with(|c| c.replace(id));
+        HandlerScope { previous }
+    }
+}
+
+impl Drop for HandlerScope {
+    fn drop(&mut self) {
+        IN_HANDLER_OF.with(|c| c.set(self.previous));
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: u64,
+    /// The process that owns the server. A forked child has a copy of this handle whose flag
+    /// nobody reads; using it there is refused.
+    owner_pid: u32,
+    requested: AtomicBool,
+    serving: Mutex<bool>,
+    stopped: Condvar,
+    wake_read: OwnedFd,
+    wake_write: OwnedFd,
+}
+
+/// A cloneable, `Send` handle that stops a running [`Server`](crate::Server).
+///
+/// Get one from [`Server::shutdown_handle`](crate::Server::shutdown_handle) before calling
+/// `serve_forever`, move it to another thread or to [`shutdown_on_signals`], and call
+/// [`shutdown`](ShutdownHandle::shutdown) (stop and wait) or
+/// [`request_shutdown`](ShutdownHandle::request_shutdown) (stop, don't wait).
+///
+/// A shutdown request is sticky: once made, `serve_forever` returns at once, even if it had not
+/// started yet (so a Ctrl-C that arrives during start-up is not lost).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    inner: Arc<Inner>,
+}
+
+impl ShutdownHandle {
+    pub(crate) fn new() -> Result<ShutdownHandle> {
+        // Non-blocking so that a full pipe (a wake-up already pending) never blocks the caller;
+        // close-on-exec so that a child started with exec does not inherit it.
+        let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        Ok(ShutdownHandle {
+            inner: Arc::new(Inner {
+                id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
+                owner_pid: std::process::id(),
+                requested: AtomicBool::new(false),
+                serving: Mutex::new(false),
+                stopped: Condvar::new(),
+                wake_read,
+                wake_write,
+            }),
+        })
+    }
+
+    /// Asks the server to stop and returns at once. `serve_forever` notices within microseconds
+    /// (the self-pipe wakes its poll), stops accepting, and returns; in-flight requests are
+    /// finished by `server_close`. Safe to call from a request handler.
+    ///
+    /// # Errors
+    /// [`Error::NotServerProcess`] in a forked child: its copy of the server is not the one
+    /// that is serving.
+    pub fn request_shutdown(&self) -> Result<()> {
+        if std::process::id() != self.inner.owner_pid {
+            return Err(Error::NotServerProcess);
+        }
+        self.inner.requested.store(true, Ordering::SeqCst);
+        match nix::unistd::write(&self.inner.wake_write, b"x") {
+            // EAGAIN: the pipe is full, so a wake-up is already pending. Either way the loop
+            // will see the flag.
+            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Python's `shutdown()`: asks the server to stop and waits until `serve_forever` has
+    /// returned. Returns at once if the server is not serving.
+    ///
+    /// # Errors
+    /// * [`Error::ShutdownFromHandler`] when called from inside a request handler of this same
+    ///   server: the stop is requested, but waiting would wait for ourselves.
+    /// * [`Error::NotServerProcess`] in a forked child.
+    pub fn shutdown(&self) -> Result<()> {
+        self.request_shutdown()?;
+        if IN_HANDLER_OF.with(|c| c.get()) == self.inner.id {
+            return Err(Error::ShutdownFromHandler);
+        }
+        let mut serving = lock(&self.inner.serving);
+        while *serving {
+            serving = self
+                .inner
+                .stopped
+                .wait(serving)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Whether a stop has been requested.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn server_id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inner.wake_read.as_fd()
+    }
+
+    /// Empties the self-pipe after a wake-up so that the next poll blocks again.
+    pub(crate) fn drain_wake(&self) {
+        let mut buf = [0u8; 64];
+        // Non-blocking read until EAGAIN: any number of bytes means "look at the flag".
+        while let Ok(n) = nix::unistd::read(&self.inner.wake_read, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    pub(crate) fn set_serving(&self, serving: bool) {
+        *lock(&self.inner.serving) = serving;
+        if !serving {
+            self.inner.stopped.notify_all();
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the bool inside is
+/// still meaningful, so recover it rather than spreading the panic.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes SIGINT (Ctrl-C) and SIGTERM (`kill`) stop the server gracefully: stop accepting,
+/// finish in-flight requests in `server_close`, exit normally. A *second* signal means "now":
+/// the process exits at once with status 128 + signal number, as a shell reports a kill.
+///
+/// Call it **first in `main`, before starting any thread**: it blocks the two signals in the
+/// calling thread, and only threads created afterwards inherit that mask. A thread created
+/// earlier could still receive the signal and be killed by its default action.
+///
+/// # How
+/// No signal handler is installed. The signals are blocked and a thread named `signals` waits for
+/// them with `sigwait(2)`, receiving them as ordinary return values; it can then take locks, log,
+/// and call [`ShutdownHandle::request_shutdown`], none of which is allowed in a handler.
+///
+/// # Errors
+/// If the signal mask cannot be changed or the thread cannot be started.
+pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            loop {
+                let Ok(signal) = set.wait() else { continue };
+                seen += 1;
+                if seen == 1 {
+                    log::info!(
+                        "{signal}: stopping: no new connections, finishing requests in flight \
+                         (send it again to exit at once)"
+                    );
+                    if let Err(e) = handle.request_shutdown() {
+                        log::error!("cannot request shutdown: {e}");
+                    }
+                } else {
+                    log::warn!("{signal} again: exiting now");
+                    std::process::exit(128 + signal as i32);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_of_a_server_that_is_not_serving_returns_at_once() {
+        let h = ShutdownHandle::new().unwrap();
+        assert!(!h.is_shutdown_requested());
+        h.shutdown().unwrap();
+        assert!(h.is_shutdown_requested());
+    }
+
+    #[test]
+    fn shutdown_from_a_handler_of_the_same_server_is_refused_not_deadlocked() {
+        let h = ShutdownHandle::new().unwrap();
+        h.set_serving(true);
+        let scope = HandlerScope::enter(h.server_id());
+        assert!(matches!(h.shutdown(), Err(Error::ShutdownFromHandler)));
+        assert!(h.is_shutdown_requested());
+        drop(scope);
+        h.set_serving(false);
+    }
+
+    #[test]
+    fn shutdown_waits_until_serving_ends() {
+        let h = ShutdownHandle::new().unwrap();
+        h.set_serving(true);
+        let h2 = h.clone();
+        let waiter = std::thread::spawn(move || h2.shutdown());
+        // The waiter cannot finish while serving is true; ending it releases the waiter.
+        while !h.is_shutdown_requested() {
+            std::thread::yield_now();
+        }
+        h.drain_wake();
+        h.set_serving(false);
+        waiter.join().unwrap().unwrap();
+    }
+}
