@@ -44,6 +44,8 @@ pub enum Error {
     NotServerProcess,
     /// A configuration value is out of range (say `max_children = 0`).
     InvalidConfig(&'static str),
+    /// The server was already closed by `server_close`; it cannot serve again.
+    Closed,
     /// A request handler panicked. The panic was caught at the request boundary; this carries its
     /// message.
     HandlerPanicked(String),
@@ -61,6 +63,7 @@ impl fmt::Display for Error {
             Error::NotServerProcess => f.write_str(
                 "shutdown handle used in a forked child; only the server process can stop the server",
             ),
+            Error::Closed => f.write_str("the server has been closed"),
             Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
             Error::HandlerPanicked(msg) => write!(f, "request handler panicked: {msg}"),
         }

@@ -1,0 +1,275 @@
+//! [`Forking`]: a new process per connection, with child reaping — Python's `ForkingMixIn`.
+//!
+//! # What `fork` does
+//! `fork(2)` makes a copy of the calling process: same memory (copied lazily, page by page, when
+//! either side writes: *copy-on-write*), same open file descriptors, same code position. Both
+//! processes return from `fork`; the parent learns the child's pid, the child learns it is the
+//! child. The child here handles exactly one connection and exits.
+//!
+//! # The trade-off
+//! Processes share nothing by default: a crash, a leak, or memory corruption in one request dies
+//! with its child, and a handler cannot see another's data. That isolation costs a `fork` per
+//! connection (a few hundred microseconds, growing with the parent's memory map), a process table
+//! entry, and the loss of shared state: a cache filled in a child is gone when the child exits.
+//!
+//! # The rules the child follows, and why
+//! 1. **Close the listening socket.** The child inherited it. If it kept it open, the port would
+//!    still accept connections into the backlog after the parent had closed its copy, and
+//!    nobody would ever `accept` them.
+//! 2. **Handle the one connection, flush, and `_exit`.** Never return into the accept loop: the
+//!    child would become a second server. Never run `exit` or destructors: they belong to the
+//!    parent's state (its buffered output would be written twice, its temporary files removed).
+//!    `_exit(2)` ends the process at once. The status is 0, or 1 after an error or a panic;
+//!    a panic is caught before it can unwind into the copy of the parent's loop.
+//! 3. **Ignore Ctrl-C, but not SIGTERM.** A terminal sends SIGINT to every process in the
+//!    foreground group, children included; the parent alone decides to stop, and waits for its
+//!    children to finish their requests. SIGTERM sent to a child still ends it.
+//!
+//! The parent closes *its* copy of the connection at once (or the client would never see the
+//! connection close) and records the child's pid.
+//!
+//! # Reaping
+//! A child that exits stays in the process table as a *zombie* until its parent collects its
+//! exit status with `waitpid`. Python polls rather than handling SIGCHLD, and so does this
+//! (reaping inside a signal handler is the bug of gunicorn #3198):
+//! * every pass of `serve_forever` (at least every `poll_interval`) reaps with `WNOHANG`, so no
+//!   zombie lives longer than one poll interval;
+//! * at `max_children` (default 40, Python's) the parent blocks in `waitpid` until a child exits
+//!   before it forks again, so at most `max_children` children exist at any moment;
+//! * `server_close` waits for every child (`block_on_close`, default true) or, if that is off,
+//!   sends each SIGTERM and reaps it: no child outlives the server.
+//!
+//! `waitpid(-1)` collects *any* child of the process, as Python's blocking path does: the server
+//! assumes it owns its process's children. Don't run a `Forking` server in a process that also
+//! waits for other children of its own.
+//!
+//! # Fork and threads
+//! Only the thread that called `fork` exists in the child. A lock held by any other thread at
+//! that instant stays locked in the child forever. Keep a forking server's process
+//! single-threaded (the idle `signals` thread of [`shutdown_on_signals`](crate::shutdown_on_signals)
+//! holds no lock while it waits) and never fork from a test harness, which runs tests on threads.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use super::{Concurrency, Job};
+use crate::handler::{Connection, RequestHandler};
+
+/// Python's default `max_children`.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
+/// One child process per connection (Python's `ForkingMixIn`).
+#[derive(Debug)]
+pub struct Forking {
+    max_children: usize,
+    block_on_close: bool,
+    reap: bool,
+    active: HashSet<Pid>,
+    forked: u64,
+}
+
+impl Default for Forking {
+    fn default() -> Self {
+        Forking::new()
+    }
+}
+
+impl Forking {
+    /// Python's defaults: `max_children = 40`, `block_on_close = true`.
+    pub fn new() -> Forking {
+        Forking {
+            max_children: DEFAULT_MAX_CHILDREN,
+            block_on_close: true,
+            reap: true,
+            active: HashSet::new(),
+            forked: 0,
+        }
+    }
+
+    /// At most `max` children at once (Python's `max_children`, default 40). At the cap, the
+    /// parent waits for a child to exit before it forks again. Raised to 1 if 0.
+    pub fn max_children(mut self, max: usize) -> Forking {
+        self.max_children = max.max(1);
+        self
+    }
+
+    /// Whether `server_close` waits for children to finish (Python's `block_on_close`, default
+    /// `true`). With `false` they are sent SIGTERM and reaped instead.
+    pub fn block_on_close(mut self, block: bool) -> Forking {
+        self.block_on_close = block;
+        self
+    }
+
+    /// **For the reaping lesson only.** With `false`, `service_actions` does not reap, so exited
+    /// children pile up as zombies (`ps` shows them as `<defunct>`) until `max_children` forces a
+    /// blocking wait or the server closes. Default `true`.
+    pub fn reap_in_service_actions(mut self, reap: bool) -> Forking {
+        self.reap = reap;
+        self
+    }
+
+    /// Children forked and not yet reaped (running, or exited and waiting to be reaped).
+    pub fn active_children(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Children forked since the server was created.
+    pub fn children_forked(&self) -> u64 {
+        self.forked
+    }
+
+    /// Python's `collect_children`: reaps every child that has exited; with `blocking`, first
+    /// waits until fewer than `max_children` remain.
+    fn collect_children(&mut self, blocking: bool) {
+        if blocking {
+            while self.active.len() >= self.max_children {
+                if !self.wait_one(None) {
+                    break;
+                }
+            }
+        }
+        while !self.active.is_empty() {
+            if !self.wait_one(Some(WaitPidFlag::WNOHANG)) {
+                break;
+            }
+        }
+    }
+
+    /// One `waitpid(-1, flags)`. Returns `false` when there is nothing (more) to collect now.
+    fn wait_one(&mut self, flags: Option<WaitPidFlag>) -> bool {
+        match waitpid(None, flags) {
+            Ok(WaitStatus::StillAlive) => false,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    self.active.remove(&pid);
+                    match status {
+                        WaitStatus::Exited(_, 0) => log::debug!("reaped child {pid} (exit 0)"),
+                        WaitStatus::Exited(_, code) => log::warn!("reaped child {pid} (exit {code})"),
+                        WaitStatus::Signaled(_, sig, _) => log::warn!("reaped child {pid} (killed by {sig})"),
+                        other => log::debug!("child {pid}: {other:?}"),
+                    }
+                }
+                true
+            }
+            // A signal interrupted a blocking wait: try again.
+            Err(Errno::EINTR) => true,
+            // No children at all: whatever we thought was running was reaped elsewhere (someone
+            // else in this process called wait). Forget them rather than block forever.
+            Err(Errno::ECHILD) => {
+                self.active.clear();
+                false
+            }
+            Err(e) => {
+                log::error!("waitpid failed: {e}");
+                false
+            }
+        }
+    }
+}
+
+impl Concurrency for Forking {
+    fn name(&self) -> &'static str {
+        "forking"
+    }
+
+    fn process_request<H: RequestHandler>(&mut self, conn: Connection, job: &Job<H>) {
+        // At the cap, wait for a child to exit first: at most max_children exist at any time.
+        if self.active.len() >= self.max_children {
+            self.collect_children(true);
+        }
+        warn_if_multithreaded();
+        // Anything still in our stdio buffers would be copied into the child and written twice.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+
+        // SAFETY: fork is unsafe because the child may only rely on what survives it: its own
+        // thread, a copy of memory, and locks in the state they were in. This process is the
+        // server's single accept thread (plus at most the idle, lock-free `signals` thread), so
+        // no lock the child needs can be held by a thread that vanished. The child never returns
+        // into the caller's loop: child_main ends in _exit.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => child_main(conn, job),
+            Ok(ForkResult::Parent { child }) => {
+                // Close the parent's copy of the connection (drop, not shutdown: shutdown would
+                // act on the socket itself and cut off the child too).
+                drop(conn);
+                self.active.insert(child);
+                self.forked += 1;
+            }
+            // EAGAIN (process limit) or ENOMEM: no child, so the connection is dropped and the
+            // client sees it closed. The server goes on.
+            Err(e) => log::error!("fork failed, dropping the connection: {e}"),
+        }
+    }
+
+    fn service_actions(&mut self) {
+        if self.reap {
+            self.collect_children(false);
+        }
+    }
+
+    fn server_close(&mut self) {
+        if !self.block_on_close {
+            for pid in &self.active {
+                // ESRCH: it already exited and is waiting to be reaped below; fine.
+                let _ = kill(*pid, Signal::SIGTERM);
+            }
+        }
+        while !self.active.is_empty() {
+            if !self.wait_one(None) {
+                break;
+            }
+        }
+    }
+}
+
+/// Logs a warning, once, if this process has more threads than the accept thread and the
+/// `signals` thread at the moment of a fork (see "Fork and threads" above).
+fn warn_if_multithreaded() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    // Each thread of this process is a directory under /proc/self/task.
+    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1);
+    if threads > 2 {
+        WARNED.store(true, std::sync::atomic::Ordering::Relaxed);
+        log::warn!(
+            "forking a process that has {threads} threads: a lock held by another thread stays \
+             locked in the child; keep a forking server's process single-threaded"
+        );
+    }
+}
+
+/// The child's whole life: close the listener, handle one connection, flush, `_exit`.
+fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>) -> ! {
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let mut int = SigSet::empty();
+        int.add(Signal::SIGINT);
+        let mut term = SigSet::empty();
+        term.add(Signal::SIGTERM);
+        // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
+        // shutdown_on_signals in the parent, and a child should still die of it.
+        let _ = int.thread_block();
+        let _ = term.thread_unblock();
+        // SAFETY: the listener's descriptor is owned by the parent's `Server`, whose copy in
+        // this process is never used again: the child ends in _exit below without returning to
+        // it or running its destructor, so nothing can use or close the descriptor twice.
+        unsafe {
+            libc::close(job.listener_fd());
+        }
+        job.run(conn)
+    }));
+    let status = if matches!(ran, Ok(true)) { 0 } else { 1 };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit ends the process immediately, without atexit handlers or destructors, which
+    // belong to the parent's copy of the program state. It has no preconditions.
+    unsafe { libc::_exit(status) }
+}

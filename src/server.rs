@@ -1,0 +1,449 @@
+//! [`Server`]: the accept loop, Python's `BaseServer` + `TCPServer`.
+//!
+//! # Call this
+//! * [`Server::bind`] (or [`ServerBuilder`]) — create, bind and listen.
+//! * [`Server::serve_forever`] — accept and dispatch until a shutdown is requested.
+//! * [`Server::handle_request`] — accept and dispatch one connection, waiting at most `timeout`.
+//! * [`Server::shutdown_handle`] — a handle to stop `serve_forever` from elsewhere.
+//! * [`Server::server_close`] — close the listener and wait for in-flight requests (also done by
+//!   `Drop`).
+//!
+//! # Override this
+//! Nothing here: the request handler ([`RequestHandler`]) carries `verify_request` and
+//! `handle_error`, and the concurrency strategy ([`Concurrency`]) carries `process_request`,
+//! `service_actions` and `server_close`.
+//!
+//! # Configure this ([`ServerBuilder`], Python's class attributes)
+//! `request_queue_size` (listen backlog, default `SOMAXCONN`), `poll_interval` (default 0.5 s),
+//! `timeout` (for `handle_request`, default none), `reuse_port` (default off).
+//!
+//! # The loop
+//! ```text
+//! loop:
+//!     poll([listener, self-pipe], poll_interval)   # sleep until a client or a shutdown
+//!     if shutdown requested: break
+//!     accept every waiting connection (up to 64):
+//!         verify_request? -> process_request        # inline / thread / fork
+//!     service_actions()                            # reap children, join finished threads
+//! ```
+//! Why poll instead of a blocking `accept`: Rust's standard library retries `accept` when a
+//! signal interrupts it (`EINTR`), so a blocked `accept` would never notice a shutdown. Polling
+//! with a timeout bounds how long `service_actions` can be postponed; the self-pipe makes a
+//! shutdown wake the loop at once.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::concurrency::{Concurrency, Forking, Job, Sequential, Threading};
+use crate::error::{Error, Result};
+use crate::handler::{Connection, RequestHandler, ServerContext};
+use crate::listener::{self, ListenOptions};
+use crate::shutdown::ShutdownHandle;
+
+/// Python's default `poll_interval`.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How many connections one loop pass accepts before it runs `service_actions` again.
+const ACCEPT_BATCH: usize = 64;
+
+/// A TCP server that handles each request inline (Python's `TCPServer`).
+pub type TcpServer<H> = Server<Sequential, H>;
+/// A TCP server with a thread per request (Python's `ThreadingTCPServer`).
+pub type ThreadingTcpServer<H> = Server<Threading, H>;
+/// A TCP server with a process per request (Python's `ForkingTCPServer`).
+pub type ForkingTcpServer<H> = Server<Forking, H>;
+
+/// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use socketserver::{ServerBuilder, Threading, handler_fn};
+///
+/// let server = ServerBuilder::new()
+///     .request_queue_size(1024)
+///     .poll_interval(Duration::from_millis(100))
+///     .bind("127.0.0.1:8000", Threading::new(), handler_fn(|_conn| Ok(())))?;
+/// # Ok::<(), socketserver::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerBuilder {
+    listen: ListenOptions,
+    poll_interval: Duration,
+    timeout: Option<Duration>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder::new()
+    }
+}
+
+impl ServerBuilder {
+    /// The defaults: backlog `SOMAXCONN`, `poll_interval` 0.5 s, no `timeout`, no `SO_REUSEPORT`.
+    pub fn new() -> ServerBuilder {
+        ServerBuilder {
+            listen: ListenOptions::default(),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            timeout: None,
+        }
+    }
+
+    /// The listen backlog (Python's `request_queue_size`, which is 5 there; `SOMAXCONN` here).
+    pub fn request_queue_size(mut self, backlog: i32) -> ServerBuilder {
+        self.listen.backlog = backlog;
+        self
+    }
+
+    /// Set `SO_REUSEPORT`, so other sockets may bind the same port (pre-forked workers).
+    pub fn reuse_port(mut self, on: bool) -> ServerBuilder {
+        self.listen.reuse_port = on;
+        self
+    }
+
+    /// How often `serve_forever` runs `service_actions` when idle (Python's `poll_interval`,
+    /// default 0.5 s). A shutdown does not wait for it: it wakes the loop at once.
+    pub fn poll_interval(mut self, interval: Duration) -> ServerBuilder {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long `handle_request` waits for a connection (Python's `timeout`, default `None`:
+    /// forever).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> ServerBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Binds and listens on `addr` (the first address it resolves to) and makes the server.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if the socket cannot be bound or listened on; [`Error::Io`] if `addr` does
+    /// not resolve.
+    pub fn bind<C: Concurrency, H: RequestHandler>(
+        self,
+        addr: impl ToSocketAddrs,
+        concurrency: C,
+        handler: H,
+    ) -> Result<Server<C, H>> {
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))
+        })?;
+        let listener = listener::bind(addr, self.listen)?;
+        self.from_listener(listener, concurrency, handler)
+    }
+
+    /// Makes a server on a listener that is already bound and listening (one inherited from a
+    /// pre-forking master, say). It is switched to non-blocking mode.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the listener's address or mode cannot be read or set, or the shutdown
+    /// self-pipe cannot be created.
+    pub fn from_listener<C: Concurrency, H: RequestHandler>(
+        self,
+        listener: TcpListener,
+        concurrency: C,
+        handler: H,
+    ) -> Result<Server<C, H>> {
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let shutdown = ShutdownHandle::new()?;
+        // Offsets in logs count from here: "seconds since the server started".
+        crate::trace::epoch();
+        let job = Job::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
+        Ok(Server {
+            context: ServerContext::new(local_addr, shutdown.clone()),
+            listener: Some(listener),
+            local_addr,
+            concurrency,
+            job,
+            shutdown,
+            poll_interval: self.poll_interval,
+            timeout: self.timeout,
+            accept_errors: AcceptErrors::default(),
+        })
+    }
+}
+
+/// A TCP server generic over its concurrency strategy `C` and request handler `H`.
+///
+/// See the [module docs](self) for the loop, and the [crate docs](crate) for the big picture.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use socketserver::{Server, Threading, handler_fn, shutdown_on_signals};
+///
+/// let mut server = Server::bind("127.0.0.1:8000", Threading::new(), handler_fn(|conn| {
+///     conn.stream().write_all(b"hello\n")?;
+///     Ok(())
+/// }))?;
+/// shutdown_on_signals(server.shutdown_handle())?;   // Ctrl-C stops serve_forever
+/// server.serve_forever()?;
+/// server.server_close();                           // waits for in-flight requests
+/// # Ok::<(), socketserver::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Server<C: Concurrency, H: RequestHandler> {
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    concurrency: C,
+    job: Job<H>,
+    context: ServerContext,
+    shutdown: ShutdownHandle,
+    poll_interval: Duration,
+    timeout: Option<Duration>,
+    accept_errors: AcceptErrors,
+}
+
+impl<C: Concurrency, H: RequestHandler> Server<C, H> {
+    /// Binds and listens on `addr` with the default configuration ([`ServerBuilder::new`]).
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::bind`].
+    pub fn bind(addr: impl ToSocketAddrs, concurrency: C, handler: H) -> Result<Server<C, H>> {
+        ServerBuilder::new().bind(addr, concurrency, handler)
+    }
+
+    /// The address the server listens on; with port 0 this tells the port the kernel chose.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops `serve_forever`, usable from any thread (Python's `shutdown`).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The concurrency strategy, to inspect it (e.g. [`Forking::active_children`]).
+    pub fn concurrency(&self) -> &C {
+        &self.concurrency
+    }
+
+    /// The request handler.
+    pub fn handler(&self) -> &H {
+        self.job.handler()
+    }
+
+    /// Accepts and dispatches connections until a shutdown is requested through a
+    /// [`ShutdownHandle`], then returns `Ok(())`. Returns at once if a shutdown was already
+    /// requested. In-flight requests are *not* waited for here: call
+    /// [`server_close`](Server::server_close) (or drop the server) for that.
+    ///
+    /// Errors from `accept` (out of file descriptors, a connection reset before it was
+    /// accepted, ...) are logged and survived.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after `server_close`; [`Error::Io`] if `poll` itself fails, which
+    /// means a bug (an invalid descriptor), not a client's doing.
+    pub fn serve_forever(&mut self) -> Result<()> {
+        if self.listener.is_none() {
+            return Err(Error::Closed);
+        }
+        self.shutdown.set_serving(true);
+        // Whatever happens below, even a panic, shutdown() waiters must be released.
+        let _serving = ServingGuard(self.shutdown.clone());
+        log::debug!("{} server on {}: serving", self.concurrency.name(), self.local_addr);
+        while !self.shutdown.is_shutdown_requested() {
+            let ready = self.wait_for_connection(Some(self.poll_interval))?;
+            if self.shutdown.is_shutdown_requested() {
+                break;
+            }
+            if ready {
+                self.accept_batch(ACCEPT_BATCH);
+            }
+            self.concurrency.service_actions();
+        }
+        log::debug!("{} server on {}: stopped accepting", self.concurrency.name(), self.local_addr);
+        Ok(())
+    }
+
+    /// Waits for one connection, for at most the configured `timeout` (forever if none), and
+    /// dispatches it. Returns `Ok(true)` if a connection was handled (or handed to a thread or
+    /// child), `Ok(false)` on timeout or if a shutdown was requested.
+    ///
+    /// Unlike Python's, it also runs `service_actions` before returning, so a loop of
+    /// `handle_request` calls on a forking server does not accumulate zombies.
+    ///
+    /// # Errors
+    /// As [`serve_forever`](Server::serve_forever).
+    pub fn handle_request(&mut self) -> Result<bool> {
+        if self.listener.is_none() {
+            return Err(Error::Closed);
+        }
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let handled = loop {
+            if self.shutdown.is_shutdown_requested() {
+                break false;
+            }
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if wait == Some(Duration::ZERO) {
+                break false;
+            }
+            // Another process sharing the listener may take the connection between poll and
+            // accept; then accept_batch handles nothing and we wait again.
+            if self.wait_for_connection(wait)? && self.accept_batch(1) > 0 {
+                break true;
+            }
+        };
+        self.concurrency.service_actions();
+        Ok(handled)
+    }
+
+    /// Closes the listening socket (new connections are refused from now on) and lets the
+    /// strategy finish: joins request threads or waits for children when `block_on_close`.
+    /// Python's `server_close`. Idempotent; also called by `Drop`.
+    pub fn server_close(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            drop(listener);
+            self.concurrency.server_close();
+            log::debug!("{} server on {}: closed", self.concurrency.name(), self.local_addr);
+        }
+    }
+
+    /// Polls the listener and the shutdown self-pipe. `Ok(true)`: a connection is waiting.
+    fn wait_for_connection(&mut self, timeout: Option<Duration>) -> Result<bool> {
+        let Some(listener) = &self.listener else { return Ok(false) };
+        let timeout = match timeout {
+            // Round up: a 0.4 ms remainder must not become a busy 0 ms poll.
+            Some(t) => PollTimeout::try_from(t.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.shutdown.wake_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            // A signal arrived during poll (with shutdown_on_signals the signals are blocked, but
+            // a user may have installed handlers of their own). The loop re-checks the flag.
+            Err(Errno::EINTR) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+        if woken {
+            self.shutdown.drain_wake();
+        }
+        Ok(ready)
+    }
+
+    /// Accepts up to `max` waiting connections and dispatches each; returns how many.
+    fn accept_batch(&mut self, max: usize) -> usize {
+        let mut dispatched = 0;
+        while dispatched < max && !self.shutdown.is_shutdown_requested() {
+            let Some(listener) = &self.listener else { break };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    self.accept_errors.recovered();
+                    self.dispatch(stream, peer);
+                    dispatched += 1;
+                }
+                // The queue is empty (or another process took the connection): done for now.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // The client gave up between connecting and our accept; that is its business.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.accept_failed(e);
+                    break;
+                }
+            }
+        }
+        dispatched
+    }
+
+    /// `accept` failed for a reason that will not go away by retrying at once: out of file
+    /// descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM). The connection stays in
+    /// the backlog and the listener stays readable, so retrying immediately would spin at 100 %
+    /// CPU. Log (at most once a second) and back off for a moment, still awake to a shutdown.
+    fn accept_failed(&mut self, e: io::Error) {
+        if let Some(suppressed) = self.accept_errors.should_log() {
+            if suppressed > 0 {
+                log::error!("accept failed: {e} ({suppressed} more since the last report); backing off");
+            } else {
+                log::error!("accept failed: {e}; backing off");
+            }
+        }
+        // Finished requests free descriptors: reap/join before waiting.
+        self.concurrency.service_actions();
+        let mut fds = [PollFd::new(self.shutdown.wake_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u8));
+    }
+
+    fn dispatch(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if !self.job.handler().verify_request(&peer) {
+            log::debug!("verify_request refused {peer}");
+            // Dropping the stream closes it.
+            return;
+        }
+        let conn = Connection::new(stream, peer, self.context.clone());
+        self.concurrency.process_request(conn, &self.job);
+    }
+}
+
+impl<C: Concurrency, H: RequestHandler> Drop for Server<C, H> {
+    fn drop(&mut self) {
+        self.server_close();
+    }
+}
+
+/// Marks `serve_forever` as finished when dropped (releases `ShutdownHandle::shutdown`).
+struct ServingGuard(ShutdownHandle);
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        self.0.set_serving(false);
+    }
+}
+
+/// Rate-limits accept error logs to one a second.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    /// `Some(suppressed count)` if a log line is due now.
+    fn should_log(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        match self.last_logged {
+            Some(t) if now.duration_since(t) < Duration::from_secs(1) => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last_logged = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.last_logged.take().is_some() {
+            log::info!("accept works again");
+        }
+        self.suppressed = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_at_most_once_a_second() {
+        let mut a = AcceptErrors::default();
+        assert_eq!(a.should_log(), Some(0));
+        assert_eq!(a.should_log(), None);
+        assert_eq!(a.should_log(), None);
+        a.last_logged = Some(Instant::now() - Duration::from_secs(2));
+        assert_eq!(a.should_log(), Some(2));
+    }
+}
