@@ -52,8 +52,7 @@ pub fn bind(addr: SocketAddr, options: ListenOptions) -> Result<TcpListener> {
     let fail = |source| Error::Bind { addr, source };
     // socket2 creates the socket with SOCK_CLOEXEC on Linux, so a child started with exec never
     // inherits the listener by accident. (A *forked* child does; see concurrency::forking.)
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(fail)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     if options.reuse_port {
         socket.set_reuse_port(true).map_err(fail)?;

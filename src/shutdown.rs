@@ -131,11 +131,7 @@ impl ShutdownHandle {
         }
         let mut serving = lock(&self.inner.serving);
         while *serving {
-            serving = self
-                .inner
-                .stopped
-                .wait(serving)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            serving = self.inner.stopped.wait(serving).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         Ok(())
     }
@@ -198,27 +194,25 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.thread_block()?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            let mut seen = 0;
-            loop {
-                let Ok(signal) = set.wait() else { continue };
-                seen += 1;
-                if seen == 1 {
-                    log::info!(
-                        "{signal}: stopping: no new connections, finishing requests in flight \
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut seen = 0;
+        loop {
+            let Ok(signal) = set.wait() else { continue };
+            seen += 1;
+            if seen == 1 {
+                log::info!(
+                    "{signal}: stopping: no new connections, finishing requests in flight \
                          (send it again to exit at once)"
-                    );
-                    if let Err(e) = handle.request_shutdown() {
-                        log::error!("cannot request shutdown: {e}");
-                    }
-                } else {
-                    log::warn!("{signal} again: exiting now");
-                    std::process::exit(128 + signal as i32);
+                );
+                if let Err(e) = handle.request_shutdown() {
+                    log::error!("cannot request shutdown: {e}");
                 }
+            } else {
+                log::warn!("{signal} again: exiting now");
+                std::process::exit(128 + signal as i32);
             }
-        })?;
+        }
+    })?;
     Ok(())
 }
 

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use socketserver::{
-    Concurrency, Connection, Error, HandlerError, RequestHandler, Sequential, Server, ServerBuilder, Threading,
-    handler_fn, trace,
+    Concurrency, Connection, Error, HandlerError, RequestHandler, Sequential, Server, ServerBuilder,
+    Threading, handler_fn, trace,
 };
 
 /// Replies "<pid> <tid>\n" after sleeping for the number of milliseconds the client sent.
@@ -246,7 +246,11 @@ fn finished_threads_are_not_kept() {
     assert_eq!(server.concurrency().threads_started(), 20);
     // Python keeps all 20 thread objects until close (bpo-37193); here the finished ones were
     // joined and dropped on the way.
-    assert!(server.concurrency().tracked_threads() <= 5, "{} threads still tracked", server.concurrency().tracked_threads());
+    assert!(
+        server.concurrency().tracked_threads() <= 5,
+        "{} threads still tracked",
+        server.concurrency().tracked_threads()
+    );
     // Every client got its answer, so every thread is done or about to be.
     let t0 = Instant::now();
     while server.concurrency().active_threads() > 0 && t0.elapsed() < Duration::from_secs(5) {

@@ -1,0 +1,411 @@
+//! The example application: the endpoints and command line every example server shares.
+//!
+//! The example servers (`examples/*_server.rs`) differ only in their concurrency strategy; all
+//! of them serve this [`service`] and take these [`ServerArgs`], so that a learner, the docs and
+//! the tests can fire the same requests at each and compare. This is the *example contract*:
+//!
+//! | request | response |
+//! |---|---|
+//! | `GET /` | 200, the list of endpoints |
+//! | `GET /hello` | 200, `Hello, world!` |
+//! | `GET /delay?s=1` | sleeps `s` seconds (0 to 60, fractions allowed), then 200; else 400 |
+//! | `GET /cpu?ms=100` | burns `ms` milliseconds of CPU (0 to 60000), then 200; else 400 |
+//! | `GET /panic` | the handler panics: 500, and the server goes on |
+//! | any other path | 404 |
+//! | `POST`, `PUT`, ... on a path | 405 with `Allow: GET, HEAD` |
+//! | a method HTTP does not define | 501 |
+//!
+//! Every response carries `X-Pid`, `X-Tid`, `X-Start`, `X-Elapsed` (see [`crate::http`]).
+//! The first line on stdout is Python `http.server`'s:
+//! `Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...`
+
+use std::hint::black_box;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::concurrency::{Concurrency, Forking, Sequential, Threading};
+use crate::http::{HttpHandler, Request, Response};
+use crate::server::Server;
+use crate::shutdown::shutdown_on_signals;
+use crate::trace::Who;
+
+/// Longest `/delay` allowed, in seconds.
+pub const MAX_DELAY_SECS: f64 = 60.0;
+/// Longest `/cpu` allowed, in milliseconds.
+pub const MAX_CPU_MS: u64 = 60_000;
+
+const INDEX: &str = "\
+socketserver example server
+
+GET /             this list
+GET /hello        a tiny response
+GET /delay?s=1    sleep s seconds (0..=60), then answer
+GET /cpu?ms=100   burn ms milliseconds of CPU (0..=60000), then answer
+GET /panic        a handler that panics: 500, and the server goes on
+
+Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
+";
+
+/// Methods HTTP defines; a request with one of these on a known path gets 405, any other
+/// method gets 501 (as Python's `http.server` answers an unknown method).
+const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+
+/// The example endpoints as a [`crate::http::Service`] function.
+pub fn service(req: &Request) -> Response {
+    let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/panic");
+    match req.method() {
+        "GET" | "HEAD" => {}
+        m if KNOWN_METHODS.contains(&m) && known_path => {
+            return Response::text(405, format!("{m} is not allowed here; use GET or HEAD\n"))
+                .with_header("Allow", "GET, HEAD");
+        }
+        m if KNOWN_METHODS.contains(&m) => return not_found(req),
+        m => return Response::text(501, format!("method {m:?} is not implemented\n")),
+    }
+    match req.path() {
+        "/" => Response::text(200, INDEX),
+        "/hello" => Response::text(200, "Hello, world!\n"),
+        "/delay" => delay(req),
+        "/cpu" => cpu(req),
+        "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
+        _ => not_found(req),
+    }
+}
+
+fn not_found(req: &Request) -> Response {
+    Response::text(404, format!("no such endpoint: {}\nGET / lists them\n", req.path()))
+}
+
+/// `/delay?s=SECONDS`: an I/O-bound request. The thread sleeps and uses no CPU, like a handler
+/// waiting for a database.
+fn delay(req: &Request) -> Response {
+    let secs = match req.query_param("s").map(str::parse::<f64>) {
+        None => 1.0,
+        Some(Ok(s)) if (0.0..=MAX_DELAY_SECS).contains(&s) => s,
+        Some(_) => {
+            return Response::text(
+                400,
+                format!("s must be a number of seconds from 0 to {MAX_DELAY_SECS}\n"),
+            );
+        }
+    };
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    Response::text(200, format!("slept {secs:.3} s in {}\n", Who::current()))
+}
+
+/// `/cpu?ms=MILLISECONDS`: a CPU-bound request. Spins, computing, until the time is up.
+fn cpu(req: &Request) -> Response {
+    let ms = match req.query_param("ms").map(str::parse::<u64>) {
+        None => 100,
+        Some(Ok(ms)) if ms <= MAX_CPU_MS => ms,
+        Some(_) => return Response::text(400, format!("ms must be a whole number from 0 to {MAX_CPU_MS}\n")),
+    };
+    let (rounds, _) = burn_cpu(Duration::from_millis(ms));
+    Response::text(200, format!("burned {ms} ms of CPU ({rounds} rounds) in {}\n", Who::current()))
+}
+
+/// Busy work for `d`: returns the rounds done and a checksum (so the work cannot be optimised
+/// away). Checks the clock every 1024 rounds.
+pub fn burn_cpu(d: Duration) -> (u64, u64) {
+    let start = Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rounds = 0u64;
+    loop {
+        for _ in 0..1024 {
+            // xorshift: cheap, and black_box keeps the optimiser from skipping it.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x = black_box(x);
+        }
+        rounds += 1024;
+        if start.elapsed() >= d {
+            return (rounds, x);
+        }
+    }
+}
+
+/// Which concurrency strategy an example server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// [`Sequential`].
+    Sequential,
+    /// [`Threading`].
+    Threading,
+    /// [`Forking`].
+    Forking,
+}
+
+impl Kind {
+    /// The example's name: `sequential_server`, ...
+    pub fn example_name(self) -> &'static str {
+        match self {
+            Kind::Sequential => "sequential_server",
+            Kind::Threading => "threaded_server",
+            Kind::Forking => "forking_server",
+        }
+    }
+
+    /// Parses `sequential`, `threading` / `threaded`, `forking`.
+    pub fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "sequential" => Some(Kind::Sequential),
+            "threading" | "threaded" => Some(Kind::Threading),
+            "forking" => Some(Kind::Forking),
+            _ => None,
+        }
+    }
+}
+
+/// The command line shared by the example servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerArgs {
+    /// `--host` (default `127.0.0.1`).
+    pub host: String,
+    /// `--port` (default 8000; 0 lets the kernel choose a free port).
+    pub port: u16,
+    /// `--max-children N` (forking only; default 40).
+    pub max_children: Option<usize>,
+    /// `--max-threads N` (threading only; default none).
+    pub max_threads: Option<usize>,
+    /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
+    pub no_reap: bool,
+    /// `--quiet`: no log line per request (benchmarks use it).
+    pub quiet: bool,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        ServerArgs {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            max_children: None,
+            max_threads: None,
+            no_reap: false,
+            quiet: false,
+        }
+    }
+}
+
+/// What went wrong parsing the command line, or a request for help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgsError {
+    /// `-h` / `--help` was given.
+    Help,
+    /// A bad or unknown argument, explained.
+    Bad(String),
+}
+
+impl ServerArgs {
+    /// Parses the arguments after the program name. Options that do not apply to `kind`
+    /// (`--max-children` on a threaded server) are refused, so a typo is not silently ignored.
+    ///
+    /// # Errors
+    /// [`ArgsError::Help`] for `-h`/`--help`, [`ArgsError::Bad`] otherwise.
+    pub fn parse(kind: Kind, args: impl IntoIterator<Item = String>) -> Result<ServerArgs, ArgsError> {
+        let mut out = ServerArgs::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value =
+                |name: &str| args.next().ok_or_else(|| ArgsError::Bad(format!("{name} needs a value")));
+            match arg.as_str() {
+                "-h" | "--help" => return Err(ArgsError::Help),
+                "--host" => out.host = value("--host")?,
+                "--port" | "-p" => {
+                    let v = value("--port")?;
+                    out.port =
+                        v.parse().map_err(|_| ArgsError::Bad(format!("--port {v}: not a port number")))?;
+                }
+                "--max-children" if kind == Kind::Forking => {
+                    out.max_children = Some(positive("--max-children", &value("--max-children")?)?)
+                }
+                "--max-threads" if kind == Kind::Threading => {
+                    out.max_threads = Some(positive("--max-threads", &value("--max-threads")?)?)
+                }
+                "--no-reap" if kind == Kind::Forking => out.no_reap = true,
+                "--quiet" | "-q" => out.quiet = true,
+                other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The usage text for `kind`.
+    pub fn usage(kind: Kind) -> String {
+        let extra = match kind {
+            Kind::Sequential => "",
+            Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
+            Kind::Forking => {
+                "  --max-children N  at most N children at once (default 40)\n  \
+                 --no-reap         don't reap children between requests (the zombie lesson)\n"
+            }
+        };
+        format!(
+            "usage: cargo run --example {} -- [options]\n\n  \
+             --host HOST       address to listen on (default 127.0.0.1)\n  \
+             --port PORT       port (default 8000; 0 picks a free one)\n{extra}  \
+             --quiet           no log line per request\n  \
+             -h, --help        this text\n",
+            kind.example_name()
+        )
+    }
+}
+
+fn positive(name: &str, v: &str) -> Result<usize, ArgsError> {
+    match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ArgsError::Bad(format!("{name} {v}: need a whole number above 0"))),
+    }
+}
+
+/// The first line an example server prints, in Python `http.server`'s words.
+pub fn banner(addr: SocketAddr) -> String {
+    let host = addr.ip();
+    let url_host = if addr.is_ipv6() { format!("[{host}]") } else { host.to_string() };
+    format!("Serving HTTP on {host} port {} (http://{url_host}:{}/) ...", addr.port(), addr.port())
+}
+
+/// Reads the address back out of a [`banner`] line (the demo and the tests use it to find the
+/// port a `--port 0` server got).
+pub fn parse_banner(line: &str) -> Option<SocketAddr> {
+    let url = line.split("(http://").nth(1)?.split('/').next()?;
+    url.parse().ok()
+}
+
+/// Starts logging the way the examples do: `info` and above to stderr unless `RUST_LOG` says
+/// otherwise, one line per record, the message only (each request line already says who and
+/// when).
+pub fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let _ = env_logger::Builder::from_env(env)
+        .format(|buf, record| match record.level() {
+            log::Level::Info => writeln!(buf, "{}", record.args()),
+            level => writeln!(buf, "{level}: {}", record.args()),
+        })
+        .try_init();
+}
+
+/// The whole `main` of an example server: parse arguments, bind, print the banner, serve until
+/// SIGINT/SIGTERM, finish in-flight requests, exit 0.
+pub fn main(kind: Kind) -> ExitCode {
+    run(kind, std::env::args().skip(1))
+}
+
+/// [`main`] with the arguments given (without the program name).
+pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
+    let args = match ServerArgs::parse(kind, args) {
+        Ok(args) => args,
+        Err(ArgsError::Help) => {
+            print!("{}", ServerArgs::usage(kind));
+            return ExitCode::SUCCESS;
+        }
+        Err(ArgsError::Bad(why)) => {
+            eprint!("error: {why}\n\n{}", ServerArgs::usage(kind));
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let result = match kind {
+        Kind::Sequential => serve(Sequential, &args),
+        Kind::Threading => {
+            let mut t = Threading::new();
+            if let Some(n) = args.max_threads {
+                t = t.max_threads(n);
+            }
+            serve(t, &args)
+        }
+        Kind::Forking => {
+            let mut f = Forking::new().reap_in_service_actions(!args.no_reap);
+            if let Some(n) = args.max_children {
+                f = f.max_children(n);
+            }
+            serve(f, &args)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds `args.host:args.port` with strategy `c`, serves [`service`] until a signal, closes.
+///
+/// # Errors
+/// If the address cannot be bound, or the signal thread cannot be started.
+pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
+    let handler = HttpHandler::new(service).log_requests(!args.quiet);
+    let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
+    // Before any other thread exists: the signal mask is inherited by threads made later.
+    shutdown_on_signals(server.shutdown_handle())?;
+    println!("{}", banner(server.local_addr()));
+    // Flush now: when stdout is a pipe (the demo, the tests) it is not line-buffered by the
+    // reader's terminal, and the reader is waiting for this line to learn the port.
+    let _ = std::io::stdout().flush();
+    log::info!(
+        "{} server, {}: one log line per request with pid, tid, start offset and duration",
+        server.concurrency().name(),
+        Who::current()
+    );
+    server.serve_forever()?;
+    log::info!("finishing requests in flight...");
+    server.server_close();
+    log::info!(
+        "stopped: every request finished{}",
+        if server.concurrency().name() == "forking" { ", every child reaped" } else { "" }
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn banner_round_trips() {
+        let addr: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        assert_eq!(banner(addr), "Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...");
+        assert_eq!(parse_banner(&banner(addr)), Some(addr));
+        let v6: SocketAddr = "[::1]:9000".parse().unwrap();
+        assert_eq!(parse_banner(&banner(v6)), Some(v6));
+        assert_eq!(parse_banner("hello"), None);
+    }
+
+    #[test]
+    fn arguments_parse_and_misfits_are_refused() {
+        let a = ServerArgs::parse(Kind::Forking, args(&["--port", "0", "--max-children", "2", "--quiet"]))
+            .unwrap();
+        assert_eq!((a.port, a.max_children, a.quiet), (0, Some(2), true));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Threading, args(&["--max-children", "2"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Forking, args(&["--max-children", "0"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(ServerArgs::parse(Kind::Sequential, args(&["--port"])), Err(ArgsError::Bad(_))));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Sequential, args(&["--port", "99999"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
+        assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
+    }
+
+    #[test]
+    fn cpu_burn_takes_about_the_time_asked() {
+        let t0 = Instant::now();
+        let (rounds, _) = burn_cpu(Duration::from_millis(20));
+        assert!(t0.elapsed() >= Duration::from_millis(20));
+        assert!(rounds > 0);
+    }
+}

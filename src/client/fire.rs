@@ -1,0 +1,552 @@
+//! Fire mode: `n` connections, `n` requests released at the same instant.
+//!
+//! Each request gets its own thread and its own connection. Every thread connects first, then
+//! waits at a [`Barrier`]; when the last one arrives, all of them send their request together.
+//! What comes back (or what went wrong) is an [`Outcome`] per request, gathered into a
+//! [`FireReport`].
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::report::FireReport;
+use super::url::Url;
+
+/// Default time allowed for each TCP connect: 5 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default time allowed for each request from send to the last body byte: 70 s, because the
+/// example servers' `/delay` endpoint accepts up to 60 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// A response head longer than this is treated as a bad response rather than read forever.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Headers parsed per response; more is a bad response (servers here send about six).
+const MAX_HEADERS: usize = 64;
+
+/// Stack size of each request thread. The threads only read into a small buffer, and with
+/// `-n 1000` the default 2 MiB each would reserve 2 GiB of address space for nothing.
+const THREAD_STACK: usize = 256 * 1024;
+
+/// What to fire at and how patiently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FireConfig {
+    /// Number of connections, each carrying one request.
+    pub n: usize,
+    /// Where to send the requests (`GET`).
+    pub url: Url,
+    /// Time allowed for each TCP connect ([`DEFAULT_CONNECT_TIMEOUT`]).
+    pub connect_timeout: Duration,
+    /// Time allowed for each request, from sending it to the end of the response
+    /// ([`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl FireConfig {
+    /// `n` requests to `url` with the default timeouts.
+    pub fn new(n: usize, url: Url) -> FireConfig {
+        FireConfig { n, url, connect_timeout: DEFAULT_CONNECT_TIMEOUT, timeout: DEFAULT_TIMEOUT }
+    }
+}
+
+/// What went wrong with one request, in a few kinds a learner can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// Connection refused: nothing listens on that port (is the server running?).
+    Refused,
+    /// Connection reset or aborted by the server (a full accept backlog can do this).
+    Reset,
+    /// No connection or no complete response within the configured timeout.
+    Timeout,
+    /// The server closed the connection before a full response arrived (a crashed or panicking
+    /// handler looks like this).
+    Closed,
+    /// Bytes arrived, but they are not an HTTP/1.x response this client can read.
+    BadResponse,
+    /// Anything else (name resolution, no route to host, could not start a thread, ...).
+    Other,
+}
+
+impl ErrorKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Refused,
+        ErrorKind::Reset,
+        ErrorKind::Timeout,
+        ErrorKind::Closed,
+        ErrorKind::BadResponse,
+        ErrorKind::Other,
+    ];
+
+    /// A short lower-case name for tables: `refused`, `reset`, `timeout`, `closed`, `bad`,
+    /// `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Closed => "closed",
+            ErrorKind::BadResponse => "bad",
+            ErrorKind::Other => "error",
+        }
+    }
+
+    /// Classifies an operating-system error.
+    pub fn from_io(kind: io::ErrorKind) -> ErrorKind {
+        match kind {
+            io::ErrorKind::ConnectionRefused => ErrorKind::Refused,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted | io::ErrorKind::BrokenPipe => {
+                ErrorKind::Reset
+            }
+            // A read timeout set with set_read_timeout shows up as WouldBlock on Unix.
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => ErrorKind::Timeout,
+            io::ErrorKind::UnexpectedEof => ErrorKind::Closed,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One request's failure: its kind and the underlying error's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What happened, in words (for I/O errors: the step and the operating system's text,
+    /// `connect: Connection refused (os error 111)`).
+    pub message: String,
+}
+
+impl RequestError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> RequestError {
+        RequestError { kind, message: message.into() }
+    }
+
+    /// Classifies `e`, which happened while doing `step` (`connect`, `send`, `receive`, ...).
+    pub fn io(step: &str, e: &io::Error) -> RequestError {
+        RequestError::new(ErrorKind::from_io(e.kind()), format!("{step}: {e}"))
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+/// What the server answered, with the `X-` headers that say who handled it and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status code (any status is a reply, 404 and 500 included).
+    pub status: u16,
+    /// `X-Pid`: the server process that handled the request.
+    pub pid: Option<u32>,
+    /// `X-Tid`: the kernel thread id that handled the request.
+    pub tid: Option<u32>,
+    /// `X-Start`: when handling began, in seconds since the server started.
+    pub server_start: Option<f64>,
+    /// `X-Elapsed`: how long the handler took, in seconds.
+    pub server_elapsed: Option<f64>,
+    /// Body bytes received (as counted by `Content-Length`, or up to end of stream without one).
+    pub body_len: usize,
+}
+
+impl Reply {
+    /// `[X-Start, X-Start + X-Elapsed]` on the server's clock, when both headers came.
+    pub fn server_interval(&self) -> Option<(f64, f64)> {
+        match (self.server_start, self.server_elapsed) {
+            (Some(start), Some(elapsed)) => Some((start, start + elapsed)),
+            _ => None,
+        }
+    }
+}
+
+/// One request's story.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// Which request, counting from 1 in the order the connections were opened.
+    pub index: usize,
+    /// When the request was written, in seconds since the release instant.
+    pub sent: f64,
+    /// When the response was complete (or the request failed), in seconds since the release.
+    pub done: f64,
+    /// The reply, or why there is none.
+    pub result: Result<Reply, RequestError>,
+}
+
+/// What one thread brings back: `sent` and `done` as instants, converted to offsets once the
+/// release instant is known.
+struct Timed {
+    sent: Instant,
+    done: Instant,
+    result: Result<Reply, RequestError>,
+}
+
+/// Opens `cfg.n` connections, sends one `GET` on each at the same instant, and reports.
+///
+/// Never panics because of anything the server does: every failure becomes an [`Outcome`] whose
+/// `result` is an [`ErrorKind`]-classified [`RequestError`]. Blocks until every request has
+/// finished or timed out.
+pub fn fire(cfg: &FireConfig) -> FireReport {
+    let url = cfg.url.to_string();
+    if cfg.n == 0 {
+        return FireReport { url, outcomes: Vec::new(), wall: 0.0 };
+    }
+    // Resolve the name once, here: it is not part of what we measure, and n threads asking the
+    // resolver the same question would only add noise.
+    let addrs = Arc::new(cfg.url.socket_addrs().map_err(|e| RequestError::io("resolve", &e)));
+    let request: Arc<[u8]> = request_bytes(&cfg.url).into();
+
+    // The barrier's count must equal the number of threads that will wait on it, or it never
+    // opens. Starting a thread can fail (a process limit), so the count is only known after
+    // every spawn has been tried: each thread receives the barrier over a channel then.
+    let mut started = Vec::with_capacity(cfg.n);
+    let mut not_started = Vec::new();
+    for index in 1..=cfg.n {
+        let (gate_tx, gate_rx) = mpsc::channel::<Arc<Barrier>>();
+        let (addrs, request) = (Arc::clone(&addrs), Arc::clone(&request));
+        let (connect_timeout, timeout) = (cfg.connect_timeout, cfg.timeout);
+        let spawned = thread::Builder::new()
+            .name(format!("fire-{index}"))
+            .stack_size(THREAD_STACK)
+            .spawn(move || one_request(&addrs, &request, connect_timeout, timeout, &gate_rx));
+        match spawned {
+            Ok(handle) => started.push((index, handle, gate_tx)),
+            Err(e) => not_started.push((index, RequestError::io("start thread", &e))),
+        }
+    }
+    let barrier = Arc::new(Barrier::new(started.len()));
+    for (_, _, gate_tx) in &started {
+        // A send fails only if that thread is gone, and then it no longer needs the barrier.
+        let _ = gate_tx.send(Arc::clone(&barrier));
+    }
+
+    let mut timed: Vec<(usize, Option<Timed>, Option<RequestError>)> = Vec::new();
+    for (index, handle, _) in started {
+        match handle.join() {
+            Ok(t) => timed.push((index, Some(t), None)),
+            Err(_) => timed.push((
+                index,
+                None,
+                Some(RequestError::new(ErrorKind::Other, "request thread panicked")),
+            )),
+        }
+    }
+    for (index, e) in not_started {
+        timed.push((index, None, Some(e)));
+    }
+    timed.sort_by_key(|(index, _, _)| *index);
+
+    // The release instant is the moment the first thread left the barrier; every `sent` is at
+    // or after it, so no offset is negative.
+    let release =
+        timed.iter().filter_map(|(_, t, _)| t.as_ref().map(|t| t.sent)).min().unwrap_or_else(Instant::now);
+    let since = |at: Instant| at.saturating_duration_since(release).as_secs_f64();
+    let outcomes: Vec<Outcome> = timed
+        .into_iter()
+        .map(|(index, t, err)| match (t, err) {
+            (Some(t), _) => Outcome { index, sent: since(t.sent), done: since(t.done), result: t.result },
+            (None, err) => Outcome {
+                index,
+                sent: 0.0,
+                done: 0.0,
+                result: Err(
+                    err.unwrap_or_else(|| RequestError::new(ErrorKind::Other, "request thread did not run"))
+                ),
+            },
+        })
+        .collect();
+    let wall = outcomes.iter().map(|o| o.done).fold(0.0, f64::max);
+    FireReport { url, outcomes, wall }
+}
+
+/// The request, built once and sent in a single `write`: a request that trickled out in pieces
+/// would arrive at different times and blur the "same instant".
+///
+/// `Connection: close` because each connection carries exactly one request: it tells a
+/// keep-alive server not to wait for a second one, so its handler (and, for a sequential server,
+/// the whole server) is free as soon as the response is written.
+fn request_bytes(url: &Url) -> Vec<u8> {
+    format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: socketserver-client/{}\r\n\
+         Accept: */*\r\nConnection: close\r\n\r\n",
+        url.path_and_query,
+        url.authority(),
+        env!("CARGO_PKG_VERSION"),
+    )
+    .into_bytes()
+}
+
+/// One thread's whole life: connect, wait for the others, send, read.
+fn one_request(
+    addrs: &Result<Vec<SocketAddr>, RequestError>,
+    request: &[u8],
+    connect_timeout: Duration,
+    timeout: Duration,
+    gate: &mpsc::Receiver<Arc<Barrier>>,
+) -> Timed {
+    // Connect *before* the barrier, so that (1) the measurement leaves out connection set-up,
+    // which is the kernel's work, not the server's, and (2) when the barrier opens every
+    // request is one write away from the server and they all land together. A connection that
+    // failed still waits at the barrier: it was counted in, and leaving would hang the others.
+    let stream = match addrs.as_ref() {
+        Ok(addrs) => connect(addrs, connect_timeout),
+        Err(e) => Err(e.clone()),
+    };
+    // The barrier is the starting gun. If it never comes (the firing thread is gone), going on
+    // is better than hanging.
+    if let Ok(barrier) = gate.recv() {
+        barrier.wait();
+    }
+    let sent = Instant::now();
+    let result = stream.and_then(|s| exchange(s, request, timeout));
+    Timed { sent, done: Instant::now(), result }
+}
+
+/// Tries each address in turn (a name can resolve to IPv6 and IPv4); reports the last failure.
+fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, RequestError> {
+    let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = RequestError::io("connect", &e),
+        }
+    }
+    Err(last)
+}
+
+/// What the response head told us.
+struct Head {
+    status: u16,
+    content_length: Option<u64>,
+    pid: Option<u32>,
+    tid: Option<u32>,
+    start: Option<f64>,
+    elapsed: Option<f64>,
+}
+
+impl Head {
+    fn from_parsed(resp: &httparse::Response<'_, '_>) -> Result<Head, RequestError> {
+        let mut head = Head {
+            status: resp.code.unwrap_or(0),
+            content_length: None,
+            pid: None,
+            tid: None,
+            start: None,
+            elapsed: None,
+        };
+        for h in resp.headers.iter() {
+            let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = value.parse::<u64>().map_err(|_| {
+                    RequestError::new(ErrorKind::BadResponse, format!("invalid Content-Length {value:?}"))
+                })?;
+                head.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case("x-pid") {
+                head.pid = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("x-tid") {
+                head.tid = value.parse().ok();
+            } else if name.eq_ignore_ascii_case("x-start") {
+                head.start = seconds(value);
+            } else if name.eq_ignore_ascii_case("x-elapsed") {
+                head.elapsed = seconds(value);
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// A header holding seconds: finite and not negative, or ignored.
+fn seconds(value: &str) -> Option<f64> {
+    value.parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)
+}
+
+/// Sends the request and reads one response: the head with httparse, the body by
+/// `Content-Length` (or to end of stream without one). The body is counted, not kept.
+fn exchange(mut stream: TcpStream, request: &[u8], timeout: Duration) -> Result<Reply, RequestError> {
+    // One deadline for the whole exchange; a per-read timeout alone would let a server that
+    // sends a byte every few seconds keep us forever. No deadline if it cannot be represented.
+    let deadline = Instant::now().checked_add(timeout);
+    let timed_out = || {
+        RequestError::new(
+            ErrorKind::Timeout,
+            format!("no complete response within {:.1}s", timeout.as_secs_f64()),
+        )
+    };
+    if !timeout.is_zero() {
+        stream.set_write_timeout(Some(timeout)).map_err(|e| RequestError::io("send", &e))?;
+    }
+    stream.write_all(request).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),
+        _ => RequestError::io("send", &e),
+    })?;
+
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let (head, head_len) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let head = Head::from_parsed(&resp)?;
+                // A 1xx (100 Continue, 103 Early Hints) is an interim head; the real one follows.
+                if (100..200).contains(&head.status) && head.status != 101 {
+                    buf.drain(..len);
+                    continue;
+                }
+                break (head, len);
+            }
+            // Partial is a state, not an error: read more.
+            Ok(httparse::Status::Partial) => {}
+            Err(e) => {
+                return Err(RequestError::new(ErrorKind::BadResponse, format!("not an HTTP response ({e})")));
+            }
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(RequestError::new(
+                ErrorKind::BadResponse,
+                format!("response head longer than {MAX_HEAD} bytes"),
+            ));
+        }
+        let got = read_some(&mut stream, &mut chunk, deadline, &timed_out)?;
+        if got == 0 {
+            let msg = if buf.is_empty() {
+                "connection closed before any response".to_string()
+            } else {
+                format!("connection closed after {} bytes, inside the response head", buf.len())
+            };
+            return Err(RequestError::new(ErrorKind::Closed, msg));
+        }
+        buf.extend_from_slice(&chunk[..got]);
+    };
+
+    let already = (buf.len() - head_len) as u64;
+    // 204 and 304 never carry a body, whatever Content-Length says.
+    let body_len = if matches!(head.status, 204 | 304) {
+        0
+    } else if let Some(expected) = head.content_length {
+        let mut have = already;
+        while have < expected {
+            let got = read_some(&mut stream, &mut chunk, deadline, &timed_out)?;
+            if got == 0 {
+                return Err(RequestError::new(
+                    ErrorKind::Closed,
+                    format!("connection closed after {have} of {expected} body bytes"),
+                ));
+            }
+            have += got as u64;
+        }
+        expected
+    } else {
+        // No length: the body ends when the server closes the connection (it will, we asked
+        // for Connection: close).
+        let mut have = already;
+        loop {
+            let got = read_some(&mut stream, &mut chunk, deadline, &timed_out)?;
+            if got == 0 {
+                break have;
+            }
+            have += got as u64;
+        }
+    };
+    Ok(Reply {
+        status: head.status,
+        pid: head.pid,
+        tid: head.tid,
+        server_start: head.start,
+        server_elapsed: head.elapsed,
+        body_len: usize::try_from(body_len).unwrap_or(usize::MAX),
+    })
+}
+
+/// One `read` that respects the deadline. `Ok(0)` is end of stream.
+fn read_some(
+    stream: &mut TcpStream,
+    chunk: &mut [u8],
+    deadline: Option<Instant>,
+    timed_out: &dyn Fn() -> RequestError,
+) -> Result<usize, RequestError> {
+    loop {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A zero read timeout means "block forever" to the OS (and std refuses it), so an
+            // expired deadline is checked here instead.
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            stream.set_read_timeout(Some(left)).map_err(|e| RequestError::io("receive", &e))?;
+        }
+        match stream.read(chunk) {
+            Ok(n) => return Ok(n),
+            // A signal arrived mid-read; nothing was lost, read again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(timed_out());
+            }
+            Err(e) => return Err(RequestError::io("receive", &e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_is_one_get_with_connection_close() {
+        let url = Url::parse("http://127.0.0.1:8000/delay?s=1").unwrap();
+        let req = String::from_utf8(request_bytes(&url)).unwrap();
+        assert!(req.starts_with("GET /delay?s=1 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"));
+        assert!(req.contains("\r\nConnection: close\r\n"));
+        assert!(req.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn io_errors_are_classified() {
+        use io::ErrorKind as K;
+        let table = [
+            (K::ConnectionRefused, ErrorKind::Refused),
+            (K::ConnectionReset, ErrorKind::Reset),
+            (K::BrokenPipe, ErrorKind::Reset),
+            (K::TimedOut, ErrorKind::Timeout),
+            (K::WouldBlock, ErrorKind::Timeout),
+            (K::UnexpectedEof, ErrorKind::Closed),
+            (K::PermissionDenied, ErrorKind::Other),
+        ];
+        for (io_kind, kind) in table {
+            assert_eq!(ErrorKind::from_io(io_kind), kind, "{io_kind:?}");
+        }
+        let e = RequestError::io("connect", &io::Error::from(K::ConnectionRefused));
+        assert!(e.to_string().starts_with("refused: connect: "));
+    }
+
+    #[test]
+    fn seconds_headers_must_be_sane() {
+        assert_eq!(seconds("1.5"), Some(1.5));
+        assert_eq!(seconds(" 2 ".trim()), Some(2.0));
+        for bad in ["-1", "NaN", "inf", "", "x"] {
+            assert_eq!(seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_requests_is_an_empty_report() {
+        let url = Url::parse("http://127.0.0.1:9/").unwrap();
+        let report = fire(&FireConfig::new(0, url));
+        assert!(report.outcomes.is_empty());
+        assert_eq!(report.wall, 0.0);
+    }
+}

@@ -1,0 +1,58 @@
+//! The bundled HTTP client: fire `n` requests at the same instant and *see* how the server
+//! handled them.
+//!
+//! # The experiment
+//!
+//! Start a server, then fire at it:
+//!
+//! ```text
+//! cargo run --example threaded_server
+//! cargo run --example client -- -n 5 http://127.0.0.1:8000/delay?s=1
+//! ```
+//!
+//! The client opens five connections, one thread each. Every thread connects and then waits at
+//! a barrier; when the fifth arrives, all five send `GET /delay?s=1` together. Each handler
+//! sleeps one second. What comes back tells the story:
+//!
+//! * a **sequential** server handles them one after another: the last answer comes after five
+//!   seconds, and the timeline is a staircase under a single thread;
+//! * a **threaded** (or pool) server handles them side by side: everything is back after about
+//!   one second, and the timeline shows parallel bars under five thread ids of one process;
+//! * a **forking** (or prefork) server does the same with five process ids.
+//!
+//! The server says who handled a request and when in response headers (`X-Pid`, `X-Tid`,
+//! `X-Start`, `X-Elapsed`); the client uses them when present and falls back to its own clock
+//! when not, so it works against any HTTP/1.x server.
+//!
+//! # Example: in code
+//!
+//! ```no_run
+//! use socketserver::client::{FireConfig, Url, fire};
+//!
+//! let url = Url::parse("http://127.0.0.1:8000/delay?s=1")?;
+//! let report = fire(&FireConfig::new(5, url));
+//! println!("{report}");
+//! // Against the threaded server: "concurrently, by 5 threads of 1 process".
+//! println!("{}", report.verdict());
+//! # Ok::<(), socketserver::client::UrlError>(())
+//! ```
+//!
+//! # Where things are
+//!
+//! * [`url`]: the `http://host:port/path` parser;
+//! * [`fire`](mod@fire): the threads, the barrier and the HTTP exchange;
+//! * [`report`]: in-flight counting, verdict, the table and summary;
+//! * [`timeline`]: the ASCII bars;
+//! * [`cli`]: the example's command line.
+
+pub mod cli;
+pub mod fire;
+pub mod report;
+pub mod timeline;
+pub mod url;
+
+pub use fire::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, FireConfig, Outcome, Reply, RequestError, fire,
+};
+pub use report::FireReport;
+pub use url::{Url, UrlError};

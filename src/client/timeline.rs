@@ -1,0 +1,203 @@
+//! The ASCII timeline: one bar per request, on one time axis, grouped by who served it.
+//!
+//! A request's row shows three things in plain ASCII (so it survives any terminal, log file or
+//! copy-paste):
+//!
+//! ```text
+//!   #2 |------------############..............................|
+//!       ^ sent, waiting  ^ being handled   ^ not in flight
+//! ```
+//!
+//! The server reports *when* it handled a request (`X-Start`, `X-Elapsed`) on its own clock,
+//! seconds since the server started. To draw it on the client's axis (seconds since the
+//! release) the two clocks are lined up by the tightest fact we have: a response is complete
+//! shortly after its handler ends, so the offset is the smallest `done - handler end` over all
+//! requests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use super::fire::{Outcome, Reply};
+
+/// Character for time a request spent being handled by the server (or, without server timing,
+/// its whole time in flight).
+pub const HANDLED: char = '#';
+/// Character for time a request was sent but not (yet, or any longer) being handled: queued in
+/// the server's accept backlog, waiting for a worker, or the response on its way back.
+pub const WAITING: char = '-';
+/// Character for time the request was not in flight at all.
+pub const IDLE: char = '.';
+
+/// Shortest time axis drawn, in seconds.
+const MIN_SPAN: f64 = 0.01;
+
+/// Who served a reply, as far as the headers say: `(X-Pid, X-Tid)`.
+type Worker = (Option<u32>, Option<u32>);
+
+/// Client-clock offset of the server clock (`client = server + offset`), when every reply has
+/// server timing; `None` otherwise.
+pub(crate) fn server_clock_offset(outcomes: &[Outcome]) -> Option<f64> {
+    let mut offset: Option<f64> = None;
+    for o in outcomes {
+        if let Ok(reply) = &o.result {
+            let (_, end) = reply.server_interval()?;
+            let d = o.done - end;
+            offset = Some(offset.map_or(d, |best: f64| best.min(d)));
+        }
+    }
+    offset
+}
+
+/// Maps `[a, b]` seconds to columns `[from, to)` of a `width`-column axis spanning `span`
+/// seconds. Every interval gets at least one column, so even a failed connect is visible.
+fn columns(a: f64, b: f64, span: f64, width: usize) -> (usize, usize) {
+    let col = |t: f64| {
+        let c = (t / span * width as f64).round();
+        if c.is_finite() && c > 0.0 { (c as usize).min(width) } else { 0 }
+    };
+    let from = col(a).min(width.saturating_sub(1));
+    let to = col(b).max(from + 1).min(width);
+    (from, to)
+}
+
+/// Paints `ch` over `[a, b]` seconds of `row`.
+fn paint(row: &mut [char], a: f64, b: f64, span: f64, ch: char) {
+    if row.is_empty() {
+        return;
+    }
+    let (from, to) = columns(a, b, span, row.len());
+    for c in &mut row[from..to] {
+        *c = ch;
+    }
+}
+
+/// One request's bar.
+fn bar(o: &Outcome, offset: Option<f64>, span: f64, width: usize) -> String {
+    let mut row = vec![IDLE; width];
+    paint(&mut row, o.sent, o.done, span, WAITING);
+    match (&o.result, offset) {
+        (Ok(reply), Some(offset)) => {
+            if let Some((start, end)) = reply.server_interval() {
+                paint(&mut row, start + offset, end + offset, span, HANDLED);
+            }
+        }
+        (Ok(_), None) => paint(&mut row, o.sent, o.done, span, HANDLED),
+        (Err(_), _) => {}
+    }
+    row.into_iter().collect()
+}
+
+/// The group heading for one worker.
+fn heading(worker: Worker, pid_only: bool) -> String {
+    let show = |x: Option<u32>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
+    match worker {
+        (None, None) => "server did not say who (no X-Pid / X-Tid headers)".to_string(),
+        (pid, _) if pid_only => format!("pid {}", show(pid)),
+        (pid, tid) => format!("pid {} tid {}", show(pid), show(tid)),
+    }
+}
+
+/// When a reply's handling began, for ordering rows and groups (client time).
+fn start_key(o: &Outcome, offset: Option<f64>) -> f64 {
+    match (&o.result, offset) {
+        (Ok(r), Some(offset)) => r.server_start.map_or(o.sent, |s| s + offset),
+        _ => o.sent,
+    }
+}
+
+/// Draws the timeline section: heading, groups of bars, the axis and a legend.
+pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
+    let width = width.max(10);
+    let offset = server_clock_offset(outcomes);
+    // Below 10 ms the bars would magnify scheduling noise (a refused connect takes 0.1 ms) into
+    // full-width shapes that mean nothing; such a volley is drawn on a 10 ms axis.
+    let span = wall.max(MIN_SPAN);
+    let label_w = outcomes.len().to_string().len() + 1;
+    let pad = " ".repeat(2 + label_w + 1);
+
+    // Group replies by worker, in the order the workers first started handling something.
+    let mut groups: BTreeMap<Worker, Vec<&Outcome>> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for o in outcomes {
+        match &o.result {
+            Ok(Reply { pid, tid, .. }) => groups.entry((*pid, *tid)).or_default().push(o),
+            Err(_) => failed.push(o),
+        }
+    }
+    let by_start = |a: &&Outcome, b: &&Outcome| {
+        start_key(a, offset).total_cmp(&start_key(b, offset)).then(a.index.cmp(&b.index))
+    };
+    let mut ordered: Vec<(Worker, Vec<&Outcome>)> = groups.into_iter().collect();
+    for (_, rows) in &mut ordered {
+        rows.sort_by(by_start);
+    }
+    // Groups in the order of the first request each served: with requests released together,
+    // start times differ by microseconds of noise, and request numbers read more calmly.
+    ordered.sort_by_key(|(_, rows)| rows.iter().map(|o| o.index).min());
+
+    // A forking server's children are single-threaded: there "pid 4300" says it all. With one
+    // process, or processes with several threads, the tid is the interesting part.
+    let pids: BTreeSet<Option<u32>> = ordered.iter().map(|((pid, _), _)| *pid).collect();
+    let pid_only =
+        pids.len() > 1 && pids.iter().all(|p| ordered.iter().filter(|((pid, _), _)| pid == p).count() == 1);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "timeline (0 to {span:.3} s), one row per request, grouped by who served it");
+    let row = |out: &mut String, o: &Outcome| {
+        let label = format!("#{}", o.index);
+        let note = match &o.result {
+            Ok(r) if (200..300).contains(&r.status) => String::new(),
+            Ok(r) => format!(" {}", r.status),
+            Err(e) => format!(" {}", e.kind),
+        };
+        let _ = writeln!(out, "  {label:<label_w$} |{}|{note}", bar(o, offset, span, width));
+    };
+    for (worker, rows) in &ordered {
+        let _ = writeln!(out, "{}", heading(*worker, pid_only));
+        for o in rows {
+            row(&mut out, o);
+        }
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(out, "no response");
+        for o in &failed {
+            row(&mut out, o);
+        }
+    }
+    let _ = writeln!(out, "{pad}|{}|", "-".repeat(width));
+    let end_label = format!("{span:.3} s");
+    let gap = (width + 2).saturating_sub(1 + end_label.len()).max(1);
+    let _ = writeln!(out, "{pad}0{}{end_label}", " ".repeat(gap));
+    let answered = outcomes.iter().any(|o| o.result.is_ok());
+    let mut legend = Vec::new();
+    if offset.is_some() {
+        legend.push(format!("{HANDLED} handled by the server"));
+        legend.push(format!("{WAITING} sent, waiting"));
+    } else {
+        if answered {
+            legend.push(format!("{HANDLED} in flight (no server timing)"));
+        }
+        if !failed.is_empty() {
+            legend.push(format!("{WAITING} sent, no answer"));
+        }
+    }
+    legend.push(format!("{IDLE} not in flight"));
+    let legend = legend.join("   ");
+    let _ = writeln!(out, "{pad}{legend}");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_cover_at_least_one_and_stay_in_range() {
+        assert_eq!(columns(0.0, 1.0, 5.0, 60), (0, 12));
+        assert_eq!(columns(1.0, 2.0, 5.0, 60), (12, 24));
+        assert_eq!(columns(5.0, 5.0, 5.0, 60), (59, 60));
+        assert_eq!(columns(0.0, 0.0, 5.0, 60), (0, 1));
+        assert_eq!(columns(-1.0, 99.0, 5.0, 60), (0, 60));
+        assert_eq!(columns(f64::NAN, f64::NAN, 5.0, 60), (0, 1));
+    }
+}

@@ -1,0 +1,76 @@
+//! HTTP/1.1 on top of [`RequestHandler`](crate::RequestHandler): Python's
+//! `BaseHTTPRequestHandler`, with the limits and timeouts a real server needs.
+//!
+//! [`HttpHandler`] is one more handler. It owns the connection loop; the application is a
+//! [`Service`], any `Fn(&Request) -> Response`:
+//!
+//! ```no_run
+//! use socketserver::http::{HttpHandler, Request, Response};
+//! let handler = HttpHandler::new(|req: &Request| Response::text(200, format!("you asked for {}\n", req.path())));
+//! # let _ = handler;
+//! ```
+//!
+//! # The read loop
+//! Each connection has one byte buffer. The loop asks the parser what the buffer holds
+//! *before* it reads, so requests a client pipelined into one segment are answered in order
+//! without waiting for more input. The parser ([`RequestReader`], or [`parse_request`] for one
+//! shot) is a pure function of the bytes: it does no I/O and answers one of
+//!
+//! - [`Parsed::Partial`]: not a whole request yet. This is a *state*, not an error, exactly as
+//!   `httparse::Status::Partial` is: read more and ask again;
+//! - [`Parsed::Complete`]: a request, and how many bytes it took;
+//! - [`Parsed::Error`]: a status code to refuse the request with.
+//!
+//! Because it is pure, the tests feed every input whole, byte by byte, and split at every
+//! position, and require the same answer; the body (by `Content-Length` or chunked) is decoded
+//! incrementally by the same reader, so a body is scanned once however it is split.
+//!
+//! # Limits
+//! Every limit is enforced while the request is still partial, so a client cannot make the
+//! server buffer more than the limit by simply never finishing.
+//!
+//! | what | limit | status |
+//! |---|---|---|
+//! | request line without a line feed | 8 KiB ([`Limits::max_request_line`]) | 414 |
+//! | header fields | 100 ([`Limits::max_headers`]) | 431 |
+//! | header section | 64 KiB ([`Limits::max_header_bytes`]) | 431 |
+//! | body (`Content-Length`, decided before reading it; or chunked, as it decodes) | 1 MiB ([`Limits::max_body`]) | 413 |
+//! | malformed syntax; `Content-Length` and `Transfer-Encoding` together; a `Content-Length` that is not plain digits, or two that differ; HTTP/1.1 without `Host`; bad chunk framing; a target that is not UTF-8 | | 400 |
+//! | a `Transfer-Encoding` other than exactly `chunked` | | 501 |
+//! | a version other than HTTP/1.0 and 1.1 (the HTTP/2 preface `PRI * HTTP/2.0` too) | | 505 |
+//! | a request not complete within the read timeout of its first byte | 30 s | 408 |
+//!
+//! Every status the layer generates itself goes out with `Connection: close`, and the
+//! connection is then closed: after a framing error the server can no longer tell where the
+//! next request would start.
+//!
+//! # Keep-alive
+//! HTTP/1.1 connections stay open unless the request's `Connection` header lists `close`;
+//! HTTP/1.0 ones close unless it lists `keep-alive` (then the response says
+//! `Connection: keep-alive`). The server closes anyway (and says `Connection: close`) if
+//! keep-alive is switched off, the service set `Connection: close`, the service panicked, or
+//! the server is shutting down. Between requests a connection may be idle for the idle timeout
+//! (5 s); then it is closed without a word, since there is no request to answer. A client that
+//! resets the connection or closes it is not an error: the handler returns `Ok`.
+//!
+//! # One write per response
+//! Status line, headers and body are serialized into one reused buffer and sent with one
+//! `write_all`, on a socket with `TCP_NODELAY`. Separate writes would either go out as
+//! separate small segments or, with Nagle's algorithm, wait for the client's delayed ACK.
+//!
+//! # What every response carries
+//! `Content-Length` (except 1xx, 204 and 304, which have no body; RFC 9110 forbids the header
+//! on 1xx and 204), `Date`, `Server`, and, unless switched off, the trace headers `X-Pid`,
+//! `X-Tid`, `X-Start` and `X-Elapsed` that let a reader see which process and thread served a
+//! request, and when.
+
+mod date;
+mod request;
+mod response;
+mod service;
+mod status;
+
+pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
+pub use response::Response;
+pub use service::{HttpHandler, Service};
+pub use status::reason_phrase;

@@ -1,0 +1,275 @@
+//! Shared test helpers: example servers as child processes, a tiny HTTP client, /proc readers.
+//!
+//! Forking servers must not fork inside this multi-threaded test harness, so every server here
+//! runs as a child process (the example binaries that `cargo test` builds), is talked to over
+//! loopback TCP, and is stopped and reaped by `Drop` even when an assertion fails.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Where cargo put the example binaries: target/<profile>/examples, beside the deps/ folder that
+/// holds this test binary.
+pub fn example_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test` builds the examples; with a filter like `--test NAME`, run \
+         `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// An example server running as a child process on a free port.
+pub struct ServerProcess {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `cargo run --example NAME -- --port 0 ARGS...` and waits for its banner line.
+    pub fn start(name: &str, args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(example_path(name))
+            .args(["--port", "0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn example server");
+        let pid = child.id();
+        // Collect stderr on a thread so the server never blocks on a full pipe; it is printed if
+        // a test fails (see Drop).
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        let mut me = ServerProcess {
+            child: Some(child),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            pid,
+            stderr: Some(stderr),
+        };
+        match socketserver::app::parse_banner(line.trim_end()) {
+            Some(addr) => me.addr = addr,
+            None => panic!("no banner from {name}: {line:?}"),
+        }
+        // Drain the rest of stdout in the background for the same reason as stderr.
+        thread::spawn(move || {
+            let mut sink = String::new();
+            let _ = out.read_to_string(&mut sink);
+        });
+        me
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid as i32), sig).expect("kill");
+    }
+
+    /// Waits up to `limit` for the process to exit; returns its status and its stderr.
+    pub fn wait_exit(&mut self, limit: Duration) -> (Option<ExitStatus>, String) {
+        let t0 = Instant::now();
+        let mut status = None;
+        if let Some(child) = self.child.as_mut() {
+            while t0.elapsed() < limit {
+                if let Ok(Some(s)) = child.try_wait() {
+                    status = Some(s);
+                    break;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if status.is_some() {
+            self.child = None;
+        } else {
+            self.kill_and_reap();
+        }
+        let log = self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        (status, log)
+    }
+
+    fn kill_and_reap(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Kill the whole family: a forking server's children too.
+            for c in children_of(child.id()) {
+                let _ = kill(Pid::from_raw(c as i32), Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+        if thread::panicking()
+            && let Some(h) = self.stderr.take()
+        {
+            eprintln!("--- server log ---\n{}", h.join().unwrap_or_default());
+        }
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+    pub fn pid(&self) -> u32 {
+        self.header("x-pid").and_then(|v| v.parse().ok()).expect("X-Pid")
+    }
+    pub fn tid(&self) -> u32 {
+        self.header("x-tid").and_then(|v| v.parse().ok()).expect("X-Tid")
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends raw bytes, reads one response (until EOF: the request should say `Connection: close`).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request)?;
+    read_reply(&mut s, request.starts_with(b"HEAD"))
+}
+
+/// Reads one response from `s` by Content-Length.
+pub fn read_reply(s: &mut TcpStream, head: bool) -> std::io::Result<Reply> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(&buf) {
+            let status = resp.code.unwrap_or(0);
+            let headers: HashMap<String, String> = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            let len: usize = if head {
+                0
+            } else {
+                headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0)
+            };
+            let mut body = buf[n..].to_vec();
+            while body.len() < len {
+                let k = s.read(&mut chunk)?;
+                if k == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..k]);
+            }
+            body.truncate(len);
+            return Ok(Reply { status, headers, body });
+        }
+        let k = s.read(&mut chunk)?;
+        if k == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("closed after {} bytes", buf.len()),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..k]);
+    }
+}
+
+/// `GET path` with `Connection: close`.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    raw(addr, req.as_bytes()).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// n clients connect first, then send `GET path` at the same instant; returns the wall time
+/// from the release to the last reply, and the replies.
+pub fn burst(addr: SocketAddr, n: usize, path: &str) -> (Duration, Vec<Reply>) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+            thread::spawn(move || {
+                let s = TcpStream::connect(addr);
+                barrier.wait();
+                let mut s = s?;
+                s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                s.write_all(req.as_bytes())?;
+                read_reply(&mut s, false)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let replies = clients.into_iter().map(|c| c.join().expect("client thread").expect("reply")).collect();
+    (t0.elapsed(), replies)
+}
+
+/// The pids whose parent is `pid`, from /proc/*/stat (field 4 is the parent pid).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    proc_children(pid).into_iter().map(|(p, _)| p).collect()
+}
+
+/// (pid, state) of each child of `pid`; state 'Z' is a zombie.
+pub fn proc_children(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(p) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // The command name is in parentheses and may contain spaces: parse after the last ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: u32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == pid {
+            out.push((p, state));
+        }
+    }
+    out
+}
+
+/// Number of open file descriptors of `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Polls `cond` every 10 ms for at most `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
