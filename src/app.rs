@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::concurrency::{Concurrency, Forking, Sequential, Threading};
+use crate::concurrency::{Concurrency, Forking, Prefork, Sequential, Threading};
 use crate::http::{HttpHandler, Request, Response};
 use crate::server::Server;
 use crate::shutdown::shutdown_on_signals;
@@ -136,6 +136,8 @@ pub enum Kind {
     Threading,
     /// [`Forking`].
     Forking,
+    /// [`Prefork`]: a master and `--workers N` worker processes.
+    Prefork,
 }
 
 impl Kind {
@@ -145,15 +147,17 @@ impl Kind {
             Kind::Sequential => "sequential_server",
             Kind::Threading => "threaded_server",
             Kind::Forking => "forking_server",
+            Kind::Prefork => "prefork_server",
         }
     }
 
-    /// Parses `sequential`, `threading` / `threaded`, `forking`.
+    /// Parses `sequential`, `threading` / `threaded`, `forking`, `prefork`.
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "sequential" => Some(Kind::Sequential),
             "threading" | "threaded" => Some(Kind::Threading),
             "forking" => Some(Kind::Forking),
+            "prefork" => Some(Kind::Prefork),
             _ => None,
         }
     }
@@ -174,7 +178,17 @@ pub struct ServerArgs {
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
     pub quiet: bool,
+    /// `--workers N` (prefork only; default [`DEFAULT_WORKERS`]).
+    pub workers: Option<usize>,
+    /// `--threads M` (prefork only): each worker runs up to M request threads; default none
+    /// (one request at a time per worker).
+    pub threads: Option<usize>,
+    /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
+    pub reuse_port: bool,
 }
+
+/// Workers of `prefork_server` when `--workers` is not given.
+pub const DEFAULT_WORKERS: usize = 4;
 
 impl Default for ServerArgs {
     fn default() -> Self {
@@ -185,6 +199,9 @@ impl Default for ServerArgs {
             max_threads: None,
             no_reap: false,
             quiet: false,
+            workers: None,
+            threads: None,
+            reuse_port: false,
         }
     }
 }
@@ -225,6 +242,13 @@ impl ServerArgs {
                     out.max_threads = Some(positive("--max-threads", &value("--max-threads")?)?)
                 }
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
+                "--workers" | "-w" if kind == Kind::Prefork => {
+                    out.workers = Some(positive("--workers", &value("--workers")?)?)
+                }
+                "--threads" if kind == Kind::Prefork => {
+                    out.threads = Some(positive("--threads", &value("--threads")?)?)
+                }
+                "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
                 "--quiet" | "-q" => out.quiet = true,
                 other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
             }
@@ -240,6 +264,11 @@ impl ServerArgs {
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
                  --no-reap         don't reap children between requests (the zombie lesson)\n"
+            }
+            Kind::Prefork => {
+                "  --workers N       N worker processes (default 4); kill -TTIN/-TTOU the master: one more/fewer\n  \
+                 --threads M       each worker runs up to M requests on threads (default: one at a time)\n  \
+                 --reuse-port      one SO_REUSEPORT listener per worker (no thundering herd)\n"
             }
         };
         format!(
@@ -323,6 +352,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             }
             serve(f, &args)
         }
+        Kind::Prefork => serve_prefork(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -358,6 +388,28 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
         "stopped: every request finished{}",
         if server.concurrency().name() == "forking" { ", every child reaped" } else { "" }
     );
+    Ok(())
+}
+
+/// The prefork example's `main` after argument parsing: binds, prints the banner, and runs the
+/// master until SIGTERM/SIGINT (see [`Prefork`] for the signals). The master handles its signals
+/// itself, from a signalfd, so unlike [`serve`] this starts no `signals` thread: a process that
+/// forks must stay single-threaded. Returns in the master only; workers `_exit`.
+///
+/// # Errors
+/// If the address cannot be bound, or the master's signal machinery fails.
+pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
+    let mut prefork = Prefork::new(args.workers.unwrap_or(DEFAULT_WORKERS)).reuse_port(args.reuse_port);
+    if let Some(m) = args.threads {
+        prefork = prefork.threads(m);
+    }
+    let master = prefork.bind((args.host.as_str(), args.port))?;
+    println!("{}", banner(master.local_addr()));
+    // Flush now, before any fork: the reader is waiting for this line, and an unflushed buffer
+    // would be copied into every worker.
+    let _ = std::io::stdout().flush();
+    master.run(HttpHandler::new(service).log_requests(!args.quiet))?;
+    log::info!("stopped: every request finished, every worker reaped");
     Ok(())
 }
 
@@ -397,6 +449,19 @@ mod tests {
             ServerArgs::parse(Kind::Sequential, args(&["--port", "99999"])),
             Err(ArgsError::Bad(_))
         ));
+        let p = ServerArgs::parse(Kind::Prefork, args(&["--workers", "3", "--threads", "2", "--reuse-port"]))
+            .unwrap();
+        assert_eq!((p.workers, p.threads, p.reuse_port), (Some(3), Some(2), true));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Forking, args(&["--workers", "2"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Prefork, args(&["--workers", "0"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert_eq!(Kind::parse("prefork"), Some(Kind::Prefork));
+        assert_eq!(Kind::Prefork.example_name(), "prefork_server");
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
     }

@@ -34,6 +34,9 @@
 //!     ├── Sequential   inline on the accept thread
 //!     ├── Threading    a thread per request   (block_on_close, daemon_threads, max_threads)
 //!     └── Forking      a process per request  (max_children = 40, reaping, _exit)
+//!
+//!   Prefork: a master forks N workers, each its own Server<Sequential | Threading, H>
+//!            on the shared listener (gunicorn sync / Apache prefork)
 //! ```
 //!
 //! ## Example: a threaded echo server
@@ -100,7 +103,7 @@ pub mod server;
 pub mod shutdown;
 pub mod trace;
 
-pub use concurrency::{Concurrency, Forking, Job, Sequential, Threading};
+pub use concurrency::{Concurrency, Forking, Job, Prefork, PreforkServer, Sequential, Threading};
 pub use error::{Error, HandlerError, Result};
 pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
 pub use server::{ForkingTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer};

@@ -120,6 +120,12 @@ impl ServerBuilder {
         self
     }
 
+    /// The socket options this builder will bind with (the pre-forking master binds its shared
+    /// listener with them, so `request_queue_size` applies there too).
+    pub(crate) fn listen_options(&self) -> ListenOptions {
+        self.listen
+    }
+
     /// Binds and listens on `addr` (the first address it resolves to) and makes the server.
     ///
     /// # Errors

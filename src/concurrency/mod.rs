@@ -15,6 +15,10 @@
 //! * [`Threading`]: a new thread per connection.
 //! * [`Forking`]: a new process per connection, with child reaping.
 //!
+//! One more sits *above* a server rather than inside it: [`Prefork`] forks N worker processes up
+//! front, each running its own [`Server`](crate::Server) (with `Sequential` or `Threading` inside)
+//! on the shared listener, and supervises them (gunicorn's sync workers).
+//!
 //! Writing your own is allowed: implement [`Concurrency`] and call [`Job::run`] wherever
 //! (whichever thread, whichever process) the connection should be handled.
 
@@ -27,10 +31,12 @@ use crate::handler::{Connection, RequestHandler};
 use crate::shutdown::HandlerScope;
 
 pub mod forking;
+pub mod prefork;
 pub mod sequential;
 pub mod threading;
 
 pub use forking::Forking;
+pub use prefork::{Prefork, PreforkServer};
 pub use sequential::Sequential;
 pub use threading::Threading;
 

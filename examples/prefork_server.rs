@@ -1,0 +1,33 @@
+//! A pre-forking HTTP server: a master and N worker processes, each with its own accept loop
+//! (gunicorn's sync workers, Apache's prefork).
+//!
+//! Run it:
+//!     cargo run --example prefork_server -- --workers 4               # 4 workers, 1 request each
+//!     cargo run --example prefork_server -- --workers 2 --threads 4   # 2 workers × 4 threads
+//!     cargo run --example prefork_server -- --workers 4 --reuse-port  # a socket per worker
+//!
+//! The master logs its pid and each worker's as it boots them. Then, in a second terminal:
+//!     cargo run --example client -- -n 10 http://127.0.0.1:8000/delay?s=1
+//!
+//! What to look for:
+//! * Waves: ten one-second requests against four sequential workers take about 3 s, in waves of
+//!   4, 4 and 2, and the pids in the replies are the same four worker pids over and over — never
+//!   the master's. The fork was paid once, at start-up; capacity is workers × threads.
+//! * `kill -TTIN <master pid>`: the master boots a fifth worker (its pid in the log);
+//!   `kill -TTOU <master pid>`: the oldest worker finishes what it is doing and exits.
+//! * `kill -9 <worker pid>`: the master logs the death and boots a replacement with a new pid;
+//!   `ps --ppid <master pid>` shows four workers again, and no `<defunct>` zombie.
+//! * `kill <master pid>` (SIGTERM) during a slow request: the request finishes, every worker exits,
+//!   the master reaps them and exits 0. Ctrl-C does the same, waiting at most 2 s; a second
+//!   Ctrl-C kills the workers at once. Kill the master with -9 and the workers notice
+//!   (PR_SET_PDEATHSIG) and exit on their own.
+
+use std::process::ExitCode;
+
+use socketserver::app::{self, Kind};
+
+fn main() -> ExitCode {
+    // Prefork::new(workers).bind(addr)?.run(HttpHandler::new(app::service)), see src/app.rs; the
+    // master loop, the fork and the workers' _exit are in src/concurrency/prefork.rs.
+    app::main(Kind::Prefork)
+}
