@@ -1,7 +1,7 @@
 //! [`Prefork`]: a master process forks N workers up front, each runs its own accept loop —
 //! gunicorn's sync workers, Apache's prefork MPM.
 //!
-//! Unlike the other strategies this is not a [`Concurrency`](super::Concurrency) plugged into
+//! Unlike the other strategies this is not a [`Concurrency`] plugged into
 //! one [`Server`](crate::Server): it sits *above* servers. The master binds the port and forks
 //! `workers` processes; each worker is simply a [`Server`](crate::Server) built with
 //! [`ServerBuilder::from_listener`] on its copy of the listener, with an inner strategy ([`Sequential`] by default, [`Threading`] with
