@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::concurrency::{Concurrency, Forking, Sequential, Threading};
+use crate::concurrency::{Concurrency, Forking, Pool, Sequential, Threading};
 use crate::http::{HttpHandler, Request, Response};
 use crate::server::Server;
 use crate::shutdown::shutdown_on_signals;
@@ -136,7 +136,13 @@ pub enum Kind {
     Threading,
     /// [`Forking`].
     Forking,
+    /// [`Pool`].
+    Pool,
 }
+
+/// Workers of the `pool_server` example unless `--threads` says otherwise: few enough that
+/// `-n 10 /delay?s=1` shows waves (4 + 4 + 2, about 3 s), as many as a small laptop has cores.
+pub const DEFAULT_POOL_THREADS: usize = 4;
 
 impl Kind {
     /// The example's name: `sequential_server`, ...
@@ -145,15 +151,17 @@ impl Kind {
             Kind::Sequential => "sequential_server",
             Kind::Threading => "threaded_server",
             Kind::Forking => "forking_server",
+            Kind::Pool => "pool_server",
         }
     }
 
-    /// Parses `sequential`, `threading` / `threaded`, `forking`.
+    /// Parses `sequential`, `threading` / `threaded`, `forking`, `pool`.
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "sequential" => Some(Kind::Sequential),
             "threading" | "threaded" => Some(Kind::Threading),
             "forking" => Some(Kind::Forking),
+            "pool" => Some(Kind::Pool),
             _ => None,
         }
     }
@@ -170,6 +178,8 @@ pub struct ServerArgs {
     pub max_children: Option<usize>,
     /// `--max-threads N` (threading only; default none).
     pub max_threads: Option<usize>,
+    /// `--threads N` (pool only; default [`DEFAULT_POOL_THREADS`]).
+    pub threads: Option<usize>,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
@@ -183,6 +193,7 @@ impl Default for ServerArgs {
             port: 8000,
             max_children: None,
             max_threads: None,
+            threads: None,
             no_reap: false,
             quiet: false,
         }
@@ -224,6 +235,9 @@ impl ServerArgs {
                 "--max-threads" if kind == Kind::Threading => {
                     out.max_threads = Some(positive("--max-threads", &value("--max-threads")?)?)
                 }
+                "--threads" if kind == Kind::Pool => {
+                    out.threads = Some(positive("--threads", &value("--threads")?)?)
+                }
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
                 "--quiet" | "-q" => out.quiet = true,
                 other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
@@ -237,6 +251,7 @@ impl ServerArgs {
         let extra = match kind {
             Kind::Sequential => "",
             Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
+            Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
                  --no-reap         don't reap children between requests (the zombie lesson)\n"
@@ -323,6 +338,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             }
             serve(f, &args)
         }
+        Kind::Pool => serve(Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -397,6 +413,14 @@ mod tests {
             ServerArgs::parse(Kind::Sequential, args(&["--port", "99999"])),
             Err(ArgsError::Bad(_))
         ));
+        assert_eq!(ServerArgs::parse(Kind::Pool, args(&["--threads", "8"])).unwrap().threads, Some(8));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Threading, args(&["--threads", "8"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--threads", "0"])), Err(ArgsError::Bad(_))));
+        assert_eq!(Kind::parse("pool").map(Kind::example_name), Some("pool_server"));
+        assert!(ServerArgs::usage(Kind::Pool).contains("--threads N"));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
     }
