@@ -609,3 +609,76 @@ fn poller_loop(shared: &Shared) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::ServerContext;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    /// A connection on loopback (the server side), and its client side.
+    fn conn() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        (Connection::new(stream, peer, ServerContext::standalone(addr).unwrap()), client)
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    fn until(mut cond: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if cond() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        cond()
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Pool::new(0);
+        assert_eq!((p.threads(), p.capacity(), p.block_on_close), (1, DEFAULT_QUEUE_PER_THREAD, true));
+        assert_eq!(Pool::new(3).capacity(), 12);
+        assert_eq!(Pool::new(3).queue_size(0).capacity(), 1);
+        // Nothing starts until the server runs.
+        assert_eq!((p.workers(), p.queued(), p.parked(), p.busy()), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_replaced_and_the_pool_goes_on() {
+        let mut pool = Pool::new(2);
+        let shared = pool.maintain().expect("pool starts");
+        assert_eq!(pool.workers(), 2);
+        // A runner that panics *outside* Job::run_parkable's catch_unwind: the kind of bug that
+        // could kill a worker. (A handler's panic cannot: see tests/pool.rs.)
+        let (c, _client) = conn();
+        let run: Runner = Arc::new(|_| panic!("a bug outside the handler (this panic is expected)"));
+        shared.lock().queue.push_back(Task { conn: c, run });
+        shared.work.notify_one();
+        assert!(until(|| pool.workers() == 1), "the worker died");
+        assert_eq!(pool.busy(), 0, "the dead worker's busy count was released");
+        pool.service_actions();
+        assert_eq!((pool.workers(), pool.workers_replaced()), (2, 1));
+        // The pool still runs work, on both workers.
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..4 {
+            let (c, _client) = conn();
+            let tx = Mutex::new(tx.clone());
+            let run: Runner = Arc::new(move |_| {
+                let _ = tx.lock().unwrap().send(());
+                None
+            });
+            shared.lock().queue.push_back(Task { conn: c, run });
+            shared.work.notify_one();
+        }
+        for _ in 0..4 {
+            rx.recv_timeout(Duration::from_secs(5)).expect("a replacement worker ran the task");
+        }
+        pool.server_close();
+        assert_eq!(pool.workers(), 0, "close joined every worker");
+    }
+}
