@@ -157,7 +157,7 @@ impl Connection {
         Connection { stream, peer_addr, server, parkable: false, park: None }
     }
 
-    /// Whether the strategy running this connection can park it (see [parking](Connection#parking-call-me-again-when-there-is-more-to-read)).
+    /// Whether the strategy running this connection can park it (see [`Connection`], *Parking*).
     /// `true` only under [`Pool`](crate::Pool).
     pub fn can_park(&self) -> bool {
         self.parkable

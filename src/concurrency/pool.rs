@@ -514,9 +514,14 @@ fn worker_loop(shared: &Shared) {
         let Some(Task { conn, run }) = task else { return };
         // There is room in the queue now: let a waiting accept thread in.
         shared.room.notify_one();
-        let _busy = Busy(shared);
-        // run_parkable catches the handler's panics, so this returns.
-        if let Some((conn, idle)) = run(conn) {
+        let back = {
+            let _busy = Busy(shared);
+            // run_parkable catches the handler's panics, so this returns.
+            run(conn)
+        };
+        // No longer busy before parking: a connection is counted as busy or parked, never both
+        // (the accessors, and the tests that read them, can rely on it).
+        if let Some((conn, idle)) = back {
             shared.park(Task { conn, run }, idle);
         }
     }
