@@ -48,6 +48,13 @@
 //! bytes to read, and a thousand idle keep-alive clients cost a thousand file descriptors, not
 //! a thousand threads.
 //!
+//! Two limits of this design, on purpose. The number of parked connections is not capped
+//! (gunicorn's `worker_connections` is): the file descriptor limit (`ulimit -n`) caps it, and
+//! `accept` errors at that limit are survived by the server loop. And a *new* connection goes to
+//! a worker, not to the poller, because a handler may speak first (a greeting banner); so a
+//! client that connects and sends nothing holds a worker until the handler's first read times
+//! out (the HTTP layer's `read_timeout`).
+//!
 //! # Configure this
 //! * [`Pool::new`]`(threads)`: the number of workers (at least 1).
 //! * [`Pool::queue_size`]: room for accepted connections waiting for a worker (default
@@ -401,7 +408,13 @@ impl Pool {
             if self.poller.take().is_some() {
                 log::error!("the pool's poller died (its parked connections were closed); restarting it");
             }
-            shared.lock().poller_done = false;
+            {
+                let mut st = shared.lock();
+                st.poller_done = false;
+                // A dead poller's connections died with it (dropped, hence closed); only the
+                // inbox, which the new poller takes over, is still parked.
+                shared.parked.store(st.inbox.len(), Ordering::SeqCst);
+            }
             let s = Arc::clone(&shared);
             match std::thread::Builder::new().name("pool-poller".into()).spawn(move || poller_loop(&s)) {
                 Ok(handle) => self.poller = Some(handle),
@@ -602,6 +615,8 @@ fn poller_loop(shared: &Shared) {
                 wake_up.push(parked.swap_remove(i).task);
             }
         }
+        // Collected back to front; queue them in the order they were parked.
+        wake_up.reverse();
         shared.requeue(wake_up);
         if closing {
             // Final sweep done: what is left is idle; close it.
