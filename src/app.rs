@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::concurrency::{Concurrency, Forking, Prefork, Sequential, Threading};
+use crate::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
 use crate::http::{HttpHandler, Request, Response};
 use crate::server::Server;
 use crate::shutdown::shutdown_on_signals;
@@ -136,9 +136,15 @@ pub enum Kind {
     Threading,
     /// [`Forking`].
     Forking,
+    /// [`Pool`]: `--threads N` reused worker threads.
+    Pool,
     /// [`Prefork`]: a master and `--workers N` worker processes.
     Prefork,
 }
+
+/// Workers of the `pool_server` example unless `--threads` says otherwise: few enough that
+/// `-n 10 /delay?s=1` shows waves (4 + 4 + 2, about 3 s), as many as a small laptop has cores.
+pub const DEFAULT_POOL_THREADS: usize = 4;
 
 impl Kind {
     /// The example's name: `sequential_server`, ...
@@ -147,17 +153,19 @@ impl Kind {
             Kind::Sequential => "sequential_server",
             Kind::Threading => "threaded_server",
             Kind::Forking => "forking_server",
+            Kind::Pool => "pool_server",
             Kind::Prefork => "prefork_server",
         }
     }
 
-    /// Parses `sequential`, `threading` / `threaded`, `forking`, `prefork`.
+    /// Parses `sequential`, `threading` / `threaded`, `forking`, `pool`, `prefork`.
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "sequential" => Some(Kind::Sequential),
             "threading" | "threaded" => Some(Kind::Threading),
             "forking" => Some(Kind::Forking),
             "prefork" => Some(Kind::Prefork),
+            "pool" => Some(Kind::Pool),
             _ => None,
         }
     }
@@ -174,15 +182,15 @@ pub struct ServerArgs {
     pub max_children: Option<usize>,
     /// `--max-threads N` (threading only; default none).
     pub max_threads: Option<usize>,
+    /// `--threads N`: the pool's worker threads (default [`DEFAULT_POOL_THREADS`]), or, for
+    /// prefork, up to N request threads in each worker (default none: one request at a time).
+    pub threads: Option<usize>,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
     pub quiet: bool,
     /// `--workers N` (prefork only; default [`DEFAULT_WORKERS`]).
     pub workers: Option<usize>,
-    /// `--threads M` (prefork only): each worker runs up to M request threads; default none
-    /// (one request at a time per worker).
-    pub threads: Option<usize>,
     /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
     pub reuse_port: bool,
 }
@@ -197,10 +205,10 @@ impl Default for ServerArgs {
             port: 8000,
             max_children: None,
             max_threads: None,
+            threads: None,
             no_reap: false,
             quiet: false,
             workers: None,
-            threads: None,
             reuse_port: false,
         }
     }
@@ -241,12 +249,12 @@ impl ServerArgs {
                 "--max-threads" if kind == Kind::Threading => {
                     out.max_threads = Some(positive("--max-threads", &value("--max-threads")?)?)
                 }
+                "--threads" if matches!(kind, Kind::Pool | Kind::Prefork) => {
+                    out.threads = Some(positive("--threads", &value("--threads")?)?)
+                }
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
-                }
-                "--threads" if kind == Kind::Prefork => {
-                    out.threads = Some(positive("--threads", &value("--threads")?)?)
                 }
                 "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
                 "--quiet" | "-q" => out.quiet = true,
@@ -261,6 +269,7 @@ impl ServerArgs {
         let extra = match kind {
             Kind::Sequential => "",
             Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
+            Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
                  --no-reap         don't reap children between requests (the zombie lesson)\n"
@@ -353,6 +362,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             serve(f, &args)
         }
         Kind::Prefork => serve_prefork(&args),
+        Kind::Pool => serve(Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)), &args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -462,6 +472,14 @@ mod tests {
         ));
         assert_eq!(Kind::parse("prefork"), Some(Kind::Prefork));
         assert_eq!(Kind::Prefork.example_name(), "prefork_server");
+        assert_eq!(ServerArgs::parse(Kind::Pool, args(&["--threads", "8"])).unwrap().threads, Some(8));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Threading, args(&["--threads", "8"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--threads", "0"])), Err(ArgsError::Bad(_))));
+        assert_eq!(Kind::parse("pool").map(Kind::example_name), Some("pool_server"));
+        assert!(ServerArgs::usage(Kind::Pool).contains("--threads N"));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
     }

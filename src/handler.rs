@@ -11,6 +11,8 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
 
 use crate::error::HandlerError;
 use crate::shutdown::ShutdownHandle;
@@ -123,18 +125,76 @@ where
 ///
 /// Python passes `(request, client_address, server)` to the handler's constructor; this is the
 /// same triple in one value.
+///
+/// # Parking (call me again when there is more to read)
+/// A handler that serves several requests per connection (HTTP keep-alive) would otherwise block
+/// its thread on the read for the *next* request, which may come in 5 seconds or never. Under a
+/// strategy with a fixed number of threads ([`Pool`](crate::Pool)) that starves everyone else:
+/// four idle keep-alive clients pin four workers. So such a strategy offers *parking*:
+/// [`can_park`](Connection::can_park) says whether it does, and a handler that has finished a
+/// request, has nothing buffered and wants the connection kept calls
+/// [`park`](Connection::park) and returns `Ok(())`. The strategy then keeps the socket open
+/// without a thread, watches it with `poll(2)`, and runs the handler again (`setup`, `handle`,
+/// `finish`, on a fresh call) when the socket becomes readable; or closes it after
+/// `idle_timeout`. Under every other strategy `can_park` is `false` and `park` does nothing, so a
+/// handler written this way works everywhere.
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
     peer_addr: SocketAddr,
     server: ServerContext,
+    /// Set by a strategy that can park connections (only [`Pool`](crate::Pool)).
+    parkable: bool,
+    /// Set by [`Connection::park`]: the handler asked to be called again when readable, and to
+    /// have the connection closed after this much idleness.
+    park: Option<Duration>,
 }
 
 impl Connection {
     /// Wraps an accepted stream. Servers do this for you; it is public so that handlers can be
     /// unit-tested on a socket pair without a server.
     pub fn new(stream: TcpStream, peer_addr: SocketAddr, server: ServerContext) -> Connection {
-        Connection { stream, peer_addr, server }
+        Connection { stream, peer_addr, server, parkable: false, park: None }
+    }
+
+    /// Whether the strategy running this connection can park it (see [`Connection`], *Parking*).
+    /// `true` only under [`Pool`](crate::Pool).
+    pub fn can_park(&self) -> bool {
+        self.parkable
+    }
+
+    /// Asks the strategy to keep this connection open after the handler returns `Ok(())`, and to
+    /// call the handler again when the socket is readable (data or EOF); if it stays idle for
+    /// `idle_timeout`, it is closed silently instead.
+    ///
+    /// Call it only when no bytes of the next request sit in a buffer of your own: the strategy
+    /// watches the socket, not your buffers. Has no effect unless [`can_park`](Connection::can_park)
+    /// is `true`, and none if the handler then fails (an `Err` or a panic closes the connection
+    /// as always).
+    pub fn park(&mut self, idle_timeout: Duration) {
+        if self.parkable {
+            self.park = Some(idle_timeout);
+        }
+    }
+
+    /// Whether [`park`](Connection::park) was called (and took effect) in this handler call.
+    pub fn is_parked(&self) -> bool {
+        self.park.is_some()
+    }
+
+    /// Offers parking to handlers of this connection (strategies that can park set this).
+    pub(crate) fn set_parkable(&mut self, on: bool) {
+        self.parkable = on;
+    }
+
+    /// Takes the park request of the last handler call, leaving none.
+    pub(crate) fn take_park(&mut self) -> Option<Duration> {
+        self.park.take()
+    }
+
+    /// The socket's descriptor, for `poll(2)` while parked.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
     }
 
     /// The connected socket (Python's `self.request`). Read from and write to it.

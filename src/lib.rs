@@ -10,7 +10,7 @@
 //! | axis | Python | here |
 //! |---|---|---|
 //! | transport | `TCPServer` (`server_bind`, `server_activate`) | [`listener`] (socket2: `SO_REUSEADDR`, backlog) |
-//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`] |
+//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`] |
 //! | handler | `BaseRequestHandler` (`setup`, `handle`, `finish`) | [`RequestHandler`]; HTTP/1.1 in [`http`] |
 //!
 //! Python glues the axes with mixins; Rust glues them with a type parameter:
@@ -24,6 +24,7 @@
 //! class ForkingTCPServer(ForkingMixIn,           type ForkingTcpServer<H>   = Server<Forking, H>
 //!                        TCPServer)
 //! TCPServer (no mixin)                           type TcpServer<H>          = Server<Sequential, H>
+//! (gunicorn's gthread; no Python mixin)          type PoolTcpServer<H>      = Server<Pool, H>
 //!
 //!                     Server<C, H>
 //!         ┌───────────────┼─────────────────┐
@@ -33,9 +34,10 @@
 //!   server_close                      (http::HttpHandler<S: Service> is one)
 //!     ├── Sequential   inline on the accept thread
 //!     ├── Threading    a thread per request   (block_on_close, daemon_threads, max_threads)
-//!     └── Forking      a process per request  (max_children = 40, reaping, _exit)
+//!     ├── Forking      a process per request  (max_children = 40, reaping, _exit)
+//!     └── Pool         N reused worker threads, a bounded queue, idle keep-alive parked
 //!
-//!   Prefork: a master forks N workers, each its own Server<Sequential | Threading, H>
+//!   Prefork: a master forks N workers, each its own Server<Sequential | Pool, H>
 //!            on the shared listener (gunicorn sync / Apache prefork)
 //! ```
 //!
@@ -103,10 +105,10 @@ pub mod server;
 pub mod shutdown;
 pub mod trace;
 
-pub use concurrency::{Concurrency, Forking, Job, Prefork, PreforkServer, Sequential, Threading};
+pub use concurrency::{Concurrency, Forking, Job, Pool, Prefork, PreforkServer, Sequential, Threading};
 pub use error::{Error, HandlerError, Result};
 pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
-pub use server::{ForkingTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer};
+pub use server::{ForkingTcpServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer};
 pub use shutdown::{ShutdownHandle, shutdown_on_signals};
 
 /// The README's Rust examples, compiled and checked as doctests.

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::concurrency::{Concurrency, Forking, Job, Sequential, Threading};
+use crate::concurrency::{Concurrency, Forking, Job, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
 use crate::handler::{Connection, RequestHandler, ServerContext};
 use crate::listener::{self, ListenOptions};
@@ -58,6 +58,9 @@ pub type TcpServer<H> = Server<Sequential, H>;
 pub type ThreadingTcpServer<H> = Server<Threading, H>;
 /// A TCP server with a process per request (Python's `ForkingTCPServer`).
 pub type ForkingTcpServer<H> = Server<Forking, H>;
+/// A TCP server with a fixed pool of worker threads (no Python counterpart; gunicorn's
+/// `gthread`).
+pub type PoolTcpServer<H> = Server<Pool, H>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
 ///

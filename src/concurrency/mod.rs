@@ -14,28 +14,34 @@
 //! * [`Sequential`]: inline on the accept thread; one request at a time.
 //! * [`Threading`]: a new thread per connection.
 //! * [`Forking`]: a new process per connection, with child reaping.
+//! * [`Pool`]: a fixed set of worker threads fed by a bounded queue; idle keep-alive
+//!   connections are *parked* (watched by `poll(2)`, holding no thread).
 //!
 //! One more sits *above* a server rather than inside it: [`Prefork`] forks N worker processes up
 //! front, each running its own [`Server`](crate::Server) (with `Sequential` or `Threading` inside)
 //! on the shared listener, and supervises them (gunicorn's sync workers).
 //!
 //! Writing your own is allowed: implement [`Concurrency`] and call [`Job::run`] wherever
-//! (whichever thread, whichever process) the connection should be handled.
+//! (whichever thread, whichever process) the connection should be handled, or
+//! [`Job::run_parkable`] if your strategy can keep idle connections without a thread.
 
 use std::os::fd::RawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, HandlerError, panic_message};
 use crate::handler::{Connection, RequestHandler};
 use crate::shutdown::HandlerScope;
 
 pub mod forking;
+pub mod pool;
 pub mod prefork;
 pub mod sequential;
 pub mod threading;
 
 pub use forking::Forking;
+pub use pool::Pool;
 pub use prefork::{Prefork, PreforkServer};
 pub use sequential::Sequential;
 pub use threading::Threading;
@@ -101,15 +107,46 @@ impl<H: RequestHandler> Job<H> {
     /// A panic is caught here, at the request boundary, so that it never unwinds into a
     /// server's accept loop, a thread pool's worker, or a forked child's parent code.
     pub fn run(&self, mut conn: Connection) -> bool {
+        let ok = self.serve(&mut conn);
+        conn.close();
+        ok
+    }
+
+    /// Like [`run`](Job::run), for strategies that park connections ([`Pool`]): if the handler
+    /// succeeded *and* called [`Connection::park`], the connection is returned, still open, with
+    /// the requested idle timeout, instead of being closed; the strategy watches it and calls
+    /// `run_parkable` again when it is readable. Otherwise the connection is closed and `None`
+    /// returned.
+    ///
+    /// The strategy must have offered parking ([`Connection::can_park`]); a park request left
+    /// over from an earlier call is cleared before the handler runs.
+    pub fn run_parkable(&self, mut conn: Connection) -> Option<(Connection, Duration)> {
+        // Each call starts unparked: only what this call's handler decides counts.
+        conn.take_park();
+        let ok = self.serve(&mut conn);
+        // A failed handler's connection is in an unknown state (half a request read, a panic
+        // midway): never keep it, even if it asked to be parked before failing.
+        match conn.take_park() {
+            Some(idle) if ok => Some((conn, idle)),
+            _ => {
+                conn.close();
+                None
+            }
+        }
+    }
+
+    /// Runs `setup`, `handle`, `finish`, reporting an error or a panic to `handle_error`.
+    /// `true` if the handler succeeded. Leaves the connection open.
+    fn serve(&self, conn: &mut Connection) -> bool {
         let _scope = HandlerScope::enter(self.server_id);
         let peer = conn.peer_addr();
         let handler = &*self.handler;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             // As in Python: a failed setup skips handle and finish; finish runs after handle
             // whatever handle returned.
-            handler.setup(&mut conn)?;
-            let handled = handler.handle(&mut conn);
-            let finished = handler.finish(&mut conn);
+            handler.setup(conn)?;
+            let handled = handler.handle(conn);
+            let finished = handler.finish(conn);
             handled.and(finished)
         }));
         let error: Option<HandlerError> = match outcome {
@@ -124,7 +161,6 @@ impl<H: RequestHandler> Job<H> {
                 log::error!("handle_error panicked while reporting: {e}");
             }
         }
-        conn.close();
         ok
     }
 }

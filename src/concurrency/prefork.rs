@@ -4,8 +4,8 @@
 //! Unlike the other strategies this is not a [`Concurrency`] plugged into
 //! one [`Server`](crate::Server): it sits *above* servers. The master binds the port and forks
 //! `workers` processes; each worker is simply a [`Server`](crate::Server) built with
-//! [`ServerBuilder::from_listener`] on its copy of the listener, with an inner strategy ([`Sequential`] by default, [`Threading`] with
-//! [`Prefork::threads`]). The master itself never accepts a connection and never touches a client
+//! [`ServerBuilder::from_listener`] on its copy of the listener, with an inner strategy ([`Sequential`] by default, a [`Pool`] of threads
+//! with [`Prefork::threads`]). The master itself never accepts a connection and never touches a client
 //! socket: it keeps the listener only to hand it to the workers it forks, and spends its life
 //! watching them.
 //!
@@ -132,7 +132,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{Concurrency, Sequential, Threading};
+use super::{Concurrency, Pool, Sequential};
 use crate::error::{Error, Result};
 use crate::handler::RequestHandler;
 use crate::listener;
@@ -189,7 +189,7 @@ impl Prefork {
         }
     }
 
-    /// Each worker runs requests on up to `m` threads ([`Threading`] with `max_threads(m)`)
+    /// Each worker runs requests on a [`Pool`] of `m` threads (gunicorn's gthread worker)
     /// instead of one at a time: capacity becomes `workers × m`. Raised to 1 if 0.
     pub fn threads(mut self, m: usize) -> Prefork {
         self.threads = Some(m.max(1));
@@ -803,8 +803,12 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
     //    parameter of Prefork, so that adding one (a thread pool) is one more arm.
     match setup.threads {
         None => serve_worker(Sequential, setup.builder, setup.addr, setup.reuse_port, listener, handler),
+        // A pool, as gunicorn's gthread worker: m threads, idle keep-alive connections parked
+        // instead of pinning a thread. A queue of one: a worker whose threads are all busy stops
+        // accepting, so new connections stay in the shared backlog for a worker that is free,
+        // rather than queueing behind this one's slow requests.
         Some(m) => serve_worker(
-            Threading::new().max_threads(m),
+            Pool::new(m).queue_size(1),
             setup.builder,
             setup.addr,
             setup.reuse_port,

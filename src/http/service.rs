@@ -120,8 +120,10 @@ impl<S: Service> HttpHandler<S> {
     }
 
     /// Time a kept-alive connection may sit idle waiting for its next request before it is
-    /// closed (silently: there is no request to answer). Short, because every idle connection
-    /// holds a thread or a process in this crate's strategies. (Default: 5 s.)
+    /// closed (silently: there is no request to answer). Short, because an idle connection
+    /// holds a thread or a process under `Sequential`, `Threading` and `Forking`; under
+    /// [`Pool`](crate::Pool) it is *parked* instead ([`Connection::park`]) and holds only a file
+    /// descriptor while it waits. (Default: 5 s.)
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d;
         self
@@ -170,6 +172,9 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
     fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
         let peer = conn.peer_addr();
         let server = conn.server().clone();
+        // Read before `io` borrows the stream: may this connection wait for its next request
+        // without a thread (Pool), or must this call wait for it (every other strategy)?
+        let parkable = conn.can_park();
         let mut io = Io::new(conn.stream(), peer);
         // Small responses are written in one piece and the client waits for all of it; Nagle's
         // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
@@ -210,6 +215,17 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     // Bytes already buffered belong to the next request, which has therefore
                     // started; otherwise the connection is idle.
                     in_request = !io.buf.is_empty();
+                    if parkable && !in_request {
+                        // Idle, and nothing of ours is buffered (the poller watches the socket,
+                        // not `io.buf`, so a pipelined request must be served here first): give
+                        // the thread back and be called again when the client sends more. The
+                        // next call starts like this one, so the request that wakes it gets the
+                        // same read_timeout from its first byte; the idle_timeout is the
+                        // poller's to enforce.
+                        drop(io);
+                        conn.park(self.idle_timeout);
+                        return Ok(());
+                    }
                     let wait = if in_request { self.read_timeout } else { self.idle_timeout };
                     deadline = after(wait);
                 }

@@ -1,0 +1,704 @@
+//! [`Pool`]: a fixed set of worker threads fed by a bounded queue — the Rust Book's thread pool,
+//! gunicorn's `gthread` worker.
+//!
+//! ```text
+//!  accept thread                 queue (bounded)             workers (fixed: N)
+//!  ─────────────  process_request ┌──┬──┬──┬──┐  pop   ┌─ worker 1: Job::run_parkable ─┐
+//!  accept() ───────────────────▶  │c5│c6│c7│  │ ─────▶ ├─ worker 2                     │
+//!  (blocks while the queue is     └──┴──┴──┴──┘        ├─ ...                         │
+//!   full: clients wait in the          ▲               └─ worker N                     │
+//!   kernel's listen backlog)           │ readable                                      │
+//!                                 poller thread ◀──────── parked (idle keep-alive) ────┘
+//!                                 poll(2) on every parked socket + a self-pipe;
+//!                                 closes those idle longer than their idle timeout
+//! ```
+//!
+//! # The trade-off
+//! *What is shared:* everything threads share (one address space, one handler, one set of open
+//! files), and in addition the threads themselves: N workers are started once and reused, so a
+//! request pays no thread start-up, and the number of threads — hence stacks, kernel tasks and
+//! context switches — stays N however many clients come. *What it costs:* capacity is fixed.
+//! A pool completes at most **workers ÷ service time** requests per second: 4 workers and 1 s
+//! requests make 4 requests per second, so ten such requests take three waves, about 3 s,
+//! where [`Threading`](super::Threading) takes 1 s. Beyond that rate, requests wait — first in
+//! the queue, then (the queue full) in the kernel's listen backlog — and latency grows while
+//! throughput stays put. That is the point: an overloaded pool degrades by queueing instead of
+//! by starting thousands of threads until memory runs out.
+//!
+//! The batch lesson: 512 jobs of 1 s each on 32 workers take 512 ÷ 32 = 16 waves, about 16 s,
+//! whether they arrive at once or not. More threads help only while the work waits (sleeps,
+//! I/O); for CPU-bound work, more workers than cores just shares the same cores more finely.
+//!
+//! *When to pick it:* a server with a known, steady load and handlers that are short or
+//! I/O-bound; when memory must be bounded; when thread start-up shows in profiles. Size the pool
+//! to the concurrency the *backend* can take (database connections, cores), not to the number
+//! of clients.
+//!
+//! # Keep-alive without starvation: parking
+//! A naive pool has a trap: an HTTP/1.1 connection stays open between requests, and a worker
+//! that waits for the next request on it is lost to everyone else. Four workers, four idle
+//! keep-alive browsers: the fifth client waits in the backlog until one of them times out.
+//! gunicorn's `gthread` solves it with a poller, and so does this pool. When a handler has
+//! answered a request and the connection is idle, it calls [`Connection::park`] and returns
+//! (the [`HttpHandler`](crate::http::HttpHandler) does so by itself). [`Job::run_parkable`]
+//! hands the open connection back to the worker, which passes it to the pool's *poller* thread
+//! and takes the next job. The poller `poll(2)`s every parked socket; when one becomes readable
+//! it goes back into the queue, and a worker runs the handler on it again. A parked connection
+//! idle longer than its idle timeout is closed. So workers only ever run requests that have
+//! bytes to read, and a thousand idle keep-alive clients cost a thousand file descriptors, not
+//! a thousand threads.
+//!
+//! Two limits of this design, on purpose. The number of parked connections is not capped
+//! (gunicorn's `worker_connections` is): the file descriptor limit (`ulimit -n`) caps it, and
+//! `accept` errors at that limit are survived by the server loop. And a *new* connection goes to
+//! a worker, not to the poller, because a handler may speak first (a greeting banner); so a
+//! client that connects and sends nothing holds a worker until the handler's first read times
+//! out (the HTTP layer's `read_timeout`).
+//!
+//! # Configure this
+//! * [`Pool::new`]`(threads)`: the number of workers (at least 1).
+//! * [`Pool::queue_size`]: room for accepted connections waiting for a worker (default
+//!   threads × 4, see [`DEFAULT_QUEUE_PER_THREAD`]).
+//! * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
+//! * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
+//!   (Python's `block_on_close`, default `true`).
+//!
+//! Workers (and the poller) start with the first connection, or the first `service_actions`,
+//! whichever comes first: a `Pool` value by itself is just configuration.
+//!
+//! # Faults
+//! [`Job::run_parkable`] catches a panicking handler, so a panic costs the request, not the
+//! worker. Should a worker thread end anyway (a bug in this crate), `service_actions` notices
+//! (`JoinHandle::is_finished`) and starts a replacement, counted by
+//! [`Pool::workers_replaced`]; a dead poller is restarted the same way.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::{Concurrency, Job};
+use crate::handler::{Connection, RequestHandler};
+
+/// The default queue has room for this many connections per worker.
+///
+/// Why 4: the queue exists to keep workers busy, not to hold the overload. A worker that
+/// finishes a job should find the next one at once, without waiting for the accept thread to
+/// wake up; and a burst accepted in one batch should reach the pool without the accept thread
+/// stopping for every connection. A few per worker does that. A bigger queue only moves the
+/// waiting from the kernel's backlog (where the overload is visible to the client, to load
+/// balancers and to `ss -lt`, and costs the server nothing) into the process (where each waiting
+/// connection holds a file descriptor and looks accepted); and a connection at the back of the
+/// queue already waits about four service times before it starts.
+pub const DEFAULT_QUEUE_PER_THREAD: usize = 4;
+
+/// How often a full queue's waiter looks at the workers: if they all died, nobody would ever
+/// make room, so the accept thread checks and replaces them while it waits.
+const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
+
+/// A fixed pool of worker threads fed by a bounded queue, with parking of idle keep-alive
+/// connections (the Rust Book's pool, gunicorn's `gthread`). See the [module docs](self).
+///
+/// ```no_run
+/// use socketserver::http::HttpHandler;
+/// use socketserver::{Pool, PoolTcpServer, Server, app};
+///
+/// let mut server: PoolTcpServer<_> =
+///     Server::bind("127.0.0.1:8000", Pool::new(4).queue_size(16), HttpHandler::new(app::service))?;
+/// server.serve_forever()?;
+/// server.server_close(); // runs what is queued, closes parked connections, joins the workers
+/// # Ok::<(), socketserver::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Pool {
+    threads: usize,
+    queue_size: Option<usize>,
+    stack_size: Option<usize>,
+    block_on_close: bool,
+    /// `None` until the pool starts (and if it could not: see `start`).
+    shared: Option<Arc<Shared>>,
+    workers: Vec<JoinHandle<()>>,
+    poller: Option<JoinHandle<()>>,
+    /// Worker threads started, for their names.
+    spawned: u64,
+    replaced: u64,
+    closed: bool,
+}
+
+/// A connection and the job that serves it, type-erased: workers are not generic over the
+/// handler (they are started before the pool knows it, and one pool could in principle serve
+/// jobs of several types).
+struct Task {
+    conn: Connection,
+    run: Runner,
+}
+
+type Runner = Arc<dyn Fn(Connection) -> Option<(Connection, Duration)> + Send + Sync>;
+
+/// A connection waiting, without a thread, for its next request.
+struct Parked {
+    task: Task,
+    deadline: Instant,
+}
+
+/// What the accept thread, the workers and the poller share.
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a task is queued or the pool is closing (workers wait on it).
+    work: Condvar,
+    /// Signalled when a worker takes a task (a full queue's waiter waits on it).
+    room: Condvar,
+    /// Parked connections, counting those not yet seen by the poller.
+    parked: AtomicUsize,
+    /// The self-pipe: one byte written to `wake_tx` wakes the poller from `poll`.
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Task>,
+    /// Connections parked by workers since the poller last looked (its inbox).
+    inbox: Vec<Parked>,
+    busy: usize,
+    closing: bool,
+    /// The poller has ended (it closes what it holds when it does): nobody watches parked
+    /// connections any more, so workers close instead of parking.
+    poller_done: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Shared")
+            .field("queued", &st.queue.len())
+            .field("busy", &st.busy)
+            .field("parked", &self.parked.load(Ordering::SeqCst))
+            .field("closing", &st.closing)
+            .finish()
+    }
+}
+
+impl Shared {
+    fn new() -> io::Result<Shared> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        // Non-blocking both ways: a full pipe means a wake-up is already pending (the write may
+        // be dropped), and draining reads until there is nothing left.
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            parked: AtomicUsize::new(0),
+            wake_tx,
+            wake_rx,
+        })
+    }
+
+    /// The state, even if a thread panicked while holding the lock: every update below leaves
+    /// the state consistent at each step, so a poisoned lock holds nothing half-done.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the poller.
+    fn wake(&self) {
+        // WouldBlock: the pipe is full of earlier wake-ups the poller has not read yet, which
+        // wake it just as well. Any other error cannot happen on a socket pair we hold both
+        // ends of.
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    fn drain_wake(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n > 0) {}
+    }
+
+    /// A worker hands back a connection its handler parked.
+    fn park(&self, task: Task, idle: Duration) {
+        let mut st = self.lock();
+        if st.closing || st.poller_done {
+            // Nobody will watch it (closing: the poller's final sweep may be over already), and
+            // the handler said it is idle: close it, as an idle timeout would.
+            drop(st);
+            task.conn.close();
+            return;
+        }
+        let now = Instant::now();
+        // A configured Duration::MAX means "never": cap it rather than overflow Instant.
+        let deadline = now.checked_add(idle).unwrap_or(now + Duration::from_secs(86_400));
+        st.inbox.push(Parked { task, deadline });
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        drop(st);
+        self.wake();
+    }
+
+    /// The poller puts connections that became readable back into the queue.
+    fn requeue(&self, tasks: Vec<Task>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let n = tasks.len();
+        let mut st = self.lock();
+        // Not bounded by queue_size: the bound is back-pressure on *accept*, and these
+        // connections were accepted long ago; the poller must never block (it alone enforces
+        // idle timeouts). Since process_request waits while the queue is over its size, this
+        // also gives clients already admitted priority over new ones.
+        st.queue.extend(tasks);
+        self.parked.fetch_sub(n, Ordering::SeqCst);
+        drop(st);
+        if n == 1 {
+            self.work.notify_one();
+        } else {
+            self.work.notify_all();
+        }
+    }
+}
+
+/// Counts a worker as busy while it runs a task, and stops counting however the task ends.
+struct Busy<'a>(&'a Shared);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.lock().busy -= 1;
+    }
+}
+
+/// Marks the poller as gone when its thread ends, however it ends, and wakes the workers (at
+/// close they wait for this before they exit: the poller's final sweep may queue work).
+struct PollerDone<'a>(&'a Shared);
+
+impl Drop for PollerDone<'_> {
+    fn drop(&mut self) {
+        self.0.lock().poller_done = true;
+        self.0.work.notify_all();
+    }
+}
+
+impl Pool {
+    /// A pool of `threads` workers (raised to 1 if 0), with the default queue size (threads × 4),
+    /// stack size and `block_on_close = true`. Nothing starts until the server runs.
+    pub fn new(threads: usize) -> Pool {
+        Pool {
+            threads: threads.max(1),
+            queue_size: None,
+            stack_size: None,
+            block_on_close: true,
+            shared: None,
+            workers: Vec::new(),
+            poller: None,
+            spawned: 0,
+            replaced: 0,
+            closed: false,
+        }
+    }
+
+    /// Room for accepted connections waiting for a worker (default threads ×
+    /// [`DEFAULT_QUEUE_PER_THREAD`]; raised to 1 if 0). When it is full, the accept loop waits,
+    /// and new clients wait in the kernel's listen backlog.
+    pub fn queue_size(mut self, n: usize) -> Pool {
+        self.queue_size = Some(n.max(1));
+        self
+    }
+
+    /// The stack size of worker threads, in bytes (default: Rust's, 2 MiB).
+    pub fn stack_size(mut self, bytes: usize) -> Pool {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Whether `server_close` waits for queued and running requests and joins the workers
+    /// (Python's `block_on_close`, default `true`). With `false` it only tells them to finish.
+    pub fn block_on_close(mut self, block: bool) -> Pool {
+        self.block_on_close = block;
+        self
+    }
+
+    /// The configured number of workers.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The queue's capacity.
+    pub fn capacity(&self) -> usize {
+        self.queue_size.unwrap_or(self.threads * DEFAULT_QUEUE_PER_THREAD)
+    }
+
+    /// Worker threads alive right now: 0 before the pool starts and after it closes,
+    /// [`threads`](Pool::threads) in between (unless one just died and is not yet replaced).
+    pub fn workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.is_finished()).count()
+    }
+
+    /// Workers running a request right now.
+    pub fn busy(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.lock().busy)
+    }
+
+    /// Connections in the queue, waiting for a worker (new ones and readable parked ones).
+    pub fn queued(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.lock().queue.len())
+    }
+
+    /// Idle keep-alive connections parked with the poller, holding no thread.
+    pub fn parked(&self) -> usize {
+        self.shared.as_ref().map_or(0, |s| s.parked.load(Ordering::SeqCst))
+    }
+
+    /// Worker threads that ended unexpectedly and were replaced (a handler's panic does not end
+    /// its worker, so this stays 0 unless something is badly wrong).
+    pub fn workers_replaced(&self) -> u64 {
+        self.replaced
+    }
+
+    /// Starts the pool if needed, replaces workers (and the poller) that died, and returns the
+    /// shared state; `None` if the pool cannot start (no self-pipe: out of descriptors).
+    fn maintain(&mut self) -> Option<Arc<Shared>> {
+        if self.closed {
+            return None;
+        }
+        let shared = match &self.shared {
+            Some(s) => Arc::clone(s),
+            None => match Shared::new() {
+                Ok(s) => {
+                    let s = Arc::new(s);
+                    self.shared = Some(Arc::clone(&s));
+                    s
+                }
+                Err(e) => {
+                    log::error!("cannot start the thread pool (self-pipe): {e}");
+                    return None;
+                }
+            },
+        };
+        // A worker is never meant to end before close: one that has must have died.
+        let before = self.workers.len();
+        self.workers.retain(|w| !w.is_finished());
+        let dead = before - self.workers.len();
+        if dead > 0 {
+            // The finished handles are dropped above; a dead thread has nothing left to join.
+            log::error!("{dead} pool worker(s) died; starting replacements");
+            self.replaced += dead as u64;
+        }
+        while self.workers.len() < self.threads {
+            self.spawned += 1;
+            let mut builder = std::thread::Builder::new().name(format!("pool-worker-{}", self.spawned));
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
+            }
+            let s = Arc::clone(&shared);
+            match builder.spawn(move || worker_loop(&s)) {
+                Ok(handle) => self.workers.push(handle),
+                // EAGAIN (thread limit, memory): run with fewer workers; the next
+                // service_actions tries again.
+                Err(e) => {
+                    log::error!("cannot start a pool worker: {e}");
+                    break;
+                }
+            }
+        }
+        if self.poller.as_ref().is_none_or(|p| p.is_finished()) {
+            if self.poller.take().is_some() {
+                log::error!("the pool's poller died (its parked connections were closed); restarting it");
+            }
+            {
+                let mut st = shared.lock();
+                st.poller_done = false;
+                // A dead poller's connections died with it (dropped, hence closed); only the
+                // inbox, which the new poller takes over, is still parked.
+                shared.parked.store(st.inbox.len(), Ordering::SeqCst);
+            }
+            let s = Arc::clone(&shared);
+            match std::thread::Builder::new().name("pool-poller".into()).spawn(move || poller_loop(&s)) {
+                Ok(handle) => self.poller = Some(handle),
+                Err(e) => {
+                    // Without a poller, parking is off: workers close what they would park.
+                    shared.lock().poller_done = true;
+                    log::error!("cannot start the pool's poller: {e}");
+                }
+            }
+        }
+        Some(shared)
+    }
+}
+
+impl Concurrency for Pool {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn process_request<H: RequestHandler>(&mut self, mut conn: Connection, job: &Job<H>) {
+        let Some(shared) = self.maintain() else {
+            // Closed, or could not start: dropping the connection closes it.
+            return;
+        };
+        // Parking is offered only while a poller runs to watch parked connections.
+        conn.set_parkable(!shared.lock().poller_done);
+        let job = job.clone();
+        let run: Runner = Arc::new(move |c| job.run_parkable(c));
+        let mut task = Some(Task { conn, run });
+        let capacity = self.capacity();
+        while let Some(t) = task.take() {
+            let mut st = shared.lock();
+            if st.queue.len() < capacity {
+                st.queue.push_back(t);
+                drop(st);
+                shared.work.notify_one();
+                break;
+            }
+            // Full: wait for a worker to take a task. This is the back-pressure: while the
+            // accept thread waits here it accepts nothing, and new clients wait in the kernel's
+            // listen backlog instead of in an ever-growing queue.
+            let (st, _) =
+                shared.room.wait_timeout(st, FULL_QUEUE_CHECK).unwrap_or_else(PoisonError::into_inner);
+            drop(st);
+            task = Some(t);
+            // If every worker had died, nobody would ever make room: replace the dead ones.
+            self.maintain();
+        }
+    }
+
+    fn service_actions(&mut self) {
+        self.maintain();
+    }
+
+    fn server_close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let Some(shared) = self.shared.take() else { return };
+        // Workers finish the queue, then exit; the poller sweeps its parked connections once
+        // (readable ones are queued: a request is waiting there) and closes the rest.
+        shared.lock().closing = true;
+        shared.work.notify_all();
+        shared.wake();
+        if self.block_on_close {
+            // The poller first: its final sweep may queue work that the workers must still do.
+            if let Some(p) = self.poller.take() {
+                let _ = p.join();
+            }
+            for w in self.workers.drain(..) {
+                // Err: the worker died of a panic; its request is lost either way.
+                let _ = w.join();
+            }
+        } else {
+            // Detach: they finish on their own, or die with the process.
+            self.poller = None;
+            self.workers.clear();
+        }
+        // Keep answering the accessors (queued, parked) after close.
+        self.shared = Some(shared);
+    }
+}
+
+impl Drop for Pool {
+    /// A pool dropped without `server_close` (a `Server` always calls it) still stops its
+    /// threads, so they do not wait forever for work that will never come.
+    fn drop(&mut self) {
+        self.server_close();
+    }
+}
+
+/// A worker: take a task, run it, hand back a parked connection, repeat; exit when the pool is
+/// closing, the queue is empty and the poller can queue nothing more.
+fn worker_loop(shared: &Shared) {
+    loop {
+        let task = {
+            let mut st = shared.lock();
+            loop {
+                if let Some(t) = st.queue.pop_front() {
+                    st.busy += 1;
+                    break Some(t);
+                }
+                if st.closing && st.poller_done {
+                    break None;
+                }
+                st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        let Some(Task { conn, run }) = task else { return };
+        // There is room in the queue now: let a waiting accept thread in.
+        shared.room.notify_one();
+        let back = {
+            let _busy = Busy(shared);
+            // run_parkable catches the handler's panics, so this returns.
+            run(conn)
+        };
+        // No longer busy before parking: a connection is counted as busy or parked, never both
+        // (the accessors, and the tests that read them, can rely on it).
+        if let Some((conn, idle)) = back {
+            shared.park(Task { conn, run }, idle);
+        }
+    }
+}
+
+/// The poller: sleeps in `poll(2)` on every parked connection and the self-pipe; queues the
+/// readable ones, closes the ones idle too long; at close, sweeps once and ends.
+fn poller_loop(shared: &Shared) {
+    let _done = PollerDone(shared);
+    let mut parked: Vec<Parked> = Vec::new();
+    loop {
+        let closing = {
+            let mut st = shared.lock();
+            parked.append(&mut st.inbox);
+            st.closing
+        };
+        // Close the connections idle past their deadline (silently, as the HTTP layer closes an
+        // idle connection: there is no request to answer).
+        let now = Instant::now();
+        let mut expired = 0;
+        let mut i = 0;
+        while i < parked.len() {
+            if parked[i].deadline <= now {
+                parked.swap_remove(i).task.conn.close();
+                expired += 1;
+            } else {
+                i += 1;
+            }
+        }
+        if expired > 0 {
+            shared.parked.fetch_sub(expired, Ordering::SeqCst);
+        }
+        // Sleep until a parked connection is readable, one's idle deadline comes, or a worker
+        // parks another (self-pipe). At close: just look, don't wait.
+        let timeout = if closing {
+            PollTimeout::ZERO
+        } else {
+            match parked.iter().map(|p| p.deadline).min() {
+                // Round up: waking 0.4 ms early would make a busy 0 ms poll before the deadline.
+                Some(d) => {
+                    let ms = d.saturating_duration_since(now).as_millis().saturating_add(1);
+                    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            }
+        };
+        // The set is rebuilt every pass: simple, and O(parked) is what poll(2) costs anyway.
+        let ready: Vec<bool> = {
+            let mut fds = Vec::with_capacity(parked.len() + 1);
+            fds.push(PollFd::new(std::os::fd::AsFd::as_fd(&shared.wake_rx), PollFlags::POLLIN));
+            // POLLIN covers EOF too: a socket whose peer closed is readable (read returns 0).
+            fds.extend(parked.iter().map(|p| PollFd::new(p.task.conn.fd(), PollFlags::POLLIN)));
+            match poll(&mut fds, timeout) {
+                Ok(_) => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
+                // A signal: nothing happened to the sockets; look again.
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    // EINVAL/ENOMEM: cannot watch the sockets. Queue them all rather than lose
+                    // them: each handler call sees its socket's real state (data, EOF, or a wait
+                    // of read_timeout) and decides.
+                    log::error!("pool poller: poll failed: {e}; requeueing every parked connection");
+                    vec![true; fds.len()]
+                }
+            }
+        };
+        if ready.first().copied().unwrap_or(false) {
+            shared.drain_wake();
+        }
+        // Readable — data, EOF (POLLIN/POLLHUP) or an error (POLLERR) — goes back to a
+        // worker. EOF and errors are not closed here: the handler reads, sees them, and ends the
+        // connection its usual way, so what a closed or reset socket means stays in one place
+        // (the protocol layer), at the price of one quick job.
+        let mut wake_up = Vec::new();
+        let mut i = parked.len();
+        while i > 0 {
+            i -= 1;
+            if ready.get(i + 1).copied().unwrap_or(false) {
+                wake_up.push(parked.swap_remove(i).task);
+            }
+        }
+        // Collected back to front; queue them in the order they were parked.
+        wake_up.reverse();
+        shared.requeue(wake_up);
+        if closing {
+            // Final sweep done: what is left is idle; close it.
+            let n = parked.len();
+            for p in parked.drain(..) {
+                p.task.conn.close();
+            }
+            shared.parked.fetch_sub(n, Ordering::SeqCst);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::ServerContext;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::mpsc;
+
+    /// A connection on loopback (the server side), and its client side.
+    fn conn() -> (Connection, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        (Connection::new(stream, peer, ServerContext::standalone(addr).unwrap()), client)
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    fn until(mut cond: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if cond() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        cond()
+    }
+
+    #[test]
+    fn defaults() {
+        let p = Pool::new(0);
+        assert_eq!((p.threads(), p.capacity(), p.block_on_close), (1, DEFAULT_QUEUE_PER_THREAD, true));
+        assert_eq!(Pool::new(3).capacity(), 12);
+        assert_eq!(Pool::new(3).queue_size(0).capacity(), 1);
+        // Nothing starts until the server runs.
+        assert_eq!((p.workers(), p.queued(), p.parked(), p.busy()), (0, 0, 0, 0));
+    }
+
+    #[test]
+    fn a_worker_that_dies_is_replaced_and_the_pool_goes_on() {
+        let mut pool = Pool::new(2);
+        let shared = pool.maintain().expect("pool starts");
+        assert_eq!(pool.workers(), 2);
+        // A runner that panics *outside* Job::run_parkable's catch_unwind: the kind of bug that
+        // could kill a worker. (A handler's panic cannot: see tests/pool.rs.)
+        let (c, _client) = conn();
+        let run: Runner = Arc::new(|_| panic!("a bug outside the handler (this panic is expected)"));
+        shared.lock().queue.push_back(Task { conn: c, run });
+        shared.work.notify_one();
+        assert!(until(|| pool.workers() == 1), "the worker died");
+        assert_eq!(pool.busy(), 0, "the dead worker's busy count was released");
+        pool.service_actions();
+        assert_eq!((pool.workers(), pool.workers_replaced()), (2, 1));
+        // The pool still runs work, on both workers.
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..4 {
+            let (c, _client) = conn();
+            let tx = Mutex::new(tx.clone());
+            let run: Runner = Arc::new(move |_| {
+                let _ = tx.lock().unwrap().send(());
+                None
+            });
+            shared.lock().queue.push_back(Task { conn: c, run });
+            shared.work.notify_one();
+        }
+        for _ in 0..4 {
+            rx.recv_timeout(Duration::from_secs(5)).expect("a replacement worker ran the task");
+        }
+        pool.server_close();
+        assert_eq!(pool.workers(), 0, "close joined every worker");
+    }
+}

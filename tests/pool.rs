@@ -1,0 +1,301 @@
+//! The `Pool` strategy in-process (threads only, so the test harness's threads are no hazard):
+//! waves, back-pressure, fault isolation, draining on close, and parking of idle keep-alive
+//! connections.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socketserver::http::HttpHandler;
+use socketserver::{
+    Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle, app, trace,
+};
+
+/// Replies "<pid> <tid>\n" after sleeping for the number of milliseconds the client sent;
+/// panics if the client sent "panic".
+struct SleepThenWho;
+
+impl RequestHandler for SleepThenWho {
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let mut buf = [0u8; 16];
+        let n = conn.stream().read(&mut buf)?;
+        let text = std::str::from_utf8(&buf[..n])?.trim().to_string();
+        if text == "panic" {
+            panic!("asked to panic (this panic is expected)");
+        }
+        let ms: u64 = text.parse()?;
+        thread::sleep(Duration::from_millis(ms));
+        writeln!(conn.stream(), "{} {}", trace::pid(), trace::tid())?;
+        Ok(())
+    }
+}
+
+/// Serves on a thread until `stop`; the thread gives the server back (not yet closed), so its
+/// pool can be inspected.
+fn start<H: RequestHandler>(
+    pool: Pool,
+    h: H,
+) -> (SocketAddr, ShutdownHandle, thread::JoinHandle<Server<Pool, H>>) {
+    let mut server = Server::bind("127.0.0.1:0", pool, h).expect("bind");
+    let addr = server.local_addr();
+    let stop = server.shutdown_handle();
+    let t = thread::spawn(move || {
+        server.serve_forever().expect("serve_forever");
+        server
+    });
+    (addr, stop, t)
+}
+
+/// Connects and sends `msg`; the reply is read by the returned thread.
+fn ask_later(addr: SocketAddr, msg: &'static str) -> thread::JoinHandle<std::io::Result<String>> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_secs(20)))?;
+        s.write_all(msg.as_bytes())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })
+}
+
+/// n clients connect, then send "ms" together; returns (wall time, replies).
+fn burst(addr: SocketAddr, n: usize, msg: &str) -> (Duration, Vec<String>) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let msg = msg.to_string();
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                barrier.wait();
+                s.write_all(msg.as_bytes()).unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    (t0.elapsed(), replies)
+}
+
+/// Held by the tests that measure wall time and by the one that panics on purpose: the tests of
+/// this file run in parallel, and eight panics printing backtraces (RUST_BACKTRACE=1 in a cold
+/// process) can eat the CPU of a small machine while another test times its waves.
+static TIMING: Mutex<()> = Mutex::new(());
+
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn tids(replies: &[String]) -> HashSet<String> {
+    replies.iter().map(|r| r.split_whitespace().nth(1).unwrap_or("?").to_string()).collect()
+}
+
+#[test]
+fn eight_300ms_jobs_on_four_workers_take_two_waves_on_four_threads() {
+    let _serial = timing();
+    let (addr, stop, t) = start(Pool::new(4), SleepThenWho);
+    let (wall, replies) = burst(addr, 8, "300");
+    stop.shutdown().unwrap();
+    let mut server = t.join().unwrap();
+    assert!(replies.iter().all(|r| !r.is_empty()), "all served: {replies:?}");
+    assert!(wall >= Duration::from_millis(590), "8 x 300 ms on 4 workers took only {wall:?}");
+    assert!(wall < Duration::from_millis(1500), "8 x 300 ms on 4 workers took {wall:?}");
+    assert_eq!(tids(&replies).len(), 4, "exactly the four workers, reused: {replies:?}");
+    assert_eq!(server.concurrency().workers(), 4);
+    server.server_close();
+}
+
+/// A handler that tells the test it started, then waits for the gate to open.
+struct Gated {
+    started: Mutex<mpsc::Sender<()>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl RequestHandler for Gated {
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let mut buf = [0u8; 16];
+        let _ = conn.stream().read(&mut buf)?;
+        let _ = self.started.lock().unwrap().send(());
+        let (open, changed) = &*self.gate;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = changed.wait(open).unwrap();
+        }
+        conn.stream().write_all(b"ok\n")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_queue_blocks_accept_and_nothing_is_dropped() {
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let (started_tx, started_rx) = mpsc::channel();
+    let handler = Gated { started: Mutex::new(started_tx), gate: Arc::clone(&gate) };
+    let mut server = ServerBuilder::new()
+        .timeout(Some(Duration::from_secs(10)))
+        .bind("127.0.0.1:0", Pool::new(1).queue_size(1), handler)
+        .unwrap();
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..4).map(|_| ask_later(addr, "x")).collect();
+    // First: to the only worker, which blocks at the gate.
+    assert!(server.handle_request().unwrap());
+    started_rx.recv_timeout(Duration::from_secs(10)).expect("the worker took the first job");
+    // Second: into the queue, which is then full.
+    assert!(server.handle_request().unwrap());
+    assert_eq!((server.concurrency().queued(), server.concurrency().busy()), (1, 1));
+    // Third: the accept thread must wait for room. The two remaining clients wait in the
+    // kernel's backlog meanwhile: accepted by nobody, refused by nobody.
+    let accepting = thread::spawn(move || {
+        let handled = server.handle_request();
+        (server, handled)
+    });
+    // An observation window, not synchronisation: the accept must still be blocked after it.
+    thread::sleep(Duration::from_millis(300));
+    assert!(!accepting.is_finished(), "process_request returned while the queue was full");
+    {
+        let (open, changed) = &*gate;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+    let (mut server, handled) = accepting.join().unwrap();
+    assert!(handled.unwrap(), "the third connection went in once there was room");
+    assert!(server.handle_request().unwrap(), "and the fourth");
+    for c in clients {
+        assert_eq!(c.join().unwrap().unwrap(), "ok\n", "every client was served");
+    }
+    server.server_close();
+}
+
+#[test]
+fn a_panicking_handler_keeps_all_four_workers_serving() {
+    let _serial = timing();
+    let (addr, stop, t) = start(Pool::new(4), SleepThenWho);
+    let (_, boom) = burst(addr, 8, "panic");
+    assert!(boom.iter().all(String::is_empty), "a panicking request's connection is just closed");
+    let (wall, replies) = burst(addr, 8, "200");
+    stop.shutdown().unwrap();
+    let mut server = t.join().unwrap();
+    assert!(replies.iter().all(|r| !r.is_empty()), "served after 8 panics: {replies:?}");
+    assert_eq!(tids(&replies).len(), 4, "still four workers: {replies:?}");
+    assert!(wall < Duration::from_millis(1500), "two waves of 200 ms took {wall:?}");
+    assert_eq!(server.concurrency().workers(), 4);
+    assert_eq!(server.concurrency().workers_replaced(), 0, "a handler's panic kills no worker");
+    server.server_close();
+    assert_eq!(server.concurrency().workers(), 0);
+}
+
+#[test]
+fn server_close_finishes_running_and_queued_jobs() {
+    let _serial = timing();
+    let mut server = ServerBuilder::new()
+        .timeout(Some(Duration::from_secs(10)))
+        .bind("127.0.0.1:0", Pool::new(2), SleepThenWho)
+        .unwrap();
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..6).map(|_| ask_later(addr, "300")).collect();
+    for _ in 0..6 {
+        assert!(server.handle_request().unwrap());
+    }
+    // Two run, four wait in the queue (3 waves of 300 ms); close must let all six finish.
+    let t0 = Instant::now();
+    server.server_close();
+    let took = t0.elapsed();
+    for c in clients {
+        assert!(!c.join().unwrap().unwrap().is_empty(), "every queued job ran to the end");
+    }
+    assert!(took >= Duration::from_millis(500), "close returned after {took:?}, before the queue drained");
+    assert_eq!((server.concurrency().workers(), server.concurrency().queued()), (0, 0));
+    assert!(TcpStream::connect(addr).is_err(), "listener is closed");
+}
+
+/// `GET /hello` on a kept-alive connection; returns the X-Tid.
+fn hello(s: &mut TcpStream) -> u32 {
+    s.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = common::read_reply(s, false).expect("a reply on the kept-alive connection");
+    assert_eq!((r.status, r.header("connection")), (200, None));
+    r.tid()
+}
+
+#[test]
+fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
+    let handler = HttpHandler::new(app::service).log_requests(false).idle_timeout(Duration::from_millis(300));
+    let mut server = ServerBuilder::new()
+        .timeout(Some(Duration::from_secs(10)))
+        .bind("127.0.0.1:0", Pool::new(1), handler)
+        .unwrap();
+    let addr = server.local_addr();
+    let mut a = TcpStream::connect(addr).unwrap();
+    let mut b = TcpStream::connect(addr).unwrap();
+    for s in [&a, &b] {
+        // Without parking, b's first request would wait for a's idle timeout: fail fast instead.
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    }
+    assert!(server.handle_request().unwrap());
+    assert!(server.handle_request().unwrap());
+    // Alternate: each request finds the one worker free, because the other connection is parked.
+    let mut seen = HashSet::new();
+    for _ in 0..5 {
+        seen.insert(hello(&mut a));
+        seen.insert(hello(&mut b));
+    }
+    assert_eq!(seen.len(), 1, "one worker served everything: {seen:?}");
+    let pool = server.concurrency();
+    let t0 = Instant::now();
+    while pool.parked() < 2 && t0.elapsed() < Duration::from_secs(5) {
+        thread::yield_now();
+    }
+    assert_eq!((pool.parked(), pool.busy()), (2, 0), "both idle connections parked, no worker held");
+    // Idle past 300 ms: the poller closes them silently (EOF, nothing sent).
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    assert_eq!(a.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(b.read_to_end(&mut rest).unwrap(), 0);
+    assert!(t0.elapsed() < Duration::from_secs(2), "idle close took {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    while pool.parked() > 0 && t0.elapsed() < Duration::from_secs(5) {
+        thread::yield_now();
+    }
+    assert_eq!(pool.parked(), 0);
+    server.server_close();
+}
+
+#[test]
+fn a_pipelined_request_is_served_before_parking_and_close_closes_parked_connections() {
+    let handler = HttpHandler::new(app::service).log_requests(false);
+    let mut server = ServerBuilder::new()
+        .timeout(Some(Duration::from_secs(10)))
+        .bind("127.0.0.1:0", Pool::new(1), handler)
+        .unwrap();
+    let addr = server.local_addr();
+    let mut a = TcpStream::connect(addr).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Two requests in one write: the second is in the handler's buffer, not the socket's, so
+    // the handler must answer it before it may park.
+    a.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(server.handle_request().unwrap());
+    let t0 = Instant::now();
+    while server.concurrency().parked() < 1 && t0.elapsed() < Duration::from_secs(5) {
+        thread::yield_now();
+    }
+    assert_eq!(server.concurrency().parked(), 1, "parked after both answers");
+    // Closing the server closes the parked connection at once (not after the 5 s idle timeout).
+    let t0 = Instant::now();
+    server.server_close();
+    let mut all = Vec::new();
+    a.read_to_end(&mut all).unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    let all = String::from_utf8_lossy(&all);
+    assert_eq!(all.matches("HTTP/1.1 200 OK\r\n").count(), 2, "both answered before parking: {all}");
+    assert!(all.contains("Hello, world!\n") && all.contains("GET /hello"), "{all}");
+    assert_eq!(server.concurrency().parked(), 0);
+}
