@@ -666,10 +666,10 @@ impl Worker {
                             t.bytes += done.bytes;
                         }
                         c.used += 1;
-                        if done.close || !self.keep_alive {
-                            if let Some(c) = conn.take() {
-                                Worker::finish_close(c, done.close);
-                            }
+                        if (done.close || !self.keep_alive)
+                            && let Some(c) = conn.take()
+                        {
+                            Worker::finish_close(c, done.close);
                         }
                         continue 'requests;
                     }
