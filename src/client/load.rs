@@ -31,6 +31,34 @@
 //! A request's latency runs from just before its `write` to the moment the last body byte has
 //! been read. Connecting is not part of it (in `--close` mode, see `connections opened`).
 //!
+//! # Comparing with `wrk`: what a number on loopback means
+//!
+//! On one machine the client and the server share the CPUs, so requests/s measures the *pair*:
+//! every microsecond the client spends per request is one the server does not get. Two things
+//! follow, both measured on a 2-core box against `threaded_server --quiet`, `/hello`, 32
+//! connections (see the issue note for the full table):
+//!
+//! * **CPU per request.** This client makes exactly two system calls per request (`sendto`,
+//!   `recvfrom`; `strace -c` agrees), and took about 3.3 us of CPU each. `wrk -t2` makes about
+//!   four (`write`, `read`, and two `epoll_ctl` to switch write interest on and off, plus a
+//!   share of `epoll_wait`) and took about 6.2 us. With cores shared, this client therefore
+//!   reports roughly twice `wrk -t2`'s requests/s, and about 1.3 times `wrk -t32`'s: the server
+//!   simply gets more of the CPU. Neither number is wrong; each is "this server *plus this
+//!   client*".
+//! * **A thread per connection.** With the server pinned to one core and the client to the
+//!   other (`taskset`), the server's core is the limit and the client's cost stops mattering:
+//!   this client agrees with `wrk -t32 -c32`, which also runs one connection per thread, within
+//!   10 % on requests/s (within 15 % on p50). Against `wrk -t2 -c32` on one core it reports
+//!   20-40 % less, because 32 blocking threads on one core pay a context switch per request
+//!   where `wrk`'s epoll loop handles many ready connections per wake-up, and its p50 includes
+//!   waiting for its own thread to be scheduled again. Multiplexing connections over a few
+//!   threads (`-t`, as `wrk` does) would close that gap; it is not built, because blocking I/O
+//!   on a thread per connection is the model this crate teaches, and it is the simpler program.
+//!
+//! So compare like with like: same machine, same connection count, and either cores shared by
+//! both (then expect this client to read higher) or the server pinned apart from the client
+//! (then use `wrk -t C -c C` for the same threading model).
+//!
 //! # Example
 //!
 //! ```no_run
