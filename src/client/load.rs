@@ -55,6 +55,13 @@
 //!   threads (`-t`, as `wrk` does) would close that gap; it is not built, because blocking I/O
 //!   on a thread per connection is the model this crate teaches, and it is the simpler program.
 //!
+//! The histogram often has **two humps** on a shared machine: one around 10-25 us (the server
+//! thread ran at once, on the core the request was written from) and one around 150-300 us
+//! (it waited its turn behind other runnable threads). When the two are about the same size
+//! the median falls between them and moves a lot from run to run; the histogram shows why, a
+//! single p50 cannot. Read p50 together with the mean (which Little's law ties to requests/s:
+//! mean latency is about connections / throughput) and p90.
+//!
 //! So compare like with like: same machine, same connection count, and either cores shared by
 //! both (then expect this client to read higher) or the server pinned apart from the client
 //! (then use `wrk -t C -c C` for the same threading model).
