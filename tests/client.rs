@@ -227,3 +227,249 @@ fn interim_100_continue_is_skipped() {
     let reply = report.outcomes[0].result.as_ref().expect("reply");
     assert_eq!(reply.status, 201);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Load mode, against a tiny std keep-alive server.
+// ---------------------------------------------------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use socketserver::client::{LoadConfig, LoadReport, load};
+
+/// How the keep-alive test server answers one request: it gets the stream, whether the request
+/// said `Connection: close`, and the request's number across the whole server (from 0), and
+/// says whether to keep the connection open for another request.
+type Answer = fn(&mut TcpStream, bool, usize) -> bool;
+
+/// A keep-alive HTTP/1.1 server on a thread: a thread per connection, any number of requests
+/// per connection, accepted connections counted. Dropping it stops the accept loop (a flag and
+/// one connection to wake `accept`, not a sleep) and joins every thread.
+struct KeepAliveServer {
+    url: Url,
+    accepts: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl KeepAliveServer {
+    fn start(answer: Answer) -> KeepAliveServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/hello")).expect("url");
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (accepts2, stop2) = (Arc::clone(&accepts), Arc::clone(&stop));
+        let handle = thread::spawn(move || {
+            let mut workers = Vec::new();
+            for stream in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                accepts2.fetch_add(1, Ordering::SeqCst);
+                let requests = Arc::clone(&requests);
+                workers.push(thread::spawn(move || serve_connection(stream, answer, &requests)));
+            }
+            for w in workers {
+                let _ = w.join();
+            }
+        });
+        KeepAliveServer { url, accepts, stop, handle: Some(handle) }
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for KeepAliveServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.url.port));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Reads request heads line by line and answers each, until the client goes away, asks to
+/// close, or the answer says to stop.
+fn serve_connection(stream: TcpStream, answer: Answer, requests: &AtomicUsize) {
+    // A safety net so a broken test fails instead of hanging; not a synchronisation device.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        let mut close = false;
+        let mut lines = 0;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line == "\r\n" && lines > 0 {
+                break;
+            }
+            lines += 1;
+            close |= line.eq_ignore_ascii_case("connection: close\r\n");
+        }
+        let nth = requests.fetch_add(1, Ordering::SeqCst);
+        if !answer(&mut writer, close, nth) || close {
+            return;
+        }
+    }
+}
+
+/// 200 "ok\n", except every fifth request (by server-wide number) gets 404; echoes
+/// `Connection: close` when asked.
+fn ok_or_404(s: &mut TcpStream, close: bool, nth: usize) -> bool {
+    let status = if nth % 5 == 4 { "404 Not Found" } else { "200 OK" };
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let response = format!("HTTP/1.1 {status}\r\nContent-Length: 3\r\n{connection}\r\nok\n");
+    s.write_all(response.as_bytes()).is_ok()
+}
+
+fn cfg(url: &Url, connections: usize, requests: Option<u64>, duration: Option<Duration>) -> LoadConfig {
+    LoadConfig {
+        connections,
+        requests,
+        duration,
+        timeout: Duration::from_secs(10),
+        ..LoadConfig::new(url.clone())
+    }
+}
+
+fn assert_no_errors(report: &LoadReport) {
+    assert!(report.all_answered(), "{report}");
+    assert_eq!(report.error_count(), 0, "{report}");
+}
+
+#[test]
+fn load_n_500_gives_exactly_500_responses_on_kept_alive_connections() {
+    let server = KeepAliveServer::start(ok_or_404);
+    let report = load(&cfg(&server.url, 4, Some(500), None));
+    assert_no_errors(&report);
+    assert_eq!(report.responses(), 500, "{report}");
+    assert_eq!(report.statuses, vec![(200, 400), (404, 100)], "{report}");
+    assert_eq!(report.latency.count(), 500);
+    assert_eq!(
+        report.bytes_read,
+        500 * "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".len() as u64
+            + 100 * ("404 Not Found".len() - "200 OK".len()) as u64
+    );
+    assert_eq!(report.unfinished, 0);
+    // Keep-alive: one connection per thread, reused for every request.
+    assert_eq!(report.connects, 4, "{report}");
+    drop(report);
+    assert_eq!(server.accepts(), 4);
+    let text = load(&cfg(&server.url, 2, Some(10), None)).to_string();
+    assert!(text.contains("status       200: 8, 404: 2\n"), "{text}");
+    assert!(text.contains("errors       none\n"), "{text}");
+}
+
+#[test]
+fn load_close_mode_opens_a_connection_per_request() {
+    let server = KeepAliveServer::start(ok_or_404);
+    let report = load(&LoadConfig { keep_alive: false, ..cfg(&server.url, 3, Some(60), None) });
+    assert_no_errors(&report);
+    assert_eq!((report.responses(), report.connects), (60, 60), "{report}");
+    assert_eq!(server.accepts(), 60);
+    assert!(report.to_string().contains("(one request each)"));
+}
+
+#[test]
+fn load_reconnects_when_the_server_closes_a_kept_alive_connection() {
+    // Says `Connection: close` on every response: the client reconnects before the next one.
+    let server = KeepAliveServer::start(|s, _, nth| {
+        ok_or_404(s, true, nth);
+        false
+    });
+    let report = load(&cfg(&server.url, 2, Some(40), None));
+    assert_no_errors(&report);
+    assert_eq!((report.responses(), report.connects), (40, 40), "{report}");
+
+    // Closes after every response *without* saying so: the next request on that connection
+    // finds it closed before any byte comes back, and is sent again on a new one, silently.
+    let server = KeepAliveServer::start(|s, _, nth| {
+        ok_or_404(s, false, nth);
+        false
+    });
+    let report = load(&cfg(&server.url, 2, Some(40), None));
+    assert_no_errors(&report);
+    assert_eq!(report.responses(), 40, "{report}");
+    assert!(report.connects >= 40, "{report}");
+}
+
+#[test]
+fn load_counts_a_response_cut_short_as_closed() {
+    let server = KeepAliveServer::start(|s, _, _| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+        false
+    });
+    let report = load(&cfg(&server.url, 2, Some(20), None));
+    assert_eq!(report.responses(), 0, "{report}");
+    assert_eq!(report.errors, vec![(ErrorKind::Closed, 20)], "{report}");
+    assert!(!report.all_answered());
+    let text = report.to_string();
+    assert!(text.contains("errors       20 closed\n"), "{text}");
+    assert!(text.contains("3 of 10 body bytes"), "{text}");
+}
+
+#[test]
+fn load_counts_garbage_and_refusals() {
+    let server = KeepAliveServer::start(|s, _, _| {
+        let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
+        false
+    });
+    let report = load(&cfg(&server.url, 1, Some(3), None));
+    assert_eq!(report.errors, vec![(ErrorKind::BadResponse, 3)], "{report}");
+
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let report = load(&cfg(&url, 2, Some(6), None));
+    assert_eq!(report.errors, vec![(ErrorKind::Refused, 6)], "{report}");
+    assert_eq!((report.responses(), report.connects), (0, 0));
+}
+
+#[test]
+fn a_timed_load_run_stops_on_time() {
+    let server = KeepAliveServer::start(ok_or_404);
+    let began = Instant::now();
+    let report = load(&cfg(&server.url, 4, None, Some(Duration::from_millis(300))));
+    let took = began.elapsed();
+    assert_no_errors(&report);
+    assert!(report.responses() > 0, "{report}");
+    assert!(report.elapsed >= Duration::from_millis(300), "{report}");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(report.connects, 4);
+    assert!(report.to_string().contains("for 0.3 s\n"));
+}
+
+#[test]
+fn a_timed_load_run_stops_on_time_even_if_the_server_never_answers() {
+    // Reads the request, then waits for the client to give up and close.
+    let server = KeepAliveServer::start(|s, _, _| {
+        let _ = s.read_to_end(&mut Vec::new());
+        false
+    });
+    let began = Instant::now();
+    let report = load(&cfg(&server.url, 3, None, Some(Duration::from_millis(300))));
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!((report.responses(), report.error_count(), report.unfinished), (0, 0, 3), "{report}");
+    assert!(report.to_string().contains("unfinished   3"));
+}
+
+#[test]
+fn a_request_count_stops_first_when_both_limits_are_given() {
+    let server = KeepAliveServer::start(ok_or_404);
+    let report = load(&cfg(&server.url, 2, Some(50), Some(Duration::from_secs(60))));
+    assert_no_errors(&report);
+    assert_eq!(report.responses(), 50);
+    assert!(report.elapsed < Duration::from_secs(10), "{report}");
+}

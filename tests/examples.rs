@@ -262,3 +262,35 @@ fn pool_of_four_serves_32_kept_alive_clients_without_starving_any() {
     assert!(took < Duration::from_secs(20), "{CLIENTS} x {ROUNDS} kept-alive requests took {took:?}");
     assert!(tids.len() <= 4, "only the four workers served: {tids:?}");
 }
+
+#[test]
+fn client_load_mode_against_the_threaded_server_and_its_exit_codes() {
+    use std::process::Command;
+    let server = ServerProcess::start("threaded_server", &["--quiet"]);
+    let client = |args: &[&str]| {
+        let out = Command::new(common::example_path("client")).args(args).output().expect("run client");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let url = format!("http://{}/hello", server.addr);
+    let (code, text) = client(&["--load", "-c", "4", "-n", "2000", &url]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("status       200: 2000\n"), "{text}");
+    assert!(text.contains("connections  4 opened\n"), "{text}");
+    // Piped, so no progress line: no carriage returns at all.
+    assert!(!text.contains('\r'), "{text:?}");
+
+    let (code, text) = client(&["--load", "--close", "-c", "2", "-n", "50", &url]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("connections  50 opened\n"), "{text}");
+
+    let (code, text) = client(&["--load", "-c", "2", "-n", "20", &format!("http://{}/nowhere", server.addr)]);
+    assert_eq!(code, Some(0), "a 404 is an answer: {text}");
+    assert!(text.contains("status       404: 20\n"), "{text}");
+
+    drop(server);
+    let (code, text) = client(&["--load", "-c", "1", "-n", "2", &url]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("errors       2 refused"), "{text}");
+    assert_eq!(client(&["--load", "-c", "0"]).0, Some(2));
+    assert_eq!(client(&["-c", "4"]).0, Some(2));
+}

@@ -3,10 +3,14 @@
 use std::time::Duration;
 
 use super::fire::{DEFAULT_TIMEOUT, FireConfig};
+use super::load::{DEFAULT_CONNECTIONS, LoadConfig, MAX_CONNECTIONS, MAX_DURATION, MAX_REQUESTS};
 use super::url::Url;
 
 /// URL fired at when none is given: the example servers' one-second delay.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8000/delay?s=1";
+
+/// URL loaded in load mode when none is given: the example servers' tiny response.
+pub const DEFAULT_LOAD_URL: &str = "http://127.0.0.1:8000/hello";
 
 /// Requests fired when `-n` is not given.
 pub const DEFAULT_N: usize = 10;
@@ -18,17 +22,30 @@ pub const MAX_N: usize = 10_000;
 /// The help text, printed for `-h` and after a usage error.
 pub const USAGE: &str = "\
 usage: client [-n N] [--timeout SECS] [URL]
+       client --load [-c N] [-d DURATION] [-n N] [--close] [--timeout S] [URL]
 
-Opens N connections, sends one GET on each at the same instant, and shows who
-handled which request and when: one at a time, or concurrently.
+Fire mode (the default) opens N connections, sends one GET on each at the same
+instant, and shows who handled which request and when: one at a time, or
+concurrently.
+
+Load mode (--load) keeps C connections busy, one request after another, and
+reports requests/s, latency percentiles, a latency histogram and errors.
 
 arguments:
-  URL             http://HOST[:PORT][/PATH]
-                  (default http://127.0.0.1:8000/delay?s=1)
+  URL             http://HOST[:PORT][/PATH]  (default http://127.0.0.1:8000/
+                  delay?s=1, or http://127.0.0.1:8000/hello with --load)
 options:
-  -n N            number of concurrent requests, 1 to 10000 (default 10)
+  -n N            fire: number of concurrent requests, 1 to 10000 (default 10)
+                  load: stop after N requests, 1 to 10000000
   --timeout SECS  seconds allowed per request (default 70)
   -h, --help      show this help
+load options:
+  --load          load mode
+  -c N            connections, one thread each, 1 to 10000 (default 32)
+  -d DURATION     stop after DURATION: 10s, 500ms, 2m, 1h or plain seconds; at
+                  most 1h. With -n too, whichever comes first; with neither, 10s
+  --close         one request per connection (Connection: close) instead of
+                  keep-alive
 
 exit status: 0 if every request got a response (any status), 1 if any failed,
 2 for a usage error.";
@@ -39,6 +56,21 @@ exit status: 0 if every request got a response (any status), 1 if any failed,
 pub enum Mode {
     /// Fire `n` requests at once and report (see [`fire`](super::fire())).
     Fire,
+    /// Keep connections busy and measure (see [`load`](super::load())).
+    Load(LoadArgs),
+}
+
+/// The options only load mode takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadArgs {
+    /// Connections (`-c`).
+    pub connections: usize,
+    /// Stop after this long (`-d`).
+    pub duration: Option<Duration>,
+    /// Stop after this many requests (`-n` in load mode).
+    pub requests: Option<u64>,
+    /// False with `--close`.
+    pub keep_alive: bool,
 }
 
 /// A parsed command line.
@@ -46,7 +78,7 @@ pub enum Mode {
 pub struct Args {
     /// What to do.
     pub mode: Mode,
-    /// Number of requests (`-n`).
+    /// Number of requests (`-n`) in fire mode; in load mode see [`LoadArgs::requests`].
     pub n: usize,
     /// Time allowed per request (`--timeout`).
     pub timeout: Duration,
@@ -59,6 +91,48 @@ impl Args {
     pub fn fire_config(&self) -> FireConfig {
         FireConfig { timeout: self.timeout, ..FireConfig::new(self.n, self.url.clone()) }
     }
+
+    /// The [`LoadConfig`] these arguments describe, or `None` in fire mode.
+    pub fn load_config(&self) -> Option<LoadConfig> {
+        let Mode::Load(load) = self.mode else { return None };
+        Some(LoadConfig {
+            connections: load.connections,
+            duration: load.duration,
+            requests: load.requests,
+            keep_alive: load.keep_alive,
+            timeout: self.timeout,
+            ..LoadConfig::new(self.url.clone())
+        })
+    }
+}
+
+/// Parses a duration: `10s`, `500ms`, `2m`, `1h`, `1.5s` or plain seconds (`10`). More than 0
+/// and at most [`MAX_DURATION`].
+///
+/// ```
+/// use std::time::Duration;
+/// use socketserver::client::cli::parse_duration;
+///
+/// assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+/// assert_eq!(parse_duration("2h"), None);
+/// ```
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (number, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let secs = number.parse::<f64>().ok()? * scale;
+    (secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION.as_secs_f64())
+        .then(|| Duration::from_secs_f64(secs))
 }
 
 /// What the command line asks for.
@@ -87,18 +161,24 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
-    let mut n = DEFAULT_N;
+    let mut n: Option<String> = None;
     let mut timeout = DEFAULT_TIMEOUT;
     let mut url: Option<String> = None;
-    let mode = Mode::Fire;
+    let mut load = false;
+    let mut connections: Option<usize> = None;
+    let mut duration: Option<Duration> = None;
+    let mut close = false;
     let mut only_positional = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
-        // `--name=value` and `--name value` both work; so does `-n5`.
+        // `--name=value` and `--name value` both work; so do `-n5`, `-c8` and `-d2s`.
+        let short_glued = ["-n", "-c", "-d"].into_iter().find(|f| arg.starts_with(f) && arg.len() > 2);
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if arg.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ if arg.starts_with("-n") && arg.len() > 2 => ("-n".to_string(), Some(arg[2..].to_string())),
-            _ => (arg.clone(), None),
+            _ => match short_glued {
+                Some(f) => (f.to_string(), Some(arg[2..].to_string())),
+                None => (arg.clone(), None),
+            },
         };
         let mut value = |name: &str| {
             inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
@@ -111,15 +191,8 @@ where
             }
             "--" => only_positional = true,
             "-h" | "--help" => return Ok(Command::Help),
-            "-n" => {
-                let v = value("-n")?;
-                n = match v.parse::<usize>() {
-                    Ok(k) if (1..=MAX_N).contains(&k) => k,
-                    _ => {
-                        return Err(format!("-n wants a whole number from 1 to {MAX_N}, not {v:?}"));
-                    }
-                };
-            }
+            // Checked after the loop, when the mode (and so the allowed range) is known.
+            "-n" => n = Some(value("-n")?),
             "--timeout" => {
                 let v = value("--timeout")?;
                 timeout = match v.parse::<f64>() {
@@ -131,13 +204,68 @@ where
                     }
                 };
             }
-            // Room for the load mode (sustained requests, latency percentiles): it will set
-            // `mode = Mode::Load` here and take its own options. Until then, say so plainly.
-            "--load" => return Err("--load (load mode) is not built yet".to_string()),
+            "--load" => load = true,
+            "-c" => {
+                let v = value("-c")?;
+                connections = match v.parse::<usize>() {
+                    Ok(k) if (1..=MAX_CONNECTIONS).contains(&k) => Some(k),
+                    _ => {
+                        return Err(format!(
+                            "-c wants a whole number from 1 to {MAX_CONNECTIONS}, not {v:?}"
+                        ));
+                    }
+                };
+            }
+            "-d" => {
+                let v = value("-d")?;
+                duration = match parse_duration(&v) {
+                    Some(d) => Some(d),
+                    None => {
+                        return Err(format!(
+                            "-d wants a duration like 10s, 500ms or 2m, more than 0 and at most 1h, \
+                             not {v:?}"
+                        ));
+                    }
+                };
+            }
+            "--close" => close = true,
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
-    let url = url.as_deref().unwrap_or(DEFAULT_URL);
+    let mode = if load {
+        let requests = match n.as_deref() {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(k) if (1..=MAX_REQUESTS).contains(&k) => Some(k),
+                _ => {
+                    return Err(format!(
+                        "-n with --load wants a whole number from 1 to {MAX_REQUESTS}, not {v:?}"
+                    ));
+                }
+            },
+        };
+        Mode::Load(LoadArgs {
+            connections: connections.unwrap_or(DEFAULT_CONNECTIONS),
+            duration,
+            requests,
+            keep_alive: !close,
+        })
+    } else {
+        let only_load = [("-c", connections.is_some()), ("-d", duration.is_some()), ("--close", close)];
+        if let Some((flag, _)) = only_load.iter().find(|(_, given)| *given) {
+            return Err(format!("{flag} is a load-mode option: add --load"));
+        }
+        Mode::Fire
+    };
+    let n = match (mode, n.as_deref()) {
+        (Mode::Fire, Some(v)) => match v.parse::<usize>() {
+            Ok(k) if (1..=MAX_N).contains(&k) => k,
+            _ => return Err(format!("-n wants a whole number from 1 to {MAX_N}, not {v:?}")),
+        },
+        _ => DEFAULT_N,
+    };
+    let default_url = if load { DEFAULT_LOAD_URL } else { DEFAULT_URL };
+    let url = url.as_deref().unwrap_or(default_url);
     let url = Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
     Ok(Command::Run(Args { mode, n, timeout, url }))
 }
@@ -185,6 +313,62 @@ mod tests {
     }
 
     #[test]
+    fn load_mode_flags() {
+        use crate::client::load::DEFAULT_DURATION;
+        let load = |connections, duration: Option<u64>, requests, keep_alive| {
+            Mode::Load(LoadArgs {
+                connections,
+                duration: duration.map(Duration::from_millis),
+                requests,
+                keep_alive,
+            })
+        };
+        let table: &[(&[&str], Mode)] = &[
+            (&["--load"], load(32, None, None, true)),
+            (&["--load", "-c", "8", "-d", "5s"], load(8, Some(5000), None, true)),
+            (&["-c8", "-d500ms", "--load"], load(8, Some(500), None, true)),
+            (&["--load", "-n", "10000"], load(32, None, Some(10_000), true)),
+            (&["--load", "-n10000000", "-d", "2"], load(32, Some(2000), Some(10_000_000), true)),
+            (&["--load", "--close", "-c", "1", "-d", "1.5m"], load(1, Some(90_000), None, false)),
+            (&["--load", "-d", "1h"], load(32, Some(3_600_000), None, true)),
+            // -n past fire mode's limit is fine in load mode.
+            (&["-n", "20000", "--load"], load(32, None, Some(20_000), true)),
+        ];
+        for (args, mode) in table {
+            let a = run(args);
+            assert_eq!(a.mode, *mode, "{args:?}");
+            assert_eq!(a.url, Url::parse(DEFAULT_LOAD_URL).unwrap(), "{args:?}");
+            assert!(a.fire_config().n == DEFAULT_N);
+        }
+        let a = run(&["--load", "-n", "500", "--timeout", "2", "http://h:1/x"]);
+        let cfg = a.load_config().expect("load mode");
+        assert_eq!((cfg.requests, cfg.timeout, cfg.url.port), (Some(500), Duration::from_secs(2), 1));
+        assert_eq!(run(&["--load"]).load_config().unwrap().time_limit(), DEFAULT_DURATION);
+        assert_eq!(run(&[]).load_config(), None);
+    }
+
+    #[test]
+    fn durations() {
+        let table = [
+            ("10s", Some(10_000)),
+            ("10", Some(10_000)),
+            ("0.25", Some(250)),
+            ("500ms", Some(500)),
+            ("2m", Some(120_000)),
+            ("1h", Some(3_600_000)),
+            ("0", None),
+            ("-1s", None),
+            ("61m", None),
+            ("inf", None),
+            ("s", None),
+            ("", None),
+        ];
+        for (text, millis) in table {
+            assert_eq!(parse_duration(text), millis.map(Duration::from_millis), "{text:?}");
+        }
+    }
+
+    #[test]
     fn help_wins() {
         assert_eq!(parse(["-n", "3", "-h"]), Ok(Command::Help));
         assert_eq!(parse(["--help"]), Ok(Command::Help));
@@ -206,7 +390,18 @@ mod tests {
             (&["--timeout=-1"], "--timeout wants seconds"),
             (&["http://a/", "http://b/"], "more than one URL"),
             (&["https://a/"], "bad URL"),
-            (&["--load"], "not built yet"),
+            (&["-c", "4"], "-c is a load-mode option: add --load"),
+            (&["-d", "1s"], "-d is a load-mode option"),
+            (&["--close"], "--close is a load-mode option"),
+            (&["--load", "-c", "0"], "-c wants a whole number from 1 to 10000"),
+            (&["--load", "-c", "10001"], "-c wants"),
+            (&["--load", "-c"], "-c needs a value"),
+            (&["--load", "-n", "0"], "from 1 to 10000000"),
+            (&["--load", "-n", "10000001"], "from 1 to 10000000"),
+            (&["--load", "-d", "0s"], "-d wants a duration"),
+            (&["--load", "-d", "2h"], "-d wants a duration"),
+            (&["--load", "-d", "soon"], "-d wants a duration"),
+            (&["--load", "-d=5s"], "-d wants a duration"),
         ];
         for (args, expected) in table {
             let e = err(args);

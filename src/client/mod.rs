@@ -41,12 +41,16 @@
 //!
 //! * [`url`]: the `http://host:port/path` parser;
 //! * [`fire`](mod@fire): the threads, the barrier and the HTTP exchange;
+//! * [`load`](mod@load): load mode, many requests on `c` connections, throughput and latency;
+//! * [`histogram`]: the latency histogram load mode records into;
 //! * [`report`]: in-flight counting, verdict, the table and summary;
 //! * [`timeline`]: the ASCII bars;
 //! * [`cli`]: the example's command line.
 
 pub mod cli;
 pub mod fire;
+pub mod histogram;
+pub mod load;
 pub mod report;
 pub mod timeline;
 pub mod url;
@@ -54,5 +58,7 @@ pub mod url;
 pub use fire::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, FireConfig, Outcome, Reply, RequestError, fire,
 };
+pub use histogram::Histogram;
+pub use load::{LoadConfig, LoadReport, Progress, load, load_with_progress};
 pub use report::FireReport;
 pub use url::{Url, UrlError};
