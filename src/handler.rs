@@ -258,6 +258,12 @@ impl ServerContext {
         self.local_addr
     }
 
+    /// Whether the server is stopping (see [`ShutdownHandle::is_stopping`]); works in a forked
+    /// child too. A handler about to wait for an idle client should give up instead.
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_stopping()
+    }
+
     /// The server's shutdown handle. From inside a handler, prefer
     /// [`ShutdownHandle::request_shutdown`]: [`ShutdownHandle::shutdown`] would wait for the very
     /// request that is calling it, and so returns [`Error::ShutdownFromHandler`](crate::Error).

@@ -63,6 +63,12 @@ struct Inner {
     stopped: Condvar,
     wake_read: OwnedFd,
     wake_write: OwnedFd,
+    /// The *stop broadcast*: a pipe nobody writes to. Requesting a shutdown closes the write
+    /// end, and every `poll` on the read end, in this process or in a forked child (which
+    /// closed its inherited copy of the write end), sees POLLHUP. Closing a pipe is a broadcast
+    /// to any number of waiters; writing a byte would wake just one of them.
+    stop_read: OwnedFd,
+    stop_write: Mutex<Option<OwnedFd>>,
 }
 
 /// A cloneable, `Send` handle that stops a running [`Server`](crate::Server).
@@ -84,6 +90,7 @@ impl ShutdownHandle {
         // Non-blocking so that a full pipe (a wake-up already pending) never blocks the caller;
         // close-on-exec so that a child started with exec does not inherit it.
         let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        let (stop_read, stop_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         Ok(ShutdownHandle {
             inner: Arc::new(Inner {
                 id: NEXT_SERVER_ID.fetch_add(1, Ordering::Relaxed),
@@ -93,6 +100,8 @@ impl ShutdownHandle {
                 stopped: Condvar::new(),
                 wake_read,
                 wake_write,
+                stop_read,
+                stop_write: Mutex::new(Some(stop_write)),
             }),
         })
     }
@@ -109,6 +118,8 @@ impl ShutdownHandle {
             return Err(Error::NotServerProcess);
         }
         self.inner.requested.store(true, Ordering::SeqCst);
+        // Dropping the write end hangs up the stop broadcast (see `is_stopping`).
+        drop(lock(&self.inner.stop_write).take());
         match nix::unistd::write(&self.inner.wake_write, b"x") {
             // EAGAIN: the pipe is full, so a wake-up is already pending. Either way the loop
             // will see the flag.
@@ -139,6 +150,36 @@ impl ShutdownHandle {
     /// Whether a stop has been requested.
     pub fn is_shutdown_requested(&self) -> bool {
         self.inner.requested.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server is stopping: a shutdown was requested here, or, in a forked child,
+    /// the parent has requested one since the fork. A handler waiting for more input from an
+    /// idle client (HTTP keep-alive) checks this to let go of the connection, so that a graceful
+    /// stop does not wait out the idle timeout.
+    pub fn is_stopping(&self) -> bool {
+        if self.is_shutdown_requested() {
+            return true;
+        }
+        if std::process::id() == self.inner.owner_pid {
+            // In the server's own process the flag is the truth; no system call needed.
+            return false;
+        }
+        // A forked child: its copy of the flag is never set; the broadcast pipe tells instead.
+        let mut fds = [nix::poll::PollFd::new(self.inner.stop_read.as_fd(), nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
+            Ok(_) => fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
+            Err(_) => false,
+        }
+    }
+
+    /// In a freshly forked child: close this process's copy of the stop broadcast's write end,
+    /// so that the parent closing its own copy hangs up the pipe for the child too.
+    pub(crate) fn forget_write_end_in_child(&self) {
+        // try_lock: a lock held at the instant of the fork by a thread that does not exist
+        // here stays locked forever; then a shutdown was being requested anyway.
+        if let Ok(mut w) = self.inner.stop_write.try_lock() {
+            drop(w.take());
+        }
     }
 
     pub(crate) fn server_id(&self) -> u64 {
@@ -237,6 +278,19 @@ mod tests {
         assert!(h.is_shutdown_requested());
         drop(scope);
         h.set_serving(false);
+    }
+
+    #[test]
+    fn a_shutdown_request_hangs_up_the_stop_broadcast() {
+        let h = ShutdownHandle::new().unwrap();
+        let hung_up = |h: &ShutdownHandle| {
+            let mut fds = [nix::poll::PollFd::new(h.inner.stop_read.as_fd(), nix::poll::PollFlags::POLLIN)];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap();
+            fds[0].revents().unwrap().contains(nix::poll::PollFlags::POLLHUP)
+        };
+        assert!(!hung_up(&h) && !h.is_stopping());
+        h.request_shutdown().unwrap();
+        assert!(hung_up(&h) && h.is_stopping());
     }
 
     #[test]

@@ -258,6 +258,8 @@ fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>) -> ! {
         // shutdown_on_signals in the parent, and a child should still die of it.
         let _ = int.thread_block();
         let _ = term.thread_unblock();
+        // Let the parent's shutdown reach us: see ShutdownHandle::is_stopping.
+        conn.server().shutdown_handle().forget_write_end_in_child();
         // SAFETY: the listener's descriptor is owned by the parent's `Server`, whose copy in
         // this process is never used again: the child ends in _exit below without returning to
         // it or running its destructor, so nothing can use or close the descriptor twice.

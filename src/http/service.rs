@@ -78,6 +78,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// an expired deadline up to this late.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 
+/// The longest a connection idle between requests waits before checking whether the server is
+/// stopping. Only idle connections wake this often, and a wake costs one system call or none.
+const IDLE_SLICE: Duration = Duration::from_millis(250);
+
 /// How long, and for how many bytes, to keep reading (and discarding) after refusing a request.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
@@ -199,7 +203,7 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     io.buf.drain(..consumed.min(io.buf.len()));
                     reader.reset();
                     sent_continue = false;
-                    let stop = server.shutdown_handle().is_shutdown_requested();
+                    let stop = server.is_stopping();
                     match self.respond(&mut io, &request, stop) {
                         Outcome::KeepGoing => {}
                         Outcome::Close => {
@@ -241,7 +245,11 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                             return quiet(e);
                         }
                     }
-                    match io.read_more(deadline) {
+                    // Between requests, wait in slices and let go of the connection as soon as
+                    // the server is stopping: a graceful stop must not wait out a browser's idle
+                    // keep-alive connection (5 s by default).
+                    let stopping = || !in_request && server.is_stopping();
+                    match io.read_more(deadline, (!in_request).then_some(IDLE_SLICE), stopping) {
                         Ok(ReadOutcome::Data) if !in_request => {
                             in_request = true;
                             deadline = after(self.read_timeout);
@@ -413,12 +421,20 @@ impl<'a> Io<'a> {
 
     /// Reads once (retrying interruptions and early timeouts) and appends to `buf`; gives up at
     /// `deadline`.
-    fn read_more(&mut self, deadline: Instant) -> io::Result<ReadOutcome> {
+    ///
+    /// With `slice`, each wait lasts at most that long, and `give_up` is asked after each one
+    /// that ends empty-handed: `true` ends the wait as a timeout.
+    fn read_more(
+        &mut self,
+        deadline: Instant,
+        slice: Option<Duration>,
+        give_up: impl Fn() -> bool,
+    ) -> io::Result<ReadOutcome> {
         loop {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 return Ok(ReadOutcome::TimedOut);
             };
-            self.set_read_timeout(left)?;
+            self.set_read_timeout(slice.map_or(left, |s| left.min(s)))?;
             match self.stream.read(&mut self.scratch) {
                 Ok(0) => return Ok(ReadOutcome::Eof),
                 Ok(n) => {
@@ -430,7 +446,14 @@ impl<'a> Io<'a> {
                 // SO_RCVTIMEO expired (Linux reports EAGAIN, i.e. WouldBlock). The socket timeout
                 // may be shorter than the deadline (see set_read_timeout), so check the deadline
                 // again instead of giving up.
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                //
+                // Asked only now, after a wait that found nothing: bytes the client has already
+                // sent are always read and answered, even when the server is stopping.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    if give_up() {
+                        return Ok(ReadOutcome::TimedOut);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
