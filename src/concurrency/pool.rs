@@ -137,6 +137,9 @@ pub struct Pool {
 struct Task {
     conn: Connection,
     run: Runner,
+    /// Queued by accept (`true`) rather than re-queued by the poller: only these count against
+    /// `queue_size` (see `State::fresh`).
+    fresh: bool,
 }
 
 type Runner = Arc<dyn Fn(Connection) -> Option<(Connection, Duration)> + Send + Sync>;
@@ -164,6 +167,11 @@ struct Shared {
 #[derive(Default)]
 struct State {
     queue: VecDeque<Task>,
+    /// How many queued tasks came from accept. The bound applies to these alone: if re-queued
+    /// keep-alive connections counted too, 32 busy kept-alive clients on 4 workers would keep the
+    /// queue over its size and a new client would wait at accept for seconds (measured: 4.2 s),
+    /// starved by connections that are merely taking turns.
+    fresh: usize,
     /// Connections parked by workers since the poller last looked (its inbox).
     inbox: Vec<Parked>,
     busy: usize,
@@ -249,8 +257,8 @@ impl Shared {
         let mut st = self.lock();
         // Not bounded by queue_size: the bound is back-pressure on *accept*, and these
         // connections were accepted long ago; the poller must never block (it alone enforces
-        // idle timeouts). Since process_request waits while the queue is over its size, this
-        // also gives clients already admitted priority over new ones.
+        // idle timeouts). Nor do they count against it (`fresh`): new clients and returning
+        // ones take turns in one FIFO queue.
         st.queue.extend(tasks);
         self.parked.fetch_sub(n, Ordering::SeqCst);
         drop(st);
@@ -443,11 +451,12 @@ impl Concurrency for Pool {
         conn.set_parkable(!shared.lock().poller_done);
         let job = job.clone();
         let run: Runner = Arc::new(move |c| job.run_parkable(c));
-        let mut task = Some(Task { conn, run });
+        let mut task = Some(Task { conn, run, fresh: true });
         let capacity = self.capacity();
         while let Some(t) = task.take() {
             let mut st = shared.lock();
-            if st.queue.len() < capacity {
+            if st.fresh < capacity {
+                st.fresh += 1;
                 st.queue.push_back(t);
                 drop(st);
                 shared.work.notify_one();
@@ -515,6 +524,9 @@ fn worker_loop(shared: &Shared) {
             let mut st = shared.lock();
             loop {
                 if let Some(t) = st.queue.pop_front() {
+                    if t.fresh {
+                        st.fresh -= 1;
+                    }
                     st.busy += 1;
                     break Some(t);
                 }
@@ -524,7 +536,7 @@ fn worker_loop(shared: &Shared) {
                 st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
             }
         };
-        let Some(Task { conn, run }) = task else { return };
+        let Some(Task { conn, run, .. }) = task else { return };
         // There is room in the queue now: let a waiting accept thread in.
         shared.room.notify_one();
         let back = {
@@ -535,7 +547,7 @@ fn worker_loop(shared: &Shared) {
         // No longer busy before parking: a connection is counted as busy or parked, never both
         // (the accessors, and the tests that read them, can rely on it).
         if let Some((conn, idle)) = back {
-            shared.park(Task { conn, run }, idle);
+            shared.park(Task { conn, run, fresh: false }, idle);
         }
     }
 }
@@ -677,7 +689,7 @@ mod tests {
         // could kill a worker. (A handler's panic cannot: see tests/pool.rs.)
         let (c, _client) = conn();
         let run: Runner = Arc::new(|_| panic!("a bug outside the handler (this panic is expected)"));
-        shared.lock().queue.push_back(Task { conn: c, run });
+        shared.lock().queue.push_back(Task { conn: c, run, fresh: false });
         shared.work.notify_one();
         assert!(until(|| pool.workers() == 1), "the worker died");
         assert_eq!(pool.busy(), 0, "the dead worker's busy count was released");
@@ -692,7 +704,7 @@ mod tests {
                 let _ = tx.lock().unwrap().send(());
                 None
             });
-            shared.lock().queue.push_back(Task { conn: c, run });
+            shared.lock().queue.push_back(Task { conn: c, run, fresh: false });
             shared.work.notify_one();
         }
         for _ in 0..4 {
