@@ -122,6 +122,9 @@ fn a_panicking_handler_gets_500_and_the_next_request_works() {
     for name in KINDS.into_iter().chain(["prefork_server"]) {
         let server = ServerProcess::start(name, &["--quiet"]);
         let pid = server.pid;
+        if name == "prefork_server" {
+            assert!(eventually(Duration::from_secs(5), || live_children(pid).len() == 4), "workers booted");
+        }
         assert_eq!(get(server.addr, "/hello").status, 200, "{name}");
         // What must not change: the pool's threads (a panic does not cost a worker), the
         // pre-forked workers (a panic does not kill the process).
