@@ -193,6 +193,9 @@ pub struct ServerArgs {
     pub workers: Option<usize>,
     /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
     pub reuse_port: bool,
+    /// `--warn-after SECS`: log a warning for each request whose handler ran longer
+    /// ([`HttpHandler::slow_request_warning`]; default: off).
+    pub warn_after: Option<Duration>,
 }
 
 /// Workers of `prefork_server` when `--workers` is not given.
@@ -210,6 +213,7 @@ impl Default for ServerArgs {
             quiet: false,
             workers: None,
             reuse_port: false,
+            warn_after: None,
         }
     }
 }
@@ -258,6 +262,15 @@ impl ServerArgs {
                 }
                 "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
                 "--quiet" | "-q" => out.quiet = true,
+                "--warn-after" => {
+                    let v = value("--warn-after")?;
+                    match v.parse::<f64>() {
+                        Ok(s) if s > 0.0 && s <= 86_400.0 => {
+                            out.warn_after = Some(Duration::from_secs_f64(s))
+                        }
+                        _ => return Err(ArgsError::Bad(format!("--warn-after {v}: need seconds above 0"))),
+                    }
+                }
                 other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
             }
         }
@@ -285,6 +298,7 @@ impl ServerArgs {
              --host HOST       address to listen on (default 127.0.0.1)\n  \
              --port PORT       port (default 8000; 0 picks a free one)\n{extra}  \
              --quiet           no log line per request\n  \
+             --warn-after SECS warn about requests whose handler ran longer (default: off)\n  \
              -h, --help        this text\n",
             kind.example_name()
         )
@@ -378,7 +392,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 /// # Errors
 /// If the address cannot be bound, or the signal thread cannot be started.
 pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
-    let handler = HttpHandler::new(service).log_requests(!args.quiet);
+    let handler = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
     let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
     // Before any other thread exists: the signal mask is inherited by threads made later.
     shutdown_on_signals(server.shutdown_handle())?;
@@ -418,7 +432,7 @@ pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
     // Flush now, before any fork: the reader is waiting for this line, and an unflushed buffer
     // would be copied into every worker.
     let _ = std::io::stdout().flush();
-    master.run(HttpHandler::new(service).log_requests(!args.quiet))?;
+    master.run(HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after))?;
     log::info!("stopped: every request finished, every worker reaped");
     Ok(())
 }
@@ -480,6 +494,12 @@ mod tests {
         assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--threads", "0"])), Err(ArgsError::Bad(_))));
         assert_eq!(Kind::parse("pool").map(Kind::example_name), Some("pool_server"));
         assert!(ServerArgs::usage(Kind::Pool).contains("--threads N"));
+        let w = ServerArgs::parse(Kind::Sequential, args(&["--warn-after", "0.2"])).unwrap();
+        assert_eq!(w.warn_after, Some(Duration::from_millis(200)));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Pool, args(&["--warn-after", "0"])),
+            Err(ArgsError::Bad(_))
+        ));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
     }

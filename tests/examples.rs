@@ -10,7 +10,10 @@ use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, burst, children_of, eventually, fd_count, get, proc_children, raw, read_reply};
+use common::{
+    ServerProcess, burst, children_of, eventually, fd_count, get, live_children, proc_children, raw,
+    read_reply, thread_count,
+};
 use nix::sys::signal::Signal;
 
 const KINDS: [&str; 4] = ["sequential_server", "threaded_server", "forking_server", "pool_server"];
@@ -116,12 +119,28 @@ fn forking_with_max_children_two_never_exceeds_two_and_serves_all() {
 
 #[test]
 fn a_panicking_handler_gets_500_and_the_next_request_works() {
-    for name in KINDS {
+    for name in KINDS.into_iter().chain(["prefork_server"]) {
         let server = ServerProcess::start(name, &["--quiet"]);
-        let boom = get(server.addr, "/panic");
-        assert_eq!(boom.status, 500, "{name}");
-        assert_eq!(boom.header("connection"), Some("close"), "{name}");
-        assert_eq!(get(server.addr, "/hello").status, 200, "{name} survived the panic");
+        let pid = server.pid;
+        if name == "prefork_server" {
+            assert!(eventually(Duration::from_secs(5), || live_children(pid).len() == 4), "workers booted");
+        }
+        assert_eq!(get(server.addr, "/hello").status, 200, "{name}");
+        // What must not change: the pool's threads (a panic does not cost a worker), the
+        // pre-forked workers (a panic does not kill the process).
+        let (threads, workers) = (thread_count(pid), live_children(pid));
+        for _ in 0..5 {
+            let boom = get(server.addr, "/panic");
+            assert_eq!(boom.status, 500, "{name}");
+            assert_eq!(boom.header("connection"), Some("close"), "{name}");
+            assert_eq!(get(server.addr, "/hello").status, 200, "{name} survived the panic");
+        }
+        if name == "pool_server" {
+            assert_eq!(thread_count(pid), threads, "pool: a worker was lost or replaced");
+        }
+        if name == "prefork_server" {
+            assert_eq!(live_children(pid), workers, "prefork: a worker died of a panic");
+        }
     }
 }
 

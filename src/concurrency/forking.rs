@@ -25,6 +25,19 @@
 //!    foreground group, children included; the parent alone decides to stop, and waits for its
 //!    children to finish their requests. SIGTERM sent to a child still ends it.
 //!
+//! 4. **Die with the parent.** The child asks the kernel for SIGTERM when the parent dies
+//!    (`PR_SET_PDEATHSIG`), then checks that the parent did not die *before* that call. A
+//!    graceful stop never needs it (the parent waits for its children), but a *forced* stop does:
+//!    a second Ctrl-C makes [`shutdown_on_signals`](crate::shutdown_on_signals) exit the parent at
+//!    once, and without this its children would run on as orphans, adopted by init, finishing
+//!    requests for a server that is gone and holding the port's connections open (a
+//!    `/delay?s=60` would keep a child alive for a minute). The alternatives were worse: killing
+//!    the process group from the `signals` thread would also kill whatever shares the group (the
+//!    shell's pipeline, a test harness), and the `signals` thread does not know the children.
+//!    The kernel sends the signal when the *thread* that forked exits, which here is the thread
+//!    running `serve_forever`; it outlives its children because `server_close` waits for (or
+//!    terminates) them.
+//!
 //! The parent closes *its* copy of the connection at once (or the client would never see the
 //! connection close) and records the child's pid.
 //!
@@ -188,13 +201,14 @@ impl Concurrency for Forking {
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
 
+        let parent = nix::unistd::getpid();
         // SAFETY: fork is unsafe because the child may only rely on what survives it: its own
         // thread, a copy of memory, and locks in the state they were in. This process is the
         // server's single accept thread (plus at most the idle, lock-free `signals` thread), so
         // no lock the child needs can be held by a thread that vanished. The child never returns
         // into the caller's loop: child_main ends in _exit.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => child_main(conn, job),
+            Ok(ForkResult::Child) => child_main(conn, job, parent),
             Ok(ForkResult::Parent { child }) => {
                 // Close the parent's copy of the connection (drop, not shutdown: shutdown would
                 // act on the socket itself and cut off the child too).
@@ -248,8 +262,13 @@ fn warn_if_multithreaded() {
 }
 
 /// The child's whole life: close the listener, handle one connection, flush, `_exit`.
-fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>) -> ! {
+fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>, parent: Pid) -> ! {
     let ran = catch_unwind(AssertUnwindSafe(|| {
+        // Rule 4: no orphans. Ask first, then check: if the parent died between the fork and
+        // the prctl, the request would never come, so give up the connection at once.
+        if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err() || nix::unistd::getppid() != parent {
+            return false;
+        }
         let mut int = SigSet::empty();
         int.add(Signal::SIGINT);
         let mut term = SigSet::empty();

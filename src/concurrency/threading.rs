@@ -13,7 +13,11 @@
 //! Each thread costs a kernel task and a stack (2 MiB of address space by default, of which only
 //! the touched pages use memory). Without a cap, a flood of slow clients makes a thread each;
 //! [`Threading::max_threads`] bounds that (the accept loop then waits for a thread to finish,
-//! and further clients wait in the listen backlog).
+//! and further clients wait in the listen backlog). The bound is on OS threads, not just on
+//! running handlers: a thread gives up its slot as the last thing it does, but it still exists
+//! for a moment afterwards (thread-local destructors, stack unmapping), so before starting a new
+//! thread at the cap the accept loop *joins* the threads that gave up their slots. Without that,
+//! `/proc/PID/task` showed `max + 1` request threads under a burst (tests/bounds.rs).
 //!
 //! # Python's names, Python's defaults
 //! * `block_on_close = true`: `server_close` joins every request thread, so in-flight requests
@@ -36,7 +40,7 @@ pub struct Threading {
     daemon_threads: bool,
     max_threads: Option<usize>,
     stack_size: Option<usize>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<(u64, JoinHandle<()>)>,
     active: Arc<Active>,
     started: u64,
 }
@@ -46,6 +50,8 @@ pub struct Threading {
 struct Active {
     count: Mutex<usize>,
     changed: Condvar,
+    /// Numbers of tracked threads that have given up their slot but may not have exited yet.
+    done: Mutex<Vec<u64>>,
 }
 
 impl Active {
@@ -54,11 +60,15 @@ impl Active {
     }
 }
 
-/// Decrements the active count when a request thread ends, however it ends.
-struct Slot(Arc<Active>);
+/// Decrements the active count when a request thread ends, however it ends. With a thread
+/// number, the thread is tracked and a capped accept loop will join it (see the module docs).
+struct Slot(Arc<Active>, Option<u64>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        if let Some(n) = self.1 {
+            self.0.done.lock().unwrap_or_else(|p| p.into_inner()).push(n);
+        }
         *self.0.lock() -= 1;
         self.0.changed.notify_all();
     }
@@ -131,13 +141,26 @@ impl Threading {
     fn join_finished(&mut self) {
         let mut i = 0;
         while i < self.threads.len() {
-            if self.threads[i].is_finished() {
+            if self.threads[i].1.is_finished() {
                 // The thread has ended, so join returns at once. Its handler's panics were caught
                 // inside Job::run; an Err here could only come from the thread's own
                 // bookkeeping, and there is nothing to do about it but go on.
-                let _ = self.threads.swap_remove(i).join();
+                let _ = self.threads.swap_remove(i).1.join();
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// Joins the tracked threads that have given up their slot: each has finished its request
+    /// and is exiting, so each join waits microseconds at most. Afterwards no more OS threads
+    /// exist than slots are taken.
+    fn join_done(&mut self) {
+        let done = std::mem::take(&mut *self.active.done.lock().unwrap_or_else(|p| p.into_inner()));
+        for n in done {
+            // Not found: service_actions joined it already.
+            if let Some(i) = self.threads.iter().position(|(m, _)| *m == n) {
+                let _ = self.threads.swap_remove(i).1.join();
             }
         }
     }
@@ -160,11 +183,16 @@ impl Concurrency for Threading {
             }
             *count += 1;
         }
+        if self.max_threads.is_some() {
+            self.join_done();
+        }
+        self.started += 1;
+        // Only a capped, tracked thread reports itself done: nobody else would drain the list.
+        let tracked = (self.max_threads.is_some() && !self.daemon_threads).then_some(self.started);
         // The slot moves into the thread. If the spawn fails the closure is dropped unrun, and
         // the slot with it, so the count stays right.
-        let slot = Slot(Arc::clone(&self.active));
+        let slot = Slot(Arc::clone(&self.active), tracked);
         let job = job.clone();
-        self.started += 1;
         let mut builder = std::thread::Builder::new().name(format!("request-{}", self.started));
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);
@@ -174,7 +202,7 @@ impl Concurrency for Threading {
             job.run(conn);
         });
         match spawned {
-            Ok(handle) if !self.daemon_threads => self.threads.push(handle),
+            Ok(handle) if !self.daemon_threads => self.threads.push((self.started, handle)),
             // A daemon thread is detached: dropping the handle does not stop the thread.
             Ok(_) => {}
             // EAGAIN: the process or user has hit its thread limit (ulimit -u, threads-max) or is
@@ -191,7 +219,7 @@ impl Concurrency for Threading {
     fn server_close(&mut self) {
         if self.block_on_close {
             // Wait for every in-flight request to finish: this is what makes a SIGTERM graceful.
-            for handle in self.threads.drain(..) {
+            for (_, handle) in self.threads.drain(..) {
                 let _ = handle.join();
             }
         } else {

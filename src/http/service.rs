@@ -56,6 +56,7 @@ impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Service for F {
 /// | [`trace_headers`](HttpHandler::trace_headers) | on |
 /// | [`log_requests`](HttpHandler::log_requests) | on |
 /// | [`keep_alive`](HttpHandler::keep_alive) | on |
+/// | [`slow_request_warning`](HttpHandler::slow_request_warning) | off |
 #[derive(Debug, Clone)]
 pub struct HttpHandler<S> {
     service: S,
@@ -67,6 +68,7 @@ pub struct HttpHandler<S> {
     trace_headers: bool,
     log_requests: bool,
     keep_alive: bool,
+    slow_request_warning: Option<Duration>,
 }
 
 /// Bytes asked of the kernel per `read`. Large enough that a typical request arrives in one
@@ -99,6 +101,7 @@ impl<S: Service> HttpHandler<S> {
             trace_headers: true,
             log_requests: true,
             keep_alive: true,
+            slow_request_warning: None,
         }
     }
 
@@ -163,6 +166,22 @@ impl<S: Service> HttpHandler<S> {
     /// `Connection: close`. (Default: on.)
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.keep_alive = on;
+        self
+    }
+
+    /// A *handler deadline* that warns but does not kill: when one service call takes longer
+    /// than `after`, a `warn` line (target `socketserver::http`) names the request, the peer,
+    /// who served it (pid, tid) and how long it took. `None` turns it off. (Default: off — what
+    /// counts as slow is the application's call; the example servers take `--warn-after SECS`.)
+    ///
+    /// The warning comes *after* the call returns. A running call is never interrupted: Rust
+    /// has no safe way to kill a thread (it may hold a lock, or be half-way through changing
+    /// shared state, and nothing would unlock or repair it), and a call stuck for ever never
+    /// produces the warning. The [`Forking`](crate::Forking) strategy could kill its child, but
+    /// this layer does not know which strategy runs it; a request deadline that kills is a job
+    /// for a supervisor outside the process, or for a handler that checks its own clock.
+    pub fn slow_request_warning(mut self, after: Option<Duration>) -> Self {
+        self.slow_request_warning = after;
         self
     }
 
@@ -289,6 +308,20 @@ impl<S: Service> HttpHandler<S> {
         // panic we drop the connection and everything it read, so no broken state survives.
         let result = catch_unwind(AssertUnwindSafe(|| self.service.call(request)));
         let elapsed = started.elapsed();
+        if let Some(limit) = self.slow_request_warning
+            && elapsed > limit
+        {
+            log::warn!(
+                target: "socketserver::http",
+                "slow request: \"{} {}\" from {} took {} in {} (warn-after {})",
+                request.method(),
+                request.target(),
+                io.peer,
+                trace::secs(elapsed),
+                trace::Who::current(),
+                trace::secs(limit)
+            );
+        }
         let (response, panicked) = match result {
             Ok(response) => (response, None),
             Err(payload) => {

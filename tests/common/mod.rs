@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,15 +38,38 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     pub pid: u32,
     stderr: Option<thread::JoinHandle<String>>,
+    /// What the server has written to stderr so far, line by line as it arrives.
+    live_log: Arc<Mutex<String>>,
 }
 
 impl ServerProcess {
     /// Starts `cargo run --example NAME -- --port 0 ARGS...` and waits for its banner line.
     pub fn start(name: &str, args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(example_path(name))
+        let mut cmd = Command::new(example_path(name));
+        cmd.args(["--port", "0"]).args(args);
+        Self::start_command(name, cmd)
+    }
+
+    /// Like [`start`](ServerProcess::start), with the soft and hard `RLIMIT_NOFILE` of the
+    /// server set to `nofile` by the shell (`ulimit -n`; the shell `exec`s the server, so the pid
+    /// is the server's). No `pre_exec`: it is unsafe in a multi-threaded parent.
+    pub fn start_with_nofile(name: &str, nofile: u32, args: &[&str]) -> ServerProcess {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(example_path(name))
             .args(["--port", "0"])
-            .args(args)
+            .args(args);
+        Self::start_command(name, cmd)
+    }
+
+    fn start_command(name: &str, mut cmd: Command) -> ServerProcess {
+        let mut child = cmd
             .env("RUST_LOG", "info")
+            // The tests' /panic requests are expected: with RUST_BACKTRACE=1 inherited from a
+            // developer's shell each would symbolize a backtrace of the debug binary (about a
+            // second of CPU in a forked child, and ~60 MiB of RSS once in a long-lived process).
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -55,11 +78,18 @@ impl ServerProcess {
         let pid = child.id();
         // Collect stderr on a thread so the server never blocks on a full pipe; it is printed if
         // a test fails (see Drop).
-        let mut err = child.stderr.take().expect("stderr");
+        let err = child.stderr.take().expect("stderr");
+        let live_log = Arc::new(Mutex::new(String::new()));
+        let live = Arc::clone(&live_log);
         let stderr = thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
+            let mut err = BufReader::new(err);
+            let mut line = String::new();
+            // Ends at EOF: when the server and every child holding its stderr have exited.
+            while matches!(err.read_line(&mut line), Ok(n) if n > 0) {
+                live.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line);
+                line.clear();
+            }
+            live.lock().unwrap_or_else(|p| p.into_inner()).clone()
         });
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
@@ -69,6 +99,7 @@ impl ServerProcess {
             addr: "127.0.0.1:1".parse().unwrap(),
             pid,
             stderr: Some(stderr),
+            live_log,
         };
         match socketserver::app::parse_banner(line.trim_end()) {
             Some(addr) => me.addr = addr,
@@ -80,6 +111,16 @@ impl ServerProcess {
             let _ = out.read_to_string(&mut sink);
         });
         me
+    }
+
+    /// The server's stderr so far.
+    pub fn log_so_far(&self) -> String {
+        self.live_log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits (at most `limit`) until the server's stderr contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        eventually(limit, || self.log_so_far().contains(needle))
     }
 
     pub fn signal(&self, sig: Signal) {
@@ -272,4 +313,69 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
     cond()
+}
+
+/// Number of threads of process `pid` (its /proc/PID/task entries); 0 if it is gone.
+pub fn thread_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// The names (`comm`) of the threads of process `pid`.
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+/// CPU time (user + system) process `pid` has used, from /proc/PID/stat fields 14 and 15.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    // After the ')' field 3 (state) comes first, so utime (14) and stime (15) are at 11 and 12.
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Resident memory of process `pid` in KiB (VmRSS from /proc/PID/status); 0 if it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether process `pid` is gone (or a zombie, waiting for a parent that is not ours to be).
+pub fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// The children of `pid` that are alive (not zombies).
+pub fn live_children(pid: u32) -> Vec<u32> {
+    proc_children(pid).into_iter().filter(|(_, state)| *state != 'Z').map(|(p, _)| p).collect()
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to at least `want` if the hard limit allows;
+/// returns the soft limit in force afterwards. Children started later inherit it.
+pub fn raise_nofile(want: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    if soft >= want {
+        return soft;
+    }
+    let new = want.min(hard);
+    match setrlimit(Resource::RLIMIT_NOFILE, new, hard) {
+        Ok(()) => new,
+        Err(_) => soft,
+    }
 }
