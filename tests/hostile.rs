@@ -333,6 +333,34 @@ fn slowloris_holds_fixed_capacity_strategies_for_one_read_timeout() {
     });
 }
 
+/// More slow clients than a pool has workers: they are served in waves of `threads`, each
+/// wave held for one read timeout (a queued connection's read timeout starts when a worker takes
+/// it), so a client arriving behind `n` slow ones waits about ceil(n / threads) read timeouts.
+/// A 1 s read timeout keeps this short: 40 slow clients on 8 workers, about 5 s.
+#[test]
+fn slowloris_on_a_pool_is_served_in_waves_of_one_read_timeout() {
+    const POOL_8_FAST: Strategy = Strategy {
+        name: "pool --threads 8",
+        example: "pool_server",
+        args: &["--threads", "8", "--read-timeout", "1"],
+    };
+    each(&[POOL_8_FAST], |srv| {
+        let slow = hostile_clients(srv.addr(), 40, Some(Duration::from_millis(250)));
+        let took = probe(srv.addr(), srv.name());
+        println!("hostile: slowloris x40 pool --threads 8 --read-timeout 1: probe waited {}", secs(took));
+        assert!(
+            took >= Duration::from_millis(4000) && took <= Duration::from_secs(9),
+            "pool: 40 slow clients on 8 workers should hold the probe about 5 x 1 s, held it {took:?}"
+        );
+        assert_cut(
+            "slowloris x40 pool --threads 8 --read-timeout 1",
+            slow,
+            (Duration::from_millis(800), Duration::from_secs(8)),
+        );
+        probe(srv.addr(), srv.name());
+    });
+}
+
 #[test]
 fn a_silent_client_is_closed_at_the_read_timeout_and_others_are_served_meanwhile() {
     each(&ALL, |srv| {
