@@ -29,9 +29,11 @@ use common::{ServerProcess, burst, eventually, fd_count, get, proc_children, rea
 const READ_TIMEOUT: f64 = 3.0;
 /// `--write-timeout`: how long one blocked write waits for a client that does not read.
 const WRITE_TIMEOUT: f64 = 1.0;
-/// A probe that is not held up by an attack answers well within this on loopback, even on a
-/// busy two-core machine (typically a few milliseconds; see the printed figures).
-const PROBE_FAST: Duration = Duration::from_millis(500);
+/// A probe that is not held up by an attack answers well within this on loopback: typically in
+/// a few milliseconds (see the printed figures). The margin is for a two-core machine shared with
+/// other builds (load averages of 20 and more were seen, where a 0.5 s sleep can take seconds);
+/// it stays far below the 3 s read timeout that a *held-up* probe waits.
+const PROBE_FAST: Duration = Duration::from_millis(1000);
 /// A client cut "at the read timeout" is cut within this window after it connected.
 const CUT_EARLIEST: Duration = Duration::from_millis(2500);
 const CUT_LATEST: Duration = Duration::from_secs(6);
@@ -463,7 +465,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
         let took = probe(srv.addr(), srv.name());
         // Bounded poll for the moment the server lets go, while `s` stays open and unread.
         let mut freed = None;
-        while t0.elapsed() < Duration::from_secs(12) {
+        while t0.elapsed() < Duration::from_secs(20) {
             if srv.held() <= idle {
                 freed = Some(t0.elapsed());
                 break;
@@ -478,7 +480,7 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
         );
         let freed = freed.unwrap_or_else(|| panic!("{}: still holds the unread connection", srv.name()));
         assert!(
-            freed >= Duration::from_secs_f64(WRITE_TIMEOUT * 0.9) && freed <= Duration::from_secs(10),
+            freed >= Duration::from_secs_f64(WRITE_TIMEOUT * 0.9) && freed <= Duration::from_secs(15),
             "{}: let go after {freed:?}, expected a few write timeouts ({WRITE_TIMEOUT} s each)",
             srv.name()
         );
