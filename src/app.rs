@@ -10,6 +10,7 @@
 //! | `GET /hello` | 200, `Hello, world!` |
 //! | `GET /delay?s=1` | sleeps `s` seconds (0 to 60, fractions allowed), then 200; else 400 |
 //! | `GET /cpu?ms=100` | burns `ms` milliseconds of CPU (0 to 60000), then 200; else 400 |
+//! | `GET /bytes?n=1024` | 200 with a body of `n` bytes (0 to 64 MiB), else 400: a large response for write-timeout tests |
 //! | `GET /panic` | the handler panics: 500, and the server goes on |
 //! | any other path | 404 |
 //! | `POST`, `PUT`, ... on a path | 405 with `Allow: GET, HEAD` |
@@ -35,6 +36,11 @@ use crate::trace::Who;
 pub const MAX_DELAY_SECS: f64 = 60.0;
 /// Longest `/cpu` allowed, in milliseconds.
 pub const MAX_CPU_MS: u64 = 60_000;
+/// Largest `/bytes` body, in bytes (64 MiB): large enough to outlast any socket buffer, small
+/// enough that a request cannot make the server allocate without bound.
+pub const MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Longest `--read-timeout`, `--write-timeout` or `--idle-timeout`, in seconds (an hour).
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 const INDEX: &str = "\
 socketserver example server
@@ -43,6 +49,7 @@ GET /             this list
 GET /hello        a tiny response
 GET /delay?s=1    sleep s seconds (0..=60), then answer
 GET /cpu?ms=100   burn ms milliseconds of CPU (0..=60000), then answer
+GET /bytes?n=1024 a body of n bytes (0..=67108864)
 GET /panic        a handler that panics: 500, and the server goes on
 
 Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
@@ -54,7 +61,7 @@ const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "
 
 /// The example endpoints as a [`crate::http::Service`] function.
 pub fn service(req: &Request) -> Response {
-    let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/panic");
+    let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic");
     match req.method() {
         "GET" | "HEAD" => {}
         m if KNOWN_METHODS.contains(&m) && known_path => {
@@ -69,6 +76,7 @@ pub fn service(req: &Request) -> Response {
         "/hello" => Response::text(200, "Hello, world!\n"),
         "/delay" => delay(req),
         "/cpu" => cpu(req),
+        "/bytes" => bytes(req),
         "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
         _ => not_found(req),
     }
@@ -104,6 +112,23 @@ fn cpu(req: &Request) -> Response {
     };
     let (rounds, _) = burn_cpu(Duration::from_millis(ms));
     Response::text(200, format!("burned {ms} ms of CPU ({rounds} rounds) in {}\n", Who::current()))
+}
+
+/// `/bytes?n=N`: a response of `N` bytes (default 1024), a repeating `0123456789abcdef` line
+/// pattern so a reader can see where a truncated body stopped. Large ones outlast the socket
+/// buffers, which is what a client that never reads needs in order to meet the write timeout.
+fn bytes(req: &Request) -> Response {
+    let n = match req.query_param("n").map(str::parse::<usize>) {
+        None => 1024,
+        Some(Ok(n)) if n <= MAX_BYTES => n,
+        Some(_) => return Response::text(400, format!("n must be a whole number from 0 to {MAX_BYTES}\n")),
+    };
+    const LINE: &[u8; 16] = b"0123456789abcde\n";
+    // `repeat` copies by doubling (a few dozen memcpys for 64 MiB), fast even in a debug build;
+    // a byte-at-a-time iterator takes seconds there and would show up in every measurement.
+    let mut body = LINE.repeat(n.div_ceil(LINE.len()));
+    body.truncate(n);
+    Response::new(200).with_header("Content-Type", "application/octet-stream").with_body(body)
 }
 
 /// Busy work for `d`: returns the rounds done and a checksum (so the work cannot be optimised
@@ -196,6 +221,12 @@ pub struct ServerArgs {
     /// `--warn-after SECS`: log a warning for each request whose handler ran longer
     /// ([`HttpHandler::slow_request_warning`]; default: off).
     pub warn_after: Option<Duration>,
+    /// `--read-timeout SECS`: [`HttpHandler::read_timeout`] (default: the handler's, 30 s).
+    pub read_timeout: Option<Duration>,
+    /// `--write-timeout SECS`: [`HttpHandler::write_timeout`] (default: the handler's, 30 s).
+    pub write_timeout: Option<Duration>,
+    /// `--idle-timeout SECS`: [`HttpHandler::idle_timeout`] (default: the handler's, 5 s).
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Workers of `prefork_server` when `--workers` is not given.
@@ -214,6 +245,9 @@ impl Default for ServerArgs {
             workers: None,
             reuse_port: false,
             warn_after: None,
+            read_timeout: None,
+            write_timeout: None,
+            idle_timeout: None,
         }
     }
 }
@@ -261,6 +295,15 @@ impl ServerArgs {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
                 }
                 "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
+                "--read-timeout" => {
+                    out.read_timeout = Some(seconds("--read-timeout", &value("--read-timeout")?)?)
+                }
+                "--write-timeout" => {
+                    out.write_timeout = Some(seconds("--write-timeout", &value("--write-timeout")?)?)
+                }
+                "--idle-timeout" => {
+                    out.idle_timeout = Some(seconds("--idle-timeout", &value("--idle-timeout")?)?)
+                }
                 "--quiet" | "-q" => out.quiet = true,
                 "--warn-after" => {
                     let v = value("--warn-after")?;
@@ -297,6 +340,9 @@ impl ServerArgs {
             "usage: cargo run --example {} -- [options]\n\n  \
              --host HOST       address to listen on (default 127.0.0.1)\n  \
              --port PORT       port (default 8000; 0 picks a free one)\n{extra}  \
+             --read-timeout S  seconds a request has to arrive, from its first byte (default 30)\n  \
+             --write-timeout S seconds one blocked write may wait for the client (default 30)\n  \
+             --idle-timeout S  seconds a keep-alive connection may wait for its next request (default 5)\n  \
              --quiet           no log line per request\n  \
              --warn-after SECS warn about requests whose handler ran longer (default: off)\n  \
              -h, --help        this text\n",
@@ -310,6 +356,30 @@ fn positive(name: &str, v: &str) -> Result<usize, ArgsError> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ArgsError::Bad(format!("{name} {v}: need a whole number above 0"))),
     }
+}
+
+/// A timeout in seconds: a number above 0 and at most [`MAX_TIMEOUT_SECS`], fractions allowed.
+fn seconds(name: &str, v: &str) -> Result<Duration, ArgsError> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= MAX_TIMEOUT_SECS => Ok(Duration::from_secs_f64(s)),
+        _ => Err(ArgsError::Bad(format!("{name} {v}: need seconds above 0 and at most {MAX_TIMEOUT_SECS}"))),
+    }
+}
+
+/// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
+/// same for every strategy, prefork's workers included.
+pub fn handler(args: &ServerArgs) -> HttpHandler<impl crate::http::Service> {
+    let mut h = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
+    if let Some(d) = args.read_timeout {
+        h = h.read_timeout(d);
+    }
+    if let Some(d) = args.write_timeout {
+        h = h.write_timeout(d);
+    }
+    if let Some(d) = args.idle_timeout {
+        h = h.idle_timeout(d);
+    }
+    h
 }
 
 /// The first line an example server prints, in Python `http.server`'s words.
@@ -392,7 +462,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 /// # Errors
 /// If the address cannot be bound, or the signal thread cannot be started.
 pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
-    let handler = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
+    let handler = handler(args);
     let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
     // Before any other thread exists: the signal mask is inherited by threads made later.
     shutdown_on_signals(server.shutdown_handle())?;
@@ -432,7 +502,7 @@ pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
     // Flush now, before any fork: the reader is waiting for this line, and an unflushed buffer
     // would be copied into every worker.
     let _ = std::io::stdout().flush();
-    master.run(HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after))?;
+    master.run(handler(args))?;
     log::info!("stopped: every request finished, every worker reaped");
     Ok(())
 }
@@ -502,6 +572,50 @@ mod tests {
         ));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&["-h"])), Err(ArgsError::Help));
         assert_eq!(ServerArgs::parse(Kind::Sequential, args(&[])).unwrap(), ServerArgs::default());
+    }
+
+    #[test]
+    fn timeouts_parse_as_seconds_on_every_strategy_and_are_bounded() {
+        for kind in [Kind::Sequential, Kind::Threading, Kind::Forking, Kind::Pool, Kind::Prefork] {
+            let a = ServerArgs::parse(
+                kind,
+                args(&["--read-timeout", "3", "--write-timeout", "0.5", "--idle-timeout", "3600"]),
+            )
+            .unwrap();
+            assert_eq!(a.read_timeout, Some(Duration::from_secs(3)));
+            assert_eq!(a.write_timeout, Some(Duration::from_millis(500)));
+            assert_eq!(a.idle_timeout, Some(Duration::from_secs(3600)));
+            assert!(ServerArgs::usage(kind).contains("--read-timeout S"));
+        }
+        for bad in ["0", "-1", "3600.5", "NaN", "inf", "soon", ""] {
+            assert!(
+                matches!(
+                    ServerArgs::parse(Kind::Threading, args(&["--write-timeout", bad])),
+                    Err(ArgsError::Bad(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--idle-timeout"])), Err(ArgsError::Bad(_))));
+    }
+
+    #[test]
+    fn bytes_endpoint_sizes_and_bounds() {
+        let get = |target: &str| {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            match crate::http::parse_request(raw.as_bytes(), &crate::http::Limits::default()) {
+                crate::http::Parsed::Complete { request, .. } => service(&request),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(get("/bytes").body().len(), 1024);
+        let r = get("/bytes?n=20");
+        assert_eq!((r.status(), r.body()), (200, &b"0123456789abcde\n0123"[..]));
+        assert_eq!(get("/bytes?n=0").body().len(), 0);
+        assert_eq!(get(&format!("/bytes?n={MAX_BYTES}")).body().len(), MAX_BYTES);
+        for bad in [format!("/bytes?n={}", MAX_BYTES + 1), "/bytes?n=-1".into(), "/bytes?n=x".into()] {
+            assert_eq!(get(&bad).status(), 400, "{bad}");
+        }
     }
 
     #[test]

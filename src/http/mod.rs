@@ -35,7 +35,7 @@
 //! | header fields | 100 ([`Limits::max_headers`]) | 431 |
 //! | header section | 64 KiB ([`Limits::max_header_bytes`]) | 431 |
 //! | body (`Content-Length`, decided before reading it; or chunked, as it decodes) | 1 MiB ([`Limits::max_body`]) | 413 |
-//! | malformed syntax; `Content-Length` and `Transfer-Encoding` together; a `Content-Length` that is not plain digits, or two that differ; HTTP/1.1 without `Host`; bad chunk framing; a target that is not UTF-8 | | 400 |
+//! | malformed syntax (an HTTP/0.9 request line, a space before a header's colon, an obs-fold continuation line, a control byte in the target or a header value); `Content-Length` and `Transfer-Encoding` together; a `Content-Length` that is not plain digits, or two that differ; HTTP/1.1 without `Host`; bad chunk framing; a target that is not UTF-8 | | 400 |
 //! | a `Transfer-Encoding` other than exactly `chunked` | | 501 |
 //! | a version other than HTTP/1.0 and 1.1 (the HTTP/2 preface `PRI * HTTP/2.0` too) | | 505 |
 //! | a request not complete within the read timeout of its first byte | 30 s | 408 |

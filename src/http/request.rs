@@ -738,6 +738,18 @@ mod tests {
         http2_preface: D, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" => Expect::Status(505),
         http12_version: D, b"GET / HTTP/1.2\r\nHost: x\r\n\r\n" => Expect::Status(505),
         http09_style: D, b"GET /\r\n\r\n" => Expect::Status(400),
+        // Hostile-client forms (issue 4): each must be refused, never parsed some lenient way.
+        http09_request_line_only: D, b"GET /\r\n" => Expect::Status(400),
+        negative_length: D, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n" => Expect::Status(400),
+        chunked_then_length: D, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" => Expect::Status(400),
+        space_before_colon: D, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n" => Expect::Status(400),
+        xchunked_is_not_chunked: D, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n" => Expect::Status(501),
+        chunked_comma_list: D, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n" => Expect::Status(501),
+        obs_fold_continuation: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n two\r\n\r\n" => Expect::Status(400),
+        obs_fold_tab_continuation: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: one\r\n\ttwo\r\n\r\n" => Expect::Status(400),
+        nul_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n" => Expect::Status(400),
+        control_byte_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n" => Expect::Status(400),
+        bare_cr_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" => Expect::Status(400),
     }
 
     #[test]

@@ -137,6 +137,12 @@ impl<S: Service> HttpHandler<S> {
     }
 
     /// Time one `write` may block on a client that does not read (`SO_SNDTIMEO`). (Default: 30 s.)
+    ///
+    /// It bounds each blocked write, not the whole response, like nginx's `send_timeout`: a
+    /// client that stops reading is given up once a write has made no progress for this long.
+    /// While the kernel grows the socket's send buffer, writes still make some progress, so
+    /// that can take a few timeouts (`docs/reliability.md` measures about 3 s for 1 s); a
+    /// client that keeps reading a trickle is not cut at all.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.write_timeout = d;
         self
