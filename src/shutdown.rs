@@ -160,7 +160,9 @@ impl ShutdownHandle {
         if self.is_shutdown_requested() {
             return true;
         }
-        if std::process::id() == self.inner.owner_pid {
+        // Who::cached, not std::process::id: that is a getpid system call, and a keep-alive
+        // connection asks this once per request. The crate's fork paths refresh the cache.
+        if crate::trace::Who::cached().pid == self.inner.owner_pid {
             // In the server's own process the flag is the truth; no system call needed.
             return false;
         }

@@ -249,6 +249,8 @@ fn warn_if_multithreaded() {
 
 /// The child's whole life: close the listener, handle one connection, flush, `_exit`.
 fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>) -> ! {
+    // This thread's remembered pid and tid are the parent's: ask the kernel again.
+    crate::trace::forget_after_fork();
     let ran = catch_unwind(AssertUnwindSafe(|| {
         let mut int = SigSet::empty();
         int.add(Signal::SIGINT);
