@@ -64,8 +64,10 @@ impl Default for Limits {
 
 /// A parsed HTTP request: request line, header fields and the whole (de-chunked) body.
 ///
-/// The head is kept as one byte buffer with ranges into it, so a request costs three
-/// allocations (head, header index, body) however many headers it has.
+/// The head is kept as one byte buffer with ranges into it, so a request costs at most three
+/// allocations (head, header index, body) however many headers it has, and none when its
+/// buffers are handed back with [`RequestReader::recycle`] for the next request on the
+/// connection, as the [`HttpHandler`](super::HttpHandler) does.
 #[derive(Clone)]
 pub struct Request {
     /// Method, target, header names and values, concatenated; the ranges below index it.
@@ -131,7 +133,15 @@ impl Request {
 
     /// The value of the first header field called `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.raw_headers().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// Like [`headers`](Request::headers), with the names as bytes: comparing names needs no
+    /// UTF-8 check, and the parser and [`header`](Request::header) only compare.
+    fn raw_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|(name, value)| {
+            (self.head.get(name.clone()).unwrap_or(&[]), self.head.get(value.clone()).unwrap_or(&[]))
+        })
     }
 
     /// The body, with any chunked transfer coding removed. Empty if the request had none.
@@ -233,14 +243,29 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub struct RequestReader {
     limits: Limits,
     state: State,
+    /// Buffers of a finished request, emptied, for the next one to fill.
+    spare: Spare,
 }
+
+/// The three buffers of a [`Request`], kept between requests so that a keep-alive connection
+/// allocates them once rather than once per request.
+#[derive(Debug, Default)]
+struct Spare {
+    head: Vec<u8>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    body: Vec<u8>,
+}
+
+/// A recycled buffer larger than this is dropped rather than kept: one large request must not
+/// pin its memory for the rest of a long-lived connection.
+const MAX_SPARE_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
 enum State {
     /// Waiting for the end of the header section.
     Head,
     /// The head is parsed; the body is being collected.
-    Body { request: Box<Request>, head_len: usize, expect_continue: bool, body: BodyState },
+    Body { request: Request, head_len: usize, expect_continue: bool, body: BodyState },
 }
 
 #[derive(Debug)]
@@ -266,7 +291,26 @@ enum Chunk {
 impl RequestReader {
     /// A reader that enforces `limits`.
     pub fn new(limits: Limits) -> RequestReader {
-        RequestReader { limits, state: State::Head }
+        RequestReader { limits, state: State::Head, spare: Spare::default() }
+    }
+
+    /// Takes back a request this reader produced (or any other) once it has been answered, and
+    /// keeps its buffers for the next request, so that a connection serving many requests
+    /// allocates them once. Optional: without it, each request allocates its own.
+    pub fn recycle(&mut self, request: Request) {
+        let Request { mut head, mut headers, mut body, .. } = request;
+        head.clear();
+        headers.clear();
+        body.clear();
+        if head.capacity() <= MAX_SPARE_BYTES {
+            self.spare.head = head;
+        }
+        if headers.capacity() <= self.limits.max_headers.min(STACK_HEADERS) {
+            self.spare.headers = headers;
+        }
+        if body.capacity() <= MAX_SPARE_BYTES {
+            self.spare.body = body;
+        }
     }
 
     /// Forgets the current request, ready for the next one. Call it after taking a
@@ -286,7 +330,7 @@ impl RequestReader {
     /// buffer of the previous call, and says what it holds.
     pub fn advance(&mut self, buf: &[u8]) -> Parsed {
         if let State::Head = self.state {
-            match parse_head(buf, &self.limits) {
+            match parse_head(buf, &self.limits, &mut self.spare) {
                 HeadOutcome::Partial => return Parsed::Partial,
                 HeadOutcome::Error(status) => return Parsed::Error(status),
                 HeadOutcome::Done { request, head_len, framing, expect_continue } => {
@@ -294,7 +338,7 @@ impl RequestReader {
                         Framing::Length(n) => BodyState::Length(n),
                         Framing::Chunked => BodyState::Chunked { pos: head_len, phase: Chunk::Size },
                     };
-                    self.state = State::Body { request: Box::new(request), head_len, expect_continue, body };
+                    self.state = State::Body { request, head_len, expect_continue, body };
                 }
             }
         }
@@ -322,7 +366,7 @@ impl RequestReader {
             }
         };
         match std::mem::replace(&mut self.state, State::Head) {
-            State::Body { request, .. } => Parsed::Complete { request: *request, consumed },
+            State::Body { request, .. } => Parsed::Complete { request, consumed },
             State::Head => Parsed::Partial,
         }
     }
@@ -344,7 +388,7 @@ enum HeadOutcome {
 /// Header slots httparse fills on the stack; a larger [`Limits::max_headers`] uses the heap.
 const STACK_HEADERS: usize = 128;
 
-fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
+fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
     // Look only at a window of the buffer that is within the limits. Then the answer for a
     // long buffer is the answer for its first `limit` bytes, whatever comes later, which is
     // what makes "refuse as soon as the limit is crossed" and "refuse after seeing it all"
@@ -356,10 +400,10 @@ fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
 
     let result = if limits.max_headers <= STACK_HEADERS {
         let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
-        parse_head_with(window, slots.get_mut(..limits.max_headers).unwrap_or(&mut []))
+        parse_head_with(window, slots.get_mut(..limits.max_headers).unwrap_or(&mut []), spare)
     } else {
         let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        parse_head_with(window, &mut slots)
+        parse_head_with(window, &mut slots, spare)
     };
     match result {
         Err(status) => HeadOutcome::Error(status),
@@ -370,10 +414,12 @@ fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
     }
 }
 
-/// Runs httparse over `window` and copies what it found into an owned [`Request`].
+/// Runs httparse over `window` and copies what it found into an owned [`Request`], made of the
+/// `spare` buffers when there are any.
 fn parse_head_with<'b>(
     window: &'b [u8],
     slots: &mut [httparse::Header<'b>],
+    spare: &mut Spare,
 ) -> Result<Option<(Request, usize)>, u16> {
     let mut parsed = httparse::Request::new(slots);
     let head_len = match parsed.parse(window) {
@@ -389,7 +435,8 @@ fn parse_head_with<'b>(
     let total: usize = method.len()
         + target.len()
         + parsed.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
-    let mut head = Vec::with_capacity(total);
+    let mut head = std::mem::take(&mut spare.head);
+    head.reserve(total);
     let mut push = |bytes: &[u8]| {
         let start = head.len();
         head.extend_from_slice(bytes);
@@ -397,7 +444,8 @@ fn parse_head_with<'b>(
     };
     let method = push(method.as_bytes());
     let target_range = push(target.as_bytes());
-    let headers = parsed.headers.iter().map(|h| (push(h.name.as_bytes()), push(h.value))).collect();
+    let mut headers = std::mem::take(&mut spare.headers);
+    headers.extend(parsed.headers.iter().map(|h| (push(h.name.as_bytes()), push(h.value))));
     let path_len = target.find('?').unwrap_or(target.len());
     let request = Request {
         head,
@@ -406,7 +454,7 @@ fn parse_head_with<'b>(
         path_len,
         version,
         headers,
-        body: Vec::new(),
+        body: std::mem::take(&mut spare.body),
         peer_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         keep_alive: false,
     };
@@ -445,8 +493,8 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
     let mut keep_alive = request.version == Version::Http11;
     let mut close = false;
     let mut expect_continue = false;
-    for (name, value) in request.headers() {
-        if name.eq_ignore_ascii_case("content-length") {
+    for (name, value) in request.raw_headers() {
+        if name.eq_ignore_ascii_case(b"content-length") {
             // Plain digits only: "+5", "5 ", "0x5", "5, 5" are all refused, because two parsers
             // that disagree on a length are how requests get smuggled.
             let Some(n) = parse_digits(value) else {
@@ -456,12 +504,12 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
                 Some(previous) if previous != n => return HeadOutcome::Error(400),
                 _ => content_length = Some(n),
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Exactly one coding, `chunked`. Anything else (gzip, "gzip, chunked", a second
             // Transfer-Encoding field) is a coding we do not implement.
             chunked = !saw_te && trim(value).eq_ignore_ascii_case(b"chunked");
             saw_te = true;
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = trim(token);
                 if token.eq_ignore_ascii_case(b"close") {
@@ -470,7 +518,7 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
                     keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if name.eq_ignore_ascii_case(b"expect") {
             // HTTP/1.0 clients cannot be waiting for a 100 they do not know about.
             expect_continue =
                 request.version == Version::Http11 && trim(value).eq_ignore_ascii_case(b"100-continue");
