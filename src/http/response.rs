@@ -1,6 +1,6 @@
 //! The response side: [`Response`], and its serialization into one buffer.
 
-use std::io::Write as _;
+use std::time::Duration;
 
 use super::date;
 use super::status::{is_bodiless, reason_phrase};
@@ -135,8 +135,11 @@ impl Response {
             push_u64(out, u64::from(trace.pid));
             out.extend_from_slice(b"\r\nX-Tid: ");
             push_u64(out, u64::from(trace.tid));
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, "\r\nX-Start: {:.6}\r\nX-Elapsed: {:.6}\r\n", trace.start, trace.elapsed);
+            out.extend_from_slice(b"\r\nX-Start: ");
+            push_secs(out, trace.start);
+            out.extend_from_slice(b"\r\nX-Elapsed: ");
+            push_secs(out, trace.elapsed);
+            out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
         if !bodiless && !opts.head_only {
@@ -170,8 +173,9 @@ pub(crate) enum ConnectionHeader {
 pub(crate) struct TraceHeaders {
     pub(crate) pid: u32,
     pub(crate) tid: u32,
-    pub(crate) start: f64,
-    pub(crate) elapsed: f64,
+    /// Since [`trace::epoch`](crate::trace::epoch).
+    pub(crate) start: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -197,6 +201,24 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(digits.get(i..).unwrap_or(&[]));
+}
+
+/// Appends `d` in seconds with six decimals, `1.500000`: what `{:.6}` of the `f64` seconds
+/// prints, in integer arithmetic (float formatting was a tenth of the layer's instructions),
+/// rounding to the nearest microsecond, half up.
+fn push_secs(out: &mut Vec<u8>, d: Duration) {
+    let micros = (u64::from(d.subsec_nanos()) + 500) / 1000;
+    let (secs, micros) =
+        if micros == 1_000_000 { (d.as_secs().saturating_add(1), 0) } else { (d.as_secs(), micros) };
+    push_u64(out, secs);
+    out.push(b'.');
+    let mut frac = [b'0'; 6];
+    let mut rest = micros;
+    for digit in frac.iter_mut().rev() {
+        *digit = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.extend_from_slice(&frac);
 }
 
 /// An HTTP token (RFC 9110 §5.6.2): what a header name must be.
@@ -274,7 +296,12 @@ mod tests {
     #[test]
     fn out_of_range_status_becomes_500_and_trace_headers_render() {
         let mut o = opts(false, ConnectionHeader::None);
-        o.trace = Some(TraceHeaders { pid: 7, tid: 8, start: 1.5, elapsed: 0.25 });
+        o.trace = Some(TraceHeaders {
+            pid: 7,
+            tid: 8,
+            start: Duration::from_millis(1500),
+            elapsed: Duration::from_millis(250),
+        });
         let s = render(&Response::new(42), &o);
         assert!(s.starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
         assert!(s.contains("X-Pid: 7\r\nX-Tid: 8\r\nX-Start: 1.500000\r\nX-Elapsed: 0.250000\r\n"));
@@ -287,6 +314,27 @@ mod tests {
             let mut out = Vec::new();
             push_u64(&mut out, n);
             assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn seconds_with_six_decimals_match_float_formatting() {
+        for nanos in [0u64, 1, 499, 500, 999, 1_000, 250_000_000, 999_999_499, 999_999_500, 1_999_999_999] {
+            for secs in [0u64, 1, 59, 86_399] {
+                let d = Duration::from_secs(secs) + Duration::from_nanos(nanos);
+                let mut out = Vec::new();
+                push_secs(&mut out, d);
+                let got = String::from_utf8(out).unwrap();
+                // Away from a rounding tie the float formatting is the reference; at a tie
+                // (…500 ns) it may round either way, so compare the micros within one.
+                let want = format!("{:.6}", d.as_secs_f64());
+                if nanos % 1000 == 500 {
+                    let parse = |s: &str| (s.parse::<f64>().unwrap() * 1e6).round() as i64;
+                    assert!((parse(&got) - parse(&want)).abs() <= 1, "{d:?}: {got} vs {want}");
+                } else {
+                    assert_eq!(got, want, "{d:?}");
+                }
+            }
         }
     }
 }

@@ -205,7 +205,8 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     sent_continue = false;
                     let stop = server.is_stopping();
                     match self.respond(&mut io, &request, stop) {
-                        Outcome::KeepGoing => {}
+                        // Its buffers serve the next request on this connection.
+                        Outcome::KeepGoing => reader.recycle(request),
                         Outcome::Close => {
                             io.close(!io.buf.is_empty());
                             return Ok(());
@@ -342,29 +343,28 @@ impl<S: Service> HttpHandler<S> {
         elapsed: Duration,
         line: RequestLine<'_>,
     ) -> bool {
-        let who = trace::Who::current();
-        let start = trace::offset(started);
-        let trace = self.trace_headers.then_some(TraceHeaders {
-            pid: who.pid,
-            tid: who.tid,
-            start,
-            elapsed: elapsed.as_secs_f64(),
-        });
+        // Remembered per thread: the kernel is asked once per thread, not twice per request.
+        let who = trace::Who::cached();
+        let start = started.saturating_duration_since(trace::epoch());
+        let trace = self.trace_headers.then_some(TraceHeaders { pid: who.pid, tid: who.tid, start, elapsed });
         let opts = WriteOptions { server_name: &self.server_name, head_only, connection, trace };
         response.serialize(&mut io.out, &opts);
         let result = io.stream.write_all(&io.out);
-        if self.log_requests {
+        // log_enabled! asks the logger's filter too, not only the global level, so a filtered
+        // line costs one check and no formatting.
+        if self.log_requests && log::log_enabled!(target: "socketserver::http", log::Level::Info) {
             let status = response.status();
+            let (start, elapsed) = (start.as_secs_f64(), elapsed.as_secs_f64());
             match line {
                 RequestLine::Of(r) => log::info!(
                     target: "socketserver::http",
-                    "{who} {} \"{} {} {}\" {status} +{start:.3}s {}",
-                    io.peer, r.method(), r.target(), r.version(), trace::secs(elapsed)
+                    "{who} {} \"{} {} {}\" {status} +{start:.3}s {elapsed:.3}s",
+                    io.peer, r.method(), r.target(), r.version()
                 ),
                 RequestLine::Unknown => log::info!(
                     target: "socketserver::http",
-                    "{who} {} \"-\" {status} +{start:.3}s {}",
-                    io.peer, trace::secs(elapsed)
+                    "{who} {} \"-\" {status} +{start:.3}s {elapsed:.3}s",
+                    io.peer
                 ),
             }
         }
