@@ -8,6 +8,7 @@
 //! byte by byte and split at every position and demand the same answer.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 
@@ -64,14 +65,20 @@ impl Default for Limits {
 
 /// A parsed HTTP request: request line, header fields and the whole (de-chunked) body.
 ///
-/// The head is kept as one byte buffer with ranges into it, so a request costs at most three
-/// allocations (head, header index, body) however many headers it has, and none when its
+/// The head is kept as two buffers with ranges into them: a `String` for the method, target
+/// and header names, which httparse has checked already, so the accessors return `&str`
+/// without checking UTF-8 again; and bytes for the header values, which may be anything. So
+/// a request costs four allocations at most (text, values, header index, body) however many
+/// headers it has, and none when its
 /// buffers are handed back with [`RequestReader::recycle`] for the next request on the
 /// connection, as the [`HttpHandler`](super::HttpHandler) does.
 #[derive(Clone)]
 pub struct Request {
-    /// Method, target, header names and values, concatenated; the ranges below index it.
-    head: Vec<u8>,
+    /// Method, target and header names, concatenated; `method`, `target` and the names in
+    /// `headers` index it.
+    text: String,
+    /// Header values, concatenated; the values in `headers` index it.
+    values: Vec<u8>,
     method: Range<usize>,
     target: Range<usize>,
     /// Length of the path part of the target (up to `?`).
@@ -128,7 +135,7 @@ impl Request {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.headers
             .iter()
-            .map(|(name, value)| (self.str_at(name.clone()), self.head.get(value.clone()).unwrap_or(&[])))
+            .map(|(name, value)| (self.str_at(name.clone()), self.values.get(value.clone()).unwrap_or(&[])))
     }
 
     /// The value of the first header field called `name`, compared case-insensitively.
@@ -140,7 +147,7 @@ impl Request {
     /// UTF-8 check, and the parser and [`header`](Request::header) only compare.
     fn raw_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.headers.iter().map(|(name, value)| {
-            (self.head.get(name.clone()).unwrap_or(&[]), self.head.get(value.clone()).unwrap_or(&[]))
+            (self.str_at(name.clone()).as_bytes(), self.values.get(value.clone()).unwrap_or(&[]))
         })
     }
 
@@ -166,9 +173,9 @@ impl Request {
     }
 
     fn str_at(&self, range: Range<usize>) -> &str {
-        // The parser only records ranges of text httparse has validated as UTF-8 (method and
-        // target) or as ASCII tokens (header names), so the fallback is never taken.
-        self.head.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+        // The parser records only ranges of whole strings it pushed, so they fall on character
+        // boundaries and the fallback is never taken.
+        self.text.get(range).unwrap_or("")
     }
 }
 
@@ -247,11 +254,12 @@ pub struct RequestReader {
     spare: Spare,
 }
 
-/// The three buffers of a [`Request`], kept between requests so that a keep-alive connection
+/// The buffers of a [`Request`], kept between requests so that a keep-alive connection
 /// allocates them once rather than once per request.
 #[derive(Debug, Default)]
 struct Spare {
-    head: Vec<u8>,
+    text: String,
+    values: Vec<u8>,
     headers: Vec<(Range<usize>, Range<usize>)>,
     body: Vec<u8>,
 }
@@ -261,6 +269,10 @@ struct Spare {
 const MAX_SPARE_BYTES: usize = 16 * 1024;
 
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one State per connection; boxing the Request cost an allocation per request"
+)]
 enum State {
     /// Waiting for the end of the header section.
     Head,
@@ -298,12 +310,16 @@ impl RequestReader {
     /// keeps its buffers for the next request, so that a connection serving many requests
     /// allocates them once. Optional: without it, each request allocates its own.
     pub fn recycle(&mut self, request: Request) {
-        let Request { mut head, mut headers, mut body, .. } = request;
-        head.clear();
+        let Request { mut text, mut values, mut headers, mut body, .. } = request;
+        text.clear();
+        values.clear();
         headers.clear();
         body.clear();
-        if head.capacity() <= MAX_SPARE_BYTES {
-            self.spare.head = head;
+        if text.capacity() <= MAX_SPARE_BYTES {
+            self.spare.text = text;
+        }
+        if values.capacity() <= MAX_SPARE_BYTES {
+            self.spare.values = values;
         }
         if headers.capacity() <= self.limits.max_headers.min(STACK_HEADERS) {
             self.spare.headers = headers;
@@ -398,11 +414,13 @@ fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
     let window_len = if line_ends { buf.len().min(limits.max_header_bytes) } else { line_window };
     let window = buf.get(..window_len).unwrap_or(buf);
 
+    // Uninitialised slots: httparse writes only the ones it fills. Initialised ones cost a
+    // 4 KiB memset per parse, which was more than the parse itself for a small request.
     let result = if limits.max_headers <= STACK_HEADERS {
-        let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADERS];
         parse_head_with(window, slots.get_mut(..limits.max_headers).unwrap_or(&mut []), spare)
     } else {
-        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        let mut slots = vec![MaybeUninit::uninit(); limits.max_headers];
         parse_head_with(window, &mut slots, spare)
     };
     match result {
@@ -418,11 +436,11 @@ fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
 /// `spare` buffers when there are any.
 fn parse_head_with<'b>(
     window: &'b [u8],
-    slots: &mut [httparse::Header<'b>],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
     spare: &mut Spare,
 ) -> Result<Option<(Request, usize)>, u16> {
-    let mut parsed = httparse::Request::new(slots);
-    let head_len = match parsed.parse(window) {
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(window, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(status_for(e)),
@@ -432,23 +450,28 @@ fn parse_head_with<'b>(
     };
     let version = if version == 0 { Version::Http10 } else { Version::Http11 };
 
-    let total: usize = method.len()
-        + target.len()
-        + parsed.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
-    let mut head = std::mem::take(&mut spare.head);
-    head.reserve(total);
-    let mut push = |bytes: &[u8]| {
-        let start = head.len();
-        head.extend_from_slice(bytes);
-        start..head.len()
+    let mut text = std::mem::take(&mut spare.text);
+    let mut values = std::mem::take(&mut spare.values);
+    text.reserve(method.len() + target.len() + parsed.headers.iter().map(|h| h.name.len()).sum::<usize>());
+    values.reserve(parsed.headers.iter().map(|h| h.value.len()).sum::<usize>());
+    let mut push_text = |s: &str| {
+        let start = text.len();
+        text.push_str(s);
+        start..text.len()
     };
-    let method = push(method.as_bytes());
-    let target_range = push(target.as_bytes());
+    let method = push_text(method);
+    let target_range = push_text(target);
     let mut headers = std::mem::take(&mut spare.headers);
-    headers.extend(parsed.headers.iter().map(|h| (push(h.name.as_bytes()), push(h.value))));
+    for h in parsed.headers.iter() {
+        let name = push_text(h.name);
+        let start = values.len();
+        values.extend_from_slice(h.value);
+        headers.push((name, start..values.len()));
+    }
     let path_len = target.find('?').unwrap_or(target.len());
     let request = Request {
-        head,
+        text,
+        values,
         method,
         target: target_range,
         path_len,
