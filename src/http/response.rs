@@ -1,5 +1,6 @@
 //! The response side: [`Response`], and its serialization into one buffer.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use super::date;
@@ -22,7 +23,9 @@ use super::status::{is_bodiless, reason_phrase};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    /// Borrowed for the names and values this file writes itself (`Response::text`'s
+    /// `Content-Type`), so they cost no allocation; owned for what a service passes in.
+    headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     body: Vec<u8>,
 }
 
@@ -35,16 +38,16 @@ impl Response {
 
     /// A `text/plain; charset=utf-8` response with `body`.
     pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response::new(status)
-            .with_header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(body.into().into_bytes())
+        let mut response = Response::new(status).with_body(body.into().into_bytes());
+        response.headers.push((Cow::Borrowed("Content-Type"), Cow::Borrowed("text/plain; charset=utf-8")));
+        response
     }
 
     /// Adds a header field (a second one with the same name adds a second field). CR, LF and
     /// NUL in the value are sent as spaces, and a name that is not an HTTP token is not sent at
     /// all, so a value taken from user input cannot split the response.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
-        self.headers.push((name.into(), value.into()));
+        self.headers.push((Cow::Owned(name.into()), Cow::Owned(value.into())));
         self
     }
 
@@ -66,12 +69,12 @@ impl Response {
 
     /// The value of the first header field called `name` (case-insensitive) the service set.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_ref())
     }
 
     /// The header fields the service set, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
     /// `true` if the service asked for the connection to close after this response.
@@ -182,8 +185,14 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     // CR or LF in a value would end the header early and let the rest be read as a new header
-    // or a new response (response splitting); NUL is refused by many clients.
-    out.extend(value.iter().map(|&b| if matches!(b, b'\r' | b'\n' | 0) { b' ' } else { b }));
+    // or a new response (response splitting); NUL is refused by many clients. Checked first,
+    // so that a clean value (every value the layer writes itself) is one copy, not a byte loop.
+    let unsafe_byte = |b: &u8| matches!(b, b'\r' | b'\n' | 0);
+    if value.iter().any(unsafe_byte) {
+        out.extend(value.iter().map(|b| if unsafe_byte(b) { b' ' } else { *b }));
+    } else {
+        out.extend_from_slice(value);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
