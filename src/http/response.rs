@@ -116,7 +116,7 @@ impl Response {
             push_header(out, name, value.as_bytes());
         }
         if !has_date {
-            date::with_now(|now| push_header(out, "Date", now.as_bytes()));
+            date::with_now(|now| push_header(out, "Date", now));
         }
         if !has_server {
             push_header(out, "Server", opts.server_name.as_bytes());
