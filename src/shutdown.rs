@@ -156,6 +156,10 @@ impl ShutdownHandle {
     /// the parent has requested one since the fork. A handler waiting for more input from an
     /// idle client (HTTP keep-alive) checks this to let go of the connection, so that a graceful
     /// stop does not wait out the idle timeout.
+    ///
+    /// "Forked child" means one forked by this crate's strategies ([`Forking`](crate::Forking),
+    /// [`Prefork`](crate::Prefork)): the process id is remembered per thread to save a system
+    /// call per request, and those fork paths refresh it in the child.
     pub fn is_stopping(&self) -> bool {
         if self.is_shutdown_requested() {
             return true;

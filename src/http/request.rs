@@ -889,6 +889,26 @@ mod tests {
     }
 
     #[test]
+    fn recycled_buffers_carry_nothing_over() {
+        let mut reader = RequestReader::new(Limits::default());
+        let first =
+            b"POST /first?x=1 HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\nContent-Length: 3\r\n\r\nabc";
+        let Parsed::Complete { request, .. } = reader.advance(first) else { panic!("first") };
+        assert_eq!((request.path(), request.body()), ("/first", &b"abc"[..]));
+        reader.recycle(request);
+        let Parsed::Complete { request, consumed } = reader.advance(b"GET /2 HTTP/1.0\r\n\r\n") else {
+            panic!("second")
+        };
+        assert_eq!(consumed, 19);
+        assert_eq!((request.method(), request.target(), request.query()), ("GET", "/2", None));
+        assert_eq!(
+            (request.headers().count(), request.header("x-long"), request.body()),
+            (0, None, &b""[..])
+        );
+        assert_eq!(request.version(), Version::Http10);
+    }
+
+    #[test]
     fn expect_continue_is_reported_between_head_and_body() {
         let head = b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
         let mut reader = RequestReader::new(Limits::default());
