@@ -148,13 +148,16 @@ pub struct Connection {
     /// Set by [`Connection::park`]: the handler asked to be called again when readable, and to
     /// have the connection closed after this much idleness.
     park: Option<Duration>,
+    /// Set once our side has sent FIN, so that [`close`](Connection::close) does not repeat
+    /// the system call (it would fail with `ENOTCONN` once the peer has closed too).
+    write_shut: bool,
 }
 
 impl Connection {
     /// Wraps an accepted stream. Servers do this for you; it is public so that handlers can be
     /// unit-tested on a socket pair without a server.
     pub fn new(stream: TcpStream, peer_addr: SocketAddr, server: ServerContext) -> Connection {
-        Connection { stream, peer_addr, server, parkable: false, park: None }
+        Connection { stream, peer_addr, server, parkable: false, park: None, write_shut: false }
     }
 
     /// Whether the strategy running this connection can park it (see [`Connection`], *Parking*).
@@ -217,8 +220,18 @@ impl Connection {
     /// unread input makes Linux send RST, which can destroy a response the client has not read
     /// yet; `shutdown(Write)` sends FIN after the queued data instead.
     pub(crate) fn close(self) {
-        // The peer may already be gone (ENOTCONN); nothing useful can be done about it.
+        if !self.write_shut {
+            // The peer may already be gone (ENOTCONN); nothing useful can be done about it.
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// `shutdown(Write)` now, for a handler that must send FIN before it stops reading (the
+    /// HTTP layer's lingering close); [`close`](Connection::close) then does not repeat it.
+    pub(crate) fn shutdown_write(&mut self) {
+        // As in `close`: a peer that is already gone is nothing to report.
         let _ = self.stream.shutdown(Shutdown::Write);
+        self.write_shut = true;
     }
 
     /// Gives back the stream, for handlers that want to keep it.

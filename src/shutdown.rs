@@ -156,11 +156,17 @@ impl ShutdownHandle {
     /// the parent has requested one since the fork. A handler waiting for more input from an
     /// idle client (HTTP keep-alive) checks this to let go of the connection, so that a graceful
     /// stop does not wait out the idle timeout.
+    ///
+    /// "Forked child" means one forked by this crate's strategies ([`Forking`](crate::Forking),
+    /// [`Prefork`](crate::Prefork)): the process id is remembered per thread to save a system
+    /// call per request, and those fork paths refresh it in the child.
     pub fn is_stopping(&self) -> bool {
         if self.is_shutdown_requested() {
             return true;
         }
-        if std::process::id() == self.inner.owner_pid {
+        // Who::cached, not std::process::id: that is a getpid system call, and a keep-alive
+        // connection asks this once per request. The crate's fork paths refresh the cache.
+        if crate::trace::Who::cached().pid == self.inner.owner_pid {
             // In the server's own process the flag is the truth; no system call needed.
             return false;
         }

@@ -8,6 +8,7 @@
 //! inherits the parent's copy of the epoch and the monotonic clock is system-wide, so offsets
 //! printed by different processes of one server are on the same time line.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -51,11 +52,43 @@ pub struct Who {
     pub tid: u32,
 }
 
+thread_local! {
+    /// This thread's [`Who`], once asked for. Neither number changes during a thread's life,
+    /// except across `fork(2)`: the child's one thread has a new pid and a new tid but a copy
+    /// of the forking thread's memory, this cell included. See [`forget_after_fork`].
+    static CACHED: Cell<Option<Who>> = const { Cell::new(None) };
+}
+
 impl Who {
-    /// The calling thread.
+    /// The calling thread. Two system calls (`getpid`, `gettid`) every time: the always-true
+    /// answer, even in a process forked by code outside this crate.
     pub fn current() -> Who {
         Who { pid: pid(), tid: tid() }
     }
+
+    /// The calling thread, asked of the kernel once per thread and then remembered: the HTTP
+    /// layer wants it for every response (`X-Pid`, `X-Tid`, the log line, and the "am I the
+    /// server's own process?" test of [`is_stopping`](crate::ShutdownHandle::is_stopping)), and
+    /// two system calls per request were more than the `recv` and `send` that do the work.
+    ///
+    /// Correct in every thread of this crate's servers: the crate's own fork paths (the
+    /// [`Forking`](crate::Forking) child and the [`Prefork`](crate::Prefork) worker) call
+    /// [`forget_after_fork`] first thing in the child.
+    pub(crate) fn cached() -> Who {
+        CACHED.with(|cell| {
+            cell.get().unwrap_or_else(|| {
+                let who = Who::current();
+                cell.set(Some(who));
+                who
+            })
+        })
+    }
+}
+
+/// Forgets the remembered [`Who::cached`] of the calling thread. Call it in a freshly forked
+/// child, whose one thread inherited the parent's value; other threads do not exist there.
+pub(crate) fn forget_after_fork() {
+    CACHED.with(|cell| cell.set(None));
 }
 
 impl fmt::Display for Who {
@@ -87,6 +120,24 @@ mod tests {
         let there = std::thread::spawn(Who::current).join().unwrap();
         assert_eq!(here.pid, there.pid);
         assert_ne!(here.tid, there.tid);
+    }
+
+    #[test]
+    fn cached_who_is_per_thread_and_right() {
+        assert_eq!(Who::cached(), Who::current());
+        assert_eq!(Who::cached(), Who::current(), "the remembered value");
+        let there = std::thread::spawn(|| {
+            let first = Who::cached();
+            (first, Who::cached(), Who::current())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(there.0, there.2, "a new thread asks the kernel, not its parent's cache");
+        assert_eq!(there.1, there.2);
+        assert_ne!(there.0.tid, Who::cached().tid);
+        // What a forked child does first; here it must simply ask again and agree.
+        forget_after_fork();
+        assert_eq!(Who::cached(), Who::current());
     }
 
     #[test]

@@ -263,6 +263,8 @@ fn warn_if_multithreaded() {
 
 /// The child's whole life: close the listener, handle one connection, flush, `_exit`.
 fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>, parent: Pid) -> ! {
+    // This thread's remembered pid and tid are the parent's: ask the kernel again.
+    crate::trace::forget_after_fork();
     let ran = catch_unwind(AssertUnwindSafe(|| {
         // Rule 4: no orphans. Ask first, then check: if the parent died between the fork and
         // the prctl, the request would never come, so give up the connection at once.

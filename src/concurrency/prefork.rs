@@ -754,6 +754,8 @@ struct WorkerSetup {
 
 /// A worker's whole life. Never returns: it ends in `_exit`.
 fn worker_main<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> ! {
+    // This thread's remembered pid and tid are the master's: ask the kernel again.
+    crate::trace::forget_after_fork();
     // A panic must not unwind out of here into the copy of the master's loop.
     let outcome = catch_unwind(AssertUnwindSafe(|| worker(setup, handler)));
     let status = match outcome {

@@ -1,11 +1,18 @@
 //! The `Date` header: IMF-fixdate (RFC 9110 §5.6.7), e.g. `Tue, 24 Nov 2026 05:46:16 GMT`.
 //!
 //! Written by hand rather than pulled from a date crate: it is one algorithm (Howard Hinnant's
-//! `civil_from_days`) and a format string. The string changes once a second, so each thread
-//! caches the current one and a busy server formats it at most once per second per thread.
+//! `civil_from_days`) and a few digits. The text changes once a second, so the process keeps
+//! the current one and formats it at most once per second; each thread keeps a copy too, so
+//! the shared one is locked at most once per second per thread. (A per-thread cache alone
+//! formatted the date once per *connection* under `Threading`, whose threads live for one
+//! connection.)
 
-use std::cell::RefCell;
+use std::cell::Cell;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Length of an IMF-fixdate: `Tue, 24 Nov 2026 05:46:16 GMT`.
+const LEN: usize = 29;
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS: [&str; 12] =
@@ -27,38 +34,61 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-/// Formats `secs` seconds after the Unix epoch as an IMF-fixdate.
-pub(crate) fn format_http_date(secs: u64) -> String {
+/// Formats `secs` seconds after the Unix epoch as an IMF-fixdate, into a fixed array: no
+/// allocation. Years past 9999 keep their last four digits (the format has four).
+fn format_http_date(secs: u64) -> [u8; LEN] {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
     // 1970-01-01 was a Thursday (index 4).
     let weekday = WEEKDAYS.get(((days + 4).rem_euclid(7)) as usize).copied().unwrap_or("Thu");
     let month = MONTHS.get(month as usize - 1).copied().unwrap_or("Jan");
-    format!(
-        "{weekday}, {day:02} {month} {year:04} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let mut out = *b"Thu, 01 Jan 1970 00:00:00 GMT";
+    let mut put = |at: usize, text: &[u8]| {
+        if let Some(slot) = out.get_mut(at..at + text.len()) {
+            slot.copy_from_slice(text);
+        }
+    };
+    let two = |n: u64| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let year = year.rem_euclid(10_000) as u64;
+    put(0, weekday.as_bytes());
+    put(5, &two(u64::from(day)));
+    put(8, month.as_bytes());
+    put(12, &two(year / 100));
+    put(14, &two(year % 100));
+    put(17, &two(rem / 3600));
+    put(20, &two(rem / 60 % 60));
+    put(23, &two(rem % 60));
+    out
 }
+
+/// The process's current date text, and the second it is for.
+static SHARED: Mutex<(u64, [u8; LEN])> = Mutex::new((u64::MAX, [0; LEN]));
 
 thread_local! {
-    static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    static CACHE: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
 }
 
-/// Calls `f` with the current date as an IMF-fixdate, formatting it at most once per second
-/// per thread.
-pub(crate) fn with_now<R>(f: impl FnOnce(&str) -> R) -> R {
+/// Calls `f` with the current date as an IMF-fixdate (ASCII), formatting it at most once per
+/// second per process.
+pub(crate) fn with_now<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     // A clock before 1970 is a broken clock; 0 gives a valid (if wrong) header, not a panic.
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    CACHE.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, format_http_date(secs));
+    let (cached, text) = CACHE.get();
+    if cached == secs {
+        return f(&text);
+    }
+    let text = {
+        // A poisoned lock only means another thread panicked while holding it, between two
+        // plain assignments: the value is whole either way.
+        let mut shared = SHARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shared.0 != secs {
+            *shared = (secs, format_http_date(secs));
         }
-        f(&cache.1)
-    })
+        shared.1
+    };
+    CACHE.set((secs, text));
+    f(&text)
 }
 
 #[cfg(test)]
@@ -69,7 +99,7 @@ mod tests {
         ($($name:ident: $secs:expr => $text:expr,)*) => {$(
             #[test]
             fn $name() {
-                assert_eq!(format_http_date($secs), $text);
+                assert_eq!(std::str::from_utf8(&format_http_date($secs)).unwrap(), $text);
             }
         )*};
     }
@@ -85,8 +115,17 @@ mod tests {
 
     #[test]
     fn cached_value_is_well_formed() {
-        let s = with_now(str::to_string);
+        let s = with_now(|b| String::from_utf8(b.to_vec()).unwrap());
         assert_eq!(s.len(), 29);
         assert!(s.ends_with(" GMT"));
+        // A second thread, with an empty cache of its own, gets the same text (unless the
+        // second changed in between, which the loop allows once).
+        for _ in 0..2 {
+            let there = std::thread::spawn(|| with_now(<[u8]>::to_vec)).join().unwrap();
+            if there == with_now(<[u8]>::to_vec) {
+                return;
+            }
+        }
+        panic!("two threads disagree on the date");
     }
 }

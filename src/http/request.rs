@@ -8,6 +8,7 @@
 //! byte by byte and split at every position and demand the same answer.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 
@@ -64,12 +65,20 @@ impl Default for Limits {
 
 /// A parsed HTTP request: request line, header fields and the whole (de-chunked) body.
 ///
-/// The head is kept as one byte buffer with ranges into it, so a request costs three
-/// allocations (head, header index, body) however many headers it has.
+/// The head is kept as two buffers with ranges into them: a `String` for the method, target
+/// and header names, which httparse has checked already, so the accessors return `&str`
+/// without checking UTF-8 again; and bytes for the header values, which may be anything. So
+/// a request costs four allocations at most (text, values, header index, body) however many
+/// headers it has, and none when its
+/// buffers are handed back with [`RequestReader::recycle`] for the next request on the
+/// connection, as the [`HttpHandler`](super::HttpHandler) does.
 #[derive(Clone)]
 pub struct Request {
-    /// Method, target, header names and values, concatenated; the ranges below index it.
-    head: Vec<u8>,
+    /// Method, target and header names, concatenated; `method`, `target` and the names in
+    /// `headers` index it.
+    text: String,
+    /// Header values, concatenated; the values in `headers` index it.
+    values: Vec<u8>,
     method: Range<usize>,
     target: Range<usize>,
     /// Length of the path part of the target (up to `?`).
@@ -126,12 +135,20 @@ impl Request {
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         self.headers
             .iter()
-            .map(|(name, value)| (self.str_at(name.clone()), self.head.get(value.clone()).unwrap_or(&[])))
+            .map(|(name, value)| (self.str_at(name.clone()), self.values.get(value.clone()).unwrap_or(&[])))
     }
 
     /// The value of the first header field called `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.raw_headers().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// Like [`headers`](Request::headers), with the names as bytes: comparing names needs no
+    /// UTF-8 check, and the parser and [`header`](Request::header) only compare.
+    fn raw_headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|(name, value)| {
+            (self.str_at(name.clone()).as_bytes(), self.values.get(value.clone()).unwrap_or(&[]))
+        })
     }
 
     /// The body, with any chunked transfer coding removed. Empty if the request had none.
@@ -156,9 +173,9 @@ impl Request {
     }
 
     fn str_at(&self, range: Range<usize>) -> &str {
-        // The parser only records ranges of text httparse has validated as UTF-8 (method and
-        // target) or as ASCII tokens (header names), so the fallback is never taken.
-        self.head.get(range).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+        // The parser records only ranges of whole strings it pushed, so they fall on character
+        // boundaries and the fallback is never taken.
+        self.text.get(range).unwrap_or("")
     }
 }
 
@@ -233,14 +250,34 @@ const MAX_CHUNK_LINE: usize = 4096;
 pub struct RequestReader {
     limits: Limits,
     state: State,
+    /// Buffers of a finished request, emptied, for the next one to fill.
+    spare: Spare,
 }
 
+/// The buffers of a [`Request`], kept between requests so that a keep-alive connection
+/// allocates them once rather than once per request.
+#[derive(Debug, Default)]
+struct Spare {
+    text: String,
+    values: Vec<u8>,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+    body: Vec<u8>,
+}
+
+/// A recycled buffer larger than this is dropped rather than kept: one large request must not
+/// pin its memory for the rest of a long-lived connection.
+const MAX_SPARE_BYTES: usize = 16 * 1024;
+
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one State per connection; boxing the Request cost an allocation per request"
+)]
 enum State {
     /// Waiting for the end of the header section.
     Head,
     /// The head is parsed; the body is being collected.
-    Body { request: Box<Request>, head_len: usize, expect_continue: bool, body: BodyState },
+    Body { request: Request, head_len: usize, expect_continue: bool, body: BodyState },
 }
 
 #[derive(Debug)]
@@ -266,7 +303,30 @@ enum Chunk {
 impl RequestReader {
     /// A reader that enforces `limits`.
     pub fn new(limits: Limits) -> RequestReader {
-        RequestReader { limits, state: State::Head }
+        RequestReader { limits, state: State::Head, spare: Spare::default() }
+    }
+
+    /// Takes back a request this reader produced (or any other) once it has been answered, and
+    /// keeps its buffers for the next request, so that a connection serving many requests
+    /// allocates them once. Optional: without it, each request allocates its own.
+    pub fn recycle(&mut self, request: Request) {
+        let Request { mut text, mut values, mut headers, mut body, .. } = request;
+        text.clear();
+        values.clear();
+        headers.clear();
+        body.clear();
+        if text.capacity() <= MAX_SPARE_BYTES {
+            self.spare.text = text;
+        }
+        if values.capacity() <= MAX_SPARE_BYTES {
+            self.spare.values = values;
+        }
+        if headers.capacity() <= self.limits.max_headers.min(STACK_HEADERS) {
+            self.spare.headers = headers;
+        }
+        if body.capacity() <= MAX_SPARE_BYTES {
+            self.spare.body = body;
+        }
     }
 
     /// Forgets the current request, ready for the next one. Call it after taking a
@@ -286,7 +346,7 @@ impl RequestReader {
     /// buffer of the previous call, and says what it holds.
     pub fn advance(&mut self, buf: &[u8]) -> Parsed {
         if let State::Head = self.state {
-            match parse_head(buf, &self.limits) {
+            match parse_head(buf, &self.limits, &mut self.spare) {
                 HeadOutcome::Partial => return Parsed::Partial,
                 HeadOutcome::Error(status) => return Parsed::Error(status),
                 HeadOutcome::Done { request, head_len, framing, expect_continue } => {
@@ -294,7 +354,7 @@ impl RequestReader {
                         Framing::Length(n) => BodyState::Length(n),
                         Framing::Chunked => BodyState::Chunked { pos: head_len, phase: Chunk::Size },
                     };
-                    self.state = State::Body { request: Box::new(request), head_len, expect_continue, body };
+                    self.state = State::Body { request, head_len, expect_continue, body };
                 }
             }
         }
@@ -322,7 +382,7 @@ impl RequestReader {
             }
         };
         match std::mem::replace(&mut self.state, State::Head) {
-            State::Body { request, .. } => Parsed::Complete { request: *request, consumed },
+            State::Body { request, .. } => Parsed::Complete { request, consumed },
             State::Head => Parsed::Partial,
         }
     }
@@ -344,7 +404,7 @@ enum HeadOutcome {
 /// Header slots httparse fills on the stack; a larger [`Limits::max_headers`] uses the heap.
 const STACK_HEADERS: usize = 128;
 
-fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
+fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
     // Look only at a window of the buffer that is within the limits. Then the answer for a
     // long buffer is the answer for its first `limit` bytes, whatever comes later, which is
     // what makes "refuse as soon as the limit is crossed" and "refuse after seeing it all"
@@ -354,12 +414,14 @@ fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
     let window_len = if line_ends { buf.len().min(limits.max_header_bytes) } else { line_window };
     let window = buf.get(..window_len).unwrap_or(buf);
 
+    // Uninitialised slots: httparse writes only the ones it fills. Initialised ones cost a
+    // 4 KiB memset per parse, which was more than the parse itself for a small request.
     let result = if limits.max_headers <= STACK_HEADERS {
-        let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
-        parse_head_with(window, slots.get_mut(..limits.max_headers).unwrap_or(&mut []))
+        let mut slots = [const { MaybeUninit::uninit() }; STACK_HEADERS];
+        parse_head_with(window, slots.get_mut(..limits.max_headers).unwrap_or(&mut []), spare)
     } else {
-        let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        parse_head_with(window, &mut slots)
+        let mut slots = vec![MaybeUninit::uninit(); limits.max_headers];
+        parse_head_with(window, &mut slots, spare)
     };
     match result {
         Err(status) => HeadOutcome::Error(status),
@@ -370,13 +432,15 @@ fn parse_head(buf: &[u8], limits: &Limits) -> HeadOutcome {
     }
 }
 
-/// Runs httparse over `window` and copies what it found into an owned [`Request`].
+/// Runs httparse over `window` and copies what it found into an owned [`Request`], made of the
+/// `spare` buffers when there are any.
 fn parse_head_with<'b>(
     window: &'b [u8],
-    slots: &mut [httparse::Header<'b>],
+    slots: &mut [MaybeUninit<httparse::Header<'b>>],
+    spare: &mut Spare,
 ) -> Result<Option<(Request, usize)>, u16> {
-    let mut parsed = httparse::Request::new(slots);
-    let head_len = match parsed.parse(window) {
+    let mut parsed = httparse::Request::new(&mut []);
+    let head_len = match parsed.parse_with_uninit_headers(window, slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(status_for(e)),
@@ -386,27 +450,34 @@ fn parse_head_with<'b>(
     };
     let version = if version == 0 { Version::Http10 } else { Version::Http11 };
 
-    let total: usize = method.len()
-        + target.len()
-        + parsed.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
-    let mut head = Vec::with_capacity(total);
-    let mut push = |bytes: &[u8]| {
-        let start = head.len();
-        head.extend_from_slice(bytes);
-        start..head.len()
+    let mut text = std::mem::take(&mut spare.text);
+    let mut values = std::mem::take(&mut spare.values);
+    text.reserve(method.len() + target.len() + parsed.headers.iter().map(|h| h.name.len()).sum::<usize>());
+    values.reserve(parsed.headers.iter().map(|h| h.value.len()).sum::<usize>());
+    let mut push_text = |s: &str| {
+        let start = text.len();
+        text.push_str(s);
+        start..text.len()
     };
-    let method = push(method.as_bytes());
-    let target_range = push(target.as_bytes());
-    let headers = parsed.headers.iter().map(|h| (push(h.name.as_bytes()), push(h.value))).collect();
+    let method = push_text(method);
+    let target_range = push_text(target);
+    let mut headers = std::mem::take(&mut spare.headers);
+    for h in parsed.headers.iter() {
+        let name = push_text(h.name);
+        let start = values.len();
+        values.extend_from_slice(h.value);
+        headers.push((name, start..values.len()));
+    }
     let path_len = target.find('?').unwrap_or(target.len());
     let request = Request {
-        head,
+        text,
+        values,
         method,
         target: target_range,
         path_len,
         version,
         headers,
-        body: Vec::new(),
+        body: std::mem::take(&mut spare.body),
         peer_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
         keep_alive: false,
     };
@@ -445,8 +516,8 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
     let mut keep_alive = request.version == Version::Http11;
     let mut close = false;
     let mut expect_continue = false;
-    for (name, value) in request.headers() {
-        if name.eq_ignore_ascii_case("content-length") {
+    for (name, value) in request.raw_headers() {
+        if name.eq_ignore_ascii_case(b"content-length") {
             // Plain digits only: "+5", "5 ", "0x5", "5, 5" are all refused, because two parsers
             // that disagree on a length are how requests get smuggled.
             let Some(n) = parse_digits(value) else {
@@ -456,12 +527,12 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
                 Some(previous) if previous != n => return HeadOutcome::Error(400),
                 _ => content_length = Some(n),
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             // Exactly one coding, `chunked`. Anything else (gzip, "gzip, chunked", a second
             // Transfer-Encoding field) is a coding we do not implement.
             chunked = !saw_te && trim(value).eq_ignore_ascii_case(b"chunked");
             saw_te = true;
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',') {
                 let token = trim(token);
                 if token.eq_ignore_ascii_case(b"close") {
@@ -470,7 +541,7 @@ fn finish_head(mut request: Request, head_len: usize, limits: &Limits) -> HeadOu
                     keep_alive = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case("expect") {
+        } else if name.eq_ignore_ascii_case(b"expect") {
             // HTTP/1.0 clients cannot be waiting for a 100 they do not know about.
             expect_continue =
                 request.version == Version::Http11 && trim(value).eq_ignore_ascii_case(b"100-continue");
@@ -827,6 +898,26 @@ mod tests {
         }
         assert_eq!(paths, ["/one", "/two"]);
         assert_eq!(buf, b"GET /thr");
+    }
+
+    #[test]
+    fn recycled_buffers_carry_nothing_over() {
+        let mut reader = RequestReader::new(Limits::default());
+        let first =
+            b"POST /first?x=1 HTTP/1.1\r\nHost: a\r\nX-Long: 0123456789\r\nContent-Length: 3\r\n\r\nabc";
+        let Parsed::Complete { request, .. } = reader.advance(first) else { panic!("first") };
+        assert_eq!((request.path(), request.body()), ("/first", &b"abc"[..]));
+        reader.recycle(request);
+        let Parsed::Complete { request, consumed } = reader.advance(b"GET /2 HTTP/1.0\r\n\r\n") else {
+            panic!("second")
+        };
+        assert_eq!(consumed, 19);
+        assert_eq!((request.method(), request.target(), request.query()), ("GET", "/2", None));
+        assert_eq!(
+            (request.headers().count(), request.header("x-long"), request.body()),
+            (0, None, &b""[..])
+        );
+        assert_eq!(request.version(), Version::Http10);
     }
 
     #[test]
