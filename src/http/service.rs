@@ -89,6 +89,9 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(50);
 /// stopping. Only idle connections wake this often, and a wake costs one system call or none.
 const IDLE_SLICE: Duration = Duration::from_millis(250);
 
+/// How long a connection must have been silent before a stopping server lets go of it.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// How long, and for how many bytes, to keep reading (and discarding) after refusing a request.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1024 * 1024;
@@ -222,6 +225,8 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
         // The first request gets read_timeout for everything, its first byte included: the
         // client has just connected, it has no reason to wait.
         let mut deadline = after(self.read_timeout);
+        // When the connection last became idle (connected, or answered a request).
+        let mut idle_since = Instant::now();
         let mut in_request = false;
         let mut sent_continue = false;
         loop {
@@ -263,6 +268,7 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     }
                     let wait = if in_request { self.read_timeout } else { self.idle_timeout };
                     deadline = after(wait);
+                    idle_since = Instant::now();
                 }
                 Parsed::Error(status) => {
                     self.refuse(&mut io, status);
@@ -276,10 +282,13 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                             return quiet(e);
                         }
                     }
-                    // Between requests, wait in slices and let go of the connection as soon as
-                    // the server is stopping: a graceful stop must not wait out a browser's idle
-                    // keep-alive connection (5 s by default).
-                    let stopping = || !in_request && server.is_stopping();
+                    // Between requests, wait in slices and let go of the connection once the
+                    // server is stopping: a graceful stop must not wait out a browser's idle
+                    // keep-alive connection (5 s by default). But not before STOP_GRACE of
+                    // silence: a client that has just connected, or just read a response, may be
+                    // writing its request this very moment, and that request deserves an answer.
+                    let stopping =
+                        || !in_request && idle_since.elapsed() >= STOP_GRACE && server.is_stopping();
                     match io.read_more(deadline, (!in_request).then_some(IDLE_SLICE), stopping) {
                         Ok(ReadOutcome::Data) if !in_request => {
                             in_request = true;
