@@ -92,8 +92,12 @@ use super::fire::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, RequestEr
 use super::histogram::{Histogram, format_nanos};
 use super::url::Url;
 
+mod event_loop;
+
 /// Connections when none are asked for: 32, a common `wrk -c` choice.
 pub const DEFAULT_CONNECTIONS: usize = 32;
+/// Event-loop threads when none are asked for: 2, `wrk`'s usual `-t2`.
+pub const DEFAULT_THREADS: usize = 2;
 /// How long a run lasts when neither a duration nor a request count is given: 10 s.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Most connections (and threads) a run opens: 10,000.
@@ -122,15 +126,28 @@ const THREAD_STACK: usize = 256 * 1024;
 /// Status codes are three digits; counted in a flat array indexed by code.
 const STATUS_SLOTS: usize = 1000;
 
+/// How a run spreads its connections over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// This many event-loop threads (`-t N`, [`DEFAULT_THREADS`]), each multiplexing its share
+    /// of the connections over non-blocking sockets with `epoll`, as `wrk -t N` does. More
+    /// threads than connections are not started.
+    EventLoops(usize),
+    /// One thread per connection doing blocking I/O (`--thread-per-connection`), like
+    /// `wrk -t C -c C`: the simplest client, and the model the crate's servers teach.
+    PerConnection,
+}
+
 /// What to load, how hard and for how long. Build it with [`LoadConfig::new`] and struct update
 /// syntax.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadConfig {
     /// Where to send the requests (`GET`).
     pub url: Url,
-    /// Connections, each driven by its own thread ([`DEFAULT_CONNECTIONS`]; at most
-    /// [`MAX_CONNECTIONS`]).
+    /// Connections ([`DEFAULT_CONNECTIONS`]; at most [`MAX_CONNECTIONS`]).
     pub connections: usize,
+    /// Threads that drive them ([`Threads::EventLoops`] of [`DEFAULT_THREADS`]).
+    pub threads: Threads,
     /// Stop after this long (capped at [`MAX_DURATION`]).
     pub duration: Option<Duration>,
     /// Stop after this many requests (capped at [`MAX_REQUESTS`]). A request that failed
@@ -152,6 +169,7 @@ impl LoadConfig {
         LoadConfig {
             url,
             connections: DEFAULT_CONNECTIONS,
+            threads: Threads::EventLoops(DEFAULT_THREADS),
             duration: None,
             requests: None,
             keep_alive: true,
@@ -183,6 +201,16 @@ impl LoadConfig {
         match self.request_limit() {
             Some(n) => c.min(usize::try_from(n.max(1)).unwrap_or(usize::MAX)),
             None => c,
+        }
+    }
+
+    /// Threads actually started: one per connection, or the event loops asked for, between 1
+    /// and [`connection_count`](LoadConfig::connection_count).
+    pub fn thread_count(&self) -> usize {
+        let c = self.connection_count();
+        match self.threads {
+            Threads::EventLoops(t) => t.clamp(1, c),
+            Threads::PerConnection => c,
         }
     }
 
@@ -240,6 +268,8 @@ pub struct LoadReport {
     pub url: String,
     /// Connections driven at once.
     pub connections: usize,
+    /// How they were driven (with [`Threads::EventLoops`], the number actually started).
+    pub threads: Threads,
     /// Whether connections were kept alive.
     pub keep_alive: bool,
     /// The limits the run had, in words (`10 s`, `500 requests`, ...).
@@ -305,7 +335,12 @@ impl LoadReport {
         let mut out = String::new();
         let how = if self.keep_alive { "keep-alive" } else { "one request each" };
         let _ = writeln!(out, "load {} for {}", self.url, self.limits);
-        let _ = writeln!(out, "with {} connections ({how})", self.connections);
+        let threads = match self.threads {
+            Threads::EventLoops(1) => "on 1 event-loop thread".to_string(),
+            Threads::EventLoops(t) => format!("on {t} event-loop threads"),
+            Threads::PerConnection => "a blocking thread each".to_string(),
+        };
+        let _ = writeln!(out, "with {} connections, {threads} ({how})", self.connections);
         out.push('\n');
         let _ = writeln!(
             out,
@@ -453,9 +488,14 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
     let start = Instant::now();
     let deadline = start + cfg.time_limit();
     let connections = cfg.connection_count();
+    let threads = cfg.thread_count();
     let mut report = LoadReport {
         url: cfg.url.to_string(),
         connections,
+        threads: match cfg.threads {
+            Threads::EventLoops(_) => Threads::EventLoops(threads),
+            Threads::PerConnection => Threads::PerConnection,
+        },
         keep_alive: cfg.keep_alive,
         limits: cfg.limits_text(),
         elapsed: Duration::ZERO,
@@ -491,10 +531,14 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
     // Each thread holds a sender; when the last thread ends, the receiver sees the channel close,
     // which wakes the progress loop below at once instead of at its next tick.
     let (alive_tx, alive_rx) = mpsc::channel::<()>();
-    let mut workers = Vec::with_capacity(connections);
-    let mut tallies = Vec::with_capacity(connections);
+    let mut workers = Vec::with_capacity(threads);
+    let mut tallies = Vec::with_capacity(threads);
     let mut spawn_errors = Tally::new();
-    for index in 0..connections {
+    let multiplexed = matches!(cfg.threads, Threads::EventLoops(_));
+    for index in 0..threads {
+        // Connections split as evenly as they go: the first `connections % threads` threads
+        // take one more.
+        let share = connections / threads + usize::from(index < connections % threads);
         let tally: SharedTally = Arc::new(Mutex::new(Tally::new()));
         let worker = Worker {
             addrs: Arc::clone(&addrs),
@@ -510,7 +554,15 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
         let alive = alive_tx.clone();
         let spawned =
             thread::Builder::new().name(format!("load-{index}")).stack_size(THREAD_STACK).spawn(move || {
-                worker.run();
+                if !multiplexed {
+                    worker.run();
+                } else {
+                    let tally = Arc::clone(&worker.tally);
+                    match event_loop::EventLoop::new(worker, share) {
+                        Ok(event_loop) => event_loop.run(),
+                        Err(e) => lock(&tally).error(RequestError::io("epoll_create", &e)),
+                    }
+                }
                 drop(alive);
             });
         match spawned {
@@ -1030,6 +1082,7 @@ mod tests {
         let report = LoadReport {
             url: url().to_string(),
             connections: 32,
+            threads: Threads::EventLoops(2),
             keep_alive: true,
             limits: "10 s".into(),
             elapsed: Duration::from_secs(2),
