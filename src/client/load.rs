@@ -2,11 +2,55 @@
 //!
 //! Where [`fire`](super::fire()) asks "how does the server handle n requests at once?", load
 //! mode asks "how many requests a second does it answer, and how long does each take?", the
-//! question `wrk` and `ab` answer. Each of `c` threads owns one connection and sends one `GET`
-//! after another on it (HTTP/1.1 keep-alive), reading each response to its `Content-Length`
-//! before sending the next: a *closed loop*, so there are never more than `c` requests in
-//! flight. With [`LoadConfig::keep_alive`] off (`--close`) every request gets a fresh
-//! connection and says `Connection: close`, which measures the server's accept path too.
+//! question `wrk` and `ab` answer. Each of `c` connections sends one `GET` after another
+//! (HTTP/1.1 keep-alive), reading each response to its `Content-Length` before sending the
+//! next: a *closed loop*, so there are never more than `c` requests in flight. With
+//! [`LoadConfig::keep_alive`] off (`--close`) every request gets a fresh connection and says
+//! `Connection: close`, which measures the server's accept path too.
+//!
+//! # Two threading models
+//!
+//! * **Event loops** ([`Threads::EventLoops`], `-t N`, the default with N = 2): `N` threads,
+//!   each owning `c / N` of the connections (the first `c % N` threads one more), with
+//!   non-blocking sockets and one `epoll` set per thread. This is `wrk -t N -c C`'s model, so
+//!   the two can be compared on the same machine. How the loop works, and why it is
+//!   edge-triggered, is in `src/client/load/event_loop.rs`.
+//! * **A blocking thread per connection** ([`Threads::PerConnection`],
+//!   `--thread-per-connection`): the simplest load generator there is, `read` and `write` in a
+//!   loop, and the model this crate's servers teach. It is `wrk -t C -c C`'s model. It is kept
+//!   because it costs one `match` to keep and because comparing the two is itself a lesson:
+//!   same requests, same server, different numbers (next section).
+//!
+//! Both keep the same counters and the same per-thread [`Histogram`], classify errors the same
+//! way, stop at exactly `-n` requests (a shared atomic counter is claimed before each request),
+//! stop at the deadline, and reconnect the same way (see [`LoadConfig::keep_alive`]).
+//!
+//! # Why the threading model changes the numbers
+//!
+//! On one machine the client and the server share the CPUs, so requests/s measures the *pair*,
+//! not the server alone: every microsecond the client spends is one the server does not get.
+//! The load generator's threading model moves the result in three ways:
+//!
+//! * **CPU share.** The scheduler shares a core between *runnable threads*, not processes. 32
+//!   client threads next to a server with a handful get most of a contended core; 2 client
+//!   threads get about what 2 server threads get. So with cores shared, the thread-per-connection
+//!   model starves the server less or more depending on how many threads the server has, and
+//!   `-t` is as much a knob on the *server's* CPU share as on the client's.
+//! * **Context switches.** A blocking thread per connection sleeps in `read` after every
+//!   request and is woken when its response arrives: one context switch per request, plus time
+//!   waiting for its turn on the CPU, which is counted in its latency. An event loop is woken
+//!   once and then handles every connection that became ready meanwhile, so under load it
+//!   switches far less and spends its CPU on requests.
+//! * **System calls per request.** Both models here make one `write` and one `read` per request
+//!   (plus, for event loops, a share of one `epoll_wait`). `wrk` makes two more: it switches
+//!   write interest on and off with `epoll_ctl` around every request. With cores shared, a
+//!   cheaper client leaves more CPU to the server and so reports more requests/s.
+//!
+//! Coordinated omission is **not** corrected, in either model, as `wrk` does not (`wrk2 -R`
+//! does): a closed loop sends the next request only after the previous response, so when the
+//! server stalls the client stops sending, and the requests that *would* have been sent during
+//! the stall and waited are never measured. Latencies here are service times under a closed
+//! loop, not what users arriving at a fixed rate would see.
 //!
 //! # Bounded, always
 //!
@@ -21,8 +65,12 @@
 //! is one the server does not get. The hot loop therefore does as little as it can:
 //!
 //! * the request bytes are built once and sent with one `write` per request;
-//! * each connection reads into one buffer, allocated once; the head is parsed in place with
-//!   httparse and the body is skipped by `Content-Length`, never copied anywhere;
+//! * each blocking connection, or each event-loop thread, reads into one buffer, allocated
+//!   once; the head is parsed in place with httparse and the body is skipped by
+//!   `Content-Length`, never copied anywhere (an event loop copies out only a head split
+//!   across reads);
+//! * an event loop registers each socket with `epoll` once and never changes it, so a request
+//!   costs no `epoll_ctl`;
 //! * latencies go into a per-thread [`Histogram`] (a fixed array of counters), merged once at
 //!   the end; the only lock taken per request is the thread's own, which nobody else touches
 //!   except the once-a-second progress reader;
@@ -33,27 +81,19 @@
 //!
 //! # Comparing with `wrk`: what a number on loopback means
 //!
-//! On one machine the client and the server share the CPUs, so requests/s measures the *pair*:
-//! every microsecond the client spends per request is one the server does not get. Two things
-//! follow, both measured on a 2-core box against `threaded_server --quiet`, `/hello`, 32
-//! connections (see the issue note for the full table):
+//! Compare like with like: same machine, same connection count, same thread count
+//! (`client --load -t 2 -c 32` against `wrk -t2 -c32`, or `--thread-per-connection` against
+//! `wrk -t32 -c32`), runs alternated, several of each, because other work on the machine moves
+//! every number. The issue note has the measured table; in short, on a shared 2-core box
+//! against `threaded_server --quiet`, `/hello`:
 //!
-//! * **CPU per request.** This client makes exactly two system calls per request (`sendto`,
-//!   `recvfrom`; `strace -c` agrees), and took about 3.3 us of CPU each. `wrk -t2` makes about
-//!   four (`write`, `read`, and two `epoll_ctl` to switch write interest on and off, plus a
-//!   share of `epoll_wait`) and took about 6.2 us. With cores shared, this client therefore
-//!   reports roughly twice `wrk -t2`'s requests/s, and about 1.3 times `wrk -t32`'s: the server
-//!   simply gets more of the CPU. Neither number is wrong; each is "this server *plus this
-//!   client*".
-//! * **A thread per connection.** With the server pinned to one core and the client to the
-//!   other (`taskset`), the server's core is the limit and the client's cost stops mattering:
-//!   this client agrees with `wrk -t32 -c32`, which also runs one connection per thread, within
-//!   10 % on requests/s (within 15 % on p50). Against `wrk -t2 -c32` on one core it reports
-//!   20-40 % less, because 32 blocking threads on one core pay a context switch per request
-//!   where `wrk`'s epoll loop handles many ready connections per wake-up, and its p50 includes
-//!   waiting for its own thread to be scheduled again. Multiplexing connections over a few
-//!   threads (`-t`, as `wrk` does) would close that gap; it is not built, because blocking I/O
-//!   on a thread per connection is the model this crate teaches, and it is the simpler program.
+//! * `-t 2` and `wrk -t2` agree on requests/s within the run-to-run noise of a busy machine,
+//!   because both now hold the same number of runnable threads. This client still uses about
+//!   half of `wrk`'s CPU per request (two system calls instead of about four), which on a
+//!   machine with idle cores shows as a few percent more requests/s, not less.
+//! * The old default, a thread per connection, read about twice `wrk -t2`'s requests/s with
+//!   cores shared (32 threads' CPU share plus the cheaper request), and agreed with `wrk -t32`
+//!   when the server and the client were pinned to different cores.
 //!
 //! The histogram often has **two humps** on a shared machine: one around 10-25 us (the server
 //! thread ran at once, on the core the request was written from) and one around 150-300 us
@@ -61,10 +101,6 @@
 //! the median falls between them and moves a lot from run to run; the histogram shows why, a
 //! single p50 cannot. Read p50 together with the mean (which Little's law ties to requests/s:
 //! mean latency is about connections / throughput) and p90.
-//!
-//! So compare like with like: same machine, same connection count, and either cores shared by
-//! both (then expect this client to read higher) or the server pinned apart from the client
-//! (then use `wrk -t C -c C` for the same threading model).
 //!
 //! # Example
 //!
@@ -100,7 +136,7 @@ pub const DEFAULT_CONNECTIONS: usize = 32;
 pub const DEFAULT_THREADS: usize = 2;
 /// How long a run lasts when neither a duration nor a request count is given: 10 s.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
-/// Most connections (and threads) a run opens: 10,000.
+/// Most connections a run opens (and threads, with [`Threads::PerConnection`]): 10,000.
 pub const MAX_CONNECTIONS: usize = 10_000;
 /// Longest a run lasts, whatever was asked: one hour (also the limit of a count-only run).
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
