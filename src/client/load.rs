@@ -84,16 +84,33 @@
 //! Compare like with like: same machine, same connection count, same thread count
 //! (`client --load -t 2 -c 32` against `wrk -t2 -c32`, or `--thread-per-connection` against
 //! `wrk -t32 -c32`), runs alternated, several of each, because other work on the machine moves
-//! every number. The issue note has the measured table; in short, on a shared 2-core box
-//! against `threaded_server --quiet`, `/hello`:
+//! every number. Measured on a shared 2-core box, `/hello`, `-c 32`, `client --load -t 2`
+//! against `wrk -t2 --latency` (and `--close` against `-H 'Connection: close'`):
 //!
-//! * `-t 2` and `wrk -t2` agree on requests/s within the run-to-run noise of a busy machine,
-//!   because both now hold the same number of runnable threads. This client still uses about
-//!   half of `wrk`'s CPU per request (two system calls instead of about four), which on a
-//!   machine with idle cores shows as a few percent more requests/s, not less.
-//! * The old default, a thread per connection, read about twice `wrk -t2`'s requests/s with
-//!   cores shared (32 threads' CPU share plus the cheaper request), and agreed with `wrk -t32`
-//!   when the server and the client were pinned to different cores.
+//! | server, mode (9 alternated pairs of 5 s) | req/s, this / `wrk` | p50, this / `wrk` |
+//! |------------------------------------------|---------------------|-------------------|
+//! | `threaded_server`, keep-alive            | 1.12 (0.88 - 1.27)  | 1.20 (0.64 - 1.46) |
+//! | `threaded_server`, close                 | 1.03 (0.95 - 1.27)  | 0.91 (0.84 - 0.97) |
+//! | `pool_server --threads 4`, keep-alive    | 1.06 (0.92 - 1.16)  | 1.02 (0.95 - 1.12) |
+//! | `pool_server --threads 4`, close         | 1.25 (1.02 - 2.58)  | 0.76 (0.50 - 0.85) |
+//!
+//! (medians, ranges in brackets; the machine was shared with other builds, load average 15 to
+//! 40, so single runs move by 20 % and more.) What is left of the gap is this client being
+//! cheaper, not a different model: per keep-alive request it makes 2 system calls where `wrk`
+//! makes about 4, and used about 5.4 us of CPU where `wrk` used 6.7; per `--close` request
+//! (socket, setsockopt, connect, epoll_ctl, getsockopt, write, two reads, close) about 9 where
+//! `wrk` makes about 14 (it adds two `fcntl` and six `epoll_ctl`). p50 against
+//! `threaded_server` is bimodal (next paragraph) and moves either way between runs.
+//!
+//! `--close` against the pool server is the one case outside 10 %, and it is not explained by
+//! system calls alone: CPU per request was about the same for both (17 us), but this client
+//! kept its two threads busier (0.85 of a core against `wrk`'s 0.7), and `wrk`'s own rate
+//! swung from 21,000 to 45,000 req/s between runs while this client's stayed near 50,000.
+//! Where `wrk`'s threads spend the rest of the time was not pinned down.
+//!
+//! With a blocking thread per connection instead (3 pairs, `threaded_server`, keep-alive) this
+//! client read 1.6 to 2.2 times `wrk -t2`'s requests/s: 32 threads' CPU share next to the server's, plus the cheaper
+//! request. Pinned apart from the server (`taskset`), that model agrees with `wrk -t32 -c32`.
 //!
 //! The histogram often has **two humps** on a shared machine: one around 10-25 us (the server
 //! thread ran at once, on the core the request was written from) and one around 150-300 us
