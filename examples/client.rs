@@ -25,8 +25,9 @@
 //!
 //! ```text
 //! cargo run --release --example threaded_server -- --quiet
-//! cargo run --release --example client -- --load -c 32 -d 5s http://127.0.0.1:8000/hello
+//! cargo run --release --example client -- --load -t 2 -c 32 -d 5s http://127.0.0.1:8000/hello
 //! cargo run --release --example client -- --load -c 32 -n 10000 --close http://127.0.0.1:8000/hello
+//! cargo run --release --example client -- --load --thread-per-connection -c 32 -d 5s
 //! ```
 //!
 //! Build both in release mode and start the server with `--quiet` (a log line per request
@@ -40,9 +41,13 @@
 //! * the latency row and histogram: p50 is the typical request, p99 and max the unlucky ones.
 //!   Against the sequential server with `-c 32`, each request waits for the 31 ahead of it.
 //! * `errors`: with `-c 500` against the forking server, or on a port where nothing listens.
+//! * `-t 2` (the default) against `--thread-per-connection`: the same 32 connections driven by
+//!   2 epoll threads or by 32 blocking threads. On a machine whose cores the server shares,
+//!   the numbers differ, and `src/client/load.rs` explains why.
 //!
-//! `wrk -t2 -c32 -d5s http://127.0.0.1:8000/hello` measures the same thing; the numbers should
-//! agree within about 10 % (see `src/client/load.rs` for why they can differ).
+//! `wrk -t2 -c32 -d5s http://127.0.0.1:8000/hello` measures the same thing with the same
+//! threading model as `-t 2`; the numbers should agree within about 10 % (run each several
+//! times, alternating: other work on the machine moves both).
 //!
 //! Exit status: 0 if every request got a response (any status), 1 if any failed, 2 for a
 //! usage error.

@@ -236,7 +236,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use socketserver::client::{LoadConfig, LoadReport, load};
+use socketserver::client::{LoadConfig, LoadReport, Threads, load};
 
 /// How the keep-alive test server answers one request: it gets the stream, whether the request
 /// said `Connection: close`, and the request's number across the whole server (from 0), and
@@ -334,9 +334,20 @@ fn ok_or_404(s: &mut TcpStream, close: bool, nth: usize) -> bool {
     s.write_all(response.as_bytes()).is_ok()
 }
 
-fn cfg(url: &Url, connections: usize, requests: Option<u64>, duration: Option<Duration>) -> LoadConfig {
+/// Both threading models: every load test runs against each, so the multiplexed event loops
+/// and the blocking thread-per-connection mode are held to the same behaviour.
+const MODES: [Threads; 2] = [Threads::PerConnection, Threads::EventLoops(2)];
+
+fn cfg(
+    threads: Threads,
+    url: &Url,
+    connections: usize,
+    requests: Option<u64>,
+    duration: Option<Duration>,
+) -> LoadConfig {
     LoadConfig {
         connections,
+        threads,
         requests,
         duration,
         timeout: Duration::from_secs(10),
@@ -351,125 +362,183 @@ fn assert_no_errors(report: &LoadReport) {
 
 #[test]
 fn load_n_500_gives_exactly_500_responses_on_kept_alive_connections() {
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let report = load(&cfg(mode, &server.url, 4, Some(500), None));
+        assert_no_errors(&report);
+        assert_eq!(report.responses(), 500, "{report}");
+        assert_eq!(report.statuses, vec![(200, 400), (404, 100)], "{report}");
+        assert_eq!(report.latency.count(), 500);
+        assert_eq!(
+            report.bytes_read,
+            500 * "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".len() as u64
+                + 100 * ("404 Not Found".len() - "200 OK".len()) as u64
+        );
+        assert_eq!(report.unfinished, 0);
+        // Keep-alive: one connection each, reused for every request.
+        assert_eq!(report.connects, 4, "{report}");
+        drop(report);
+        assert_eq!(server.accepts(), 4);
+        let text = load(&cfg(mode, &server.url, 2, Some(10), None)).to_string();
+        assert!(text.contains("status       200: 8, 404: 2\n"), "{text}");
+        assert!(text.contains("errors       none\n"), "{text}");
+    }
+}
+
+#[test]
+fn multiplexed_connections_need_not_divide_evenly_among_threads() {
     let server = KeepAliveServer::start(ok_or_404);
-    let report = load(&cfg(&server.url, 4, Some(500), None));
-    assert_no_errors(&report);
-    assert_eq!(report.responses(), 500, "{report}");
-    assert_eq!(report.statuses, vec![(200, 400), (404, 100)], "{report}");
-    assert_eq!(report.latency.count(), 500);
-    assert_eq!(
-        report.bytes_read,
-        500 * "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n".len() as u64
-            + 100 * ("404 Not Found".len() - "200 OK".len()) as u64
-    );
-    assert_eq!(report.unfinished, 0);
-    // Keep-alive: one connection per thread, reused for every request.
-    assert_eq!(report.connects, 4, "{report}");
-    drop(report);
-    assert_eq!(server.accepts(), 4);
-    let text = load(&cfg(&server.url, 2, Some(10), None)).to_string();
-    assert!(text.contains("status       200: 8, 404: 2\n"), "{text}");
-    assert!(text.contains("errors       none\n"), "{text}");
+    for (c, t, n) in [(5, 2, 333), (7, 3, 1000), (3, 8, 50), (1, 2, 7)] {
+        // Exactly n, however unevenly the threads share them. (A fast thread may claim them all
+        // before another has connected, so connections are at most c here.)
+        let report = load(&cfg(Threads::EventLoops(t), &server.url, c, Some(n), None));
+        assert_no_errors(&report);
+        assert_eq!(report.responses(), n, "c {c} t {t}: {report}");
+        assert!(report.connects <= c as u64, "c {c} t {t}: {report}");
+        assert_eq!(report.threads, Threads::EventLoops(t.min(c)), "no more threads than connections");
+        // A timed run keeps every one of the c connections busy.
+        let timed = cfg(Threads::EventLoops(t), &server.url, c, None, Some(Duration::from_millis(200)));
+        let report = load(&timed);
+        assert_no_errors(&report);
+        assert_eq!(report.connects, c as u64, "c {c} t {t}: {report}");
+    }
+    let text = load(&cfg(Threads::EventLoops(3), &server.url, 7, Some(10), None)).to_string();
+    assert!(text.contains("with 7 connections, on 3 event-loop threads (keep-alive)\n"), "{text}");
+    let text = load(&cfg(Threads::PerConnection, &server.url, 2, Some(10), None)).to_string();
+    assert!(text.contains("with 2 connections, a blocking thread each (keep-alive)\n"), "{text}");
 }
 
 #[test]
 fn load_close_mode_opens_a_connection_per_request() {
-    let server = KeepAliveServer::start(ok_or_404);
-    let report = load(&LoadConfig { keep_alive: false, ..cfg(&server.url, 3, Some(60), None) });
-    assert_no_errors(&report);
-    assert_eq!((report.responses(), report.connects), (60, 60), "{report}");
-    assert_eq!(server.accepts(), 60);
-    assert!(report.to_string().contains("(one request each)"));
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let report = load(&LoadConfig { keep_alive: false, ..cfg(mode, &server.url, 3, Some(60), None) });
+        assert_no_errors(&report);
+        assert_eq!((report.responses(), report.connects), (60, 60), "{report}");
+        assert_eq!(server.accepts(), 60);
+        assert!(report.to_string().contains("(one request each)"));
+    }
 }
 
 #[test]
 fn load_reconnects_when_the_server_closes_a_kept_alive_connection() {
-    // Says `Connection: close` on every response: the client reconnects before the next one.
-    let server = KeepAliveServer::start(|s, _, nth| {
-        ok_or_404(s, true, nth);
-        false
-    });
-    let report = load(&cfg(&server.url, 2, Some(40), None));
-    assert_no_errors(&report);
-    assert_eq!((report.responses(), report.connects), (40, 40), "{report}");
+    for mode in MODES {
+        // Says `Connection: close` on every response: the client reconnects before the next one.
+        let server = KeepAliveServer::start(|s, _, nth| {
+            ok_or_404(s, true, nth);
+            false
+        });
+        let report = load(&cfg(mode, &server.url, 2, Some(40), None));
+        assert_no_errors(&report);
+        assert_eq!((report.responses(), report.connects), (40, 40), "{report}");
 
-    // Closes after every response *without* saying so: the next request on that connection
-    // finds it closed before any byte comes back, and is sent again on a new one, silently.
-    let server = KeepAliveServer::start(|s, _, nth| {
-        ok_or_404(s, false, nth);
-        false
-    });
-    let report = load(&cfg(&server.url, 2, Some(40), None));
-    assert_no_errors(&report);
-    assert_eq!(report.responses(), 40, "{report}");
-    assert!(report.connects >= 40, "{report}");
+        // Closes after every response *without* saying so: the next request on that connection
+        // finds it closed before any byte comes back, and is sent again on a new one, silently.
+        let server = KeepAliveServer::start(|s, _, nth| {
+            ok_or_404(s, false, nth);
+            false
+        });
+        let report = load(&cfg(mode, &server.url, 2, Some(40), None));
+        assert_no_errors(&report);
+        assert_eq!(report.responses(), 40, "{report}");
+        assert!(report.connects >= 40, "{report}");
+    }
 }
 
 #[test]
 fn load_counts_a_response_cut_short_as_closed() {
-    let server = KeepAliveServer::start(|s, _, _| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
-        false
-    });
-    let report = load(&cfg(&server.url, 2, Some(20), None));
-    assert_eq!(report.responses(), 0, "{report}");
-    assert_eq!(report.errors, vec![(ErrorKind::Closed, 20)], "{report}");
-    assert!(!report.all_answered());
-    let text = report.to_string();
-    assert!(text.contains("errors       20 closed\n"), "{text}");
-    assert!(text.contains("3 of 10 body bytes"), "{text}");
+    for mode in MODES {
+        let server = KeepAliveServer::start(|s, _, _| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+            false
+        });
+        let report = load(&cfg(mode, &server.url, 2, Some(20), None));
+        assert_eq!(report.responses(), 0, "{report}");
+        assert_eq!(report.errors, vec![(ErrorKind::Closed, 20)], "{report}");
+        assert!(!report.all_answered());
+        let text = report.to_string();
+        assert!(text.contains("errors       20 closed\n"), "{text}");
+        assert!(text.contains("3 of 10 body bytes"), "{text}");
+    }
 }
 
 #[test]
 fn load_counts_garbage_and_refusals() {
-    let server = KeepAliveServer::start(|s, _, _| {
-        let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
-        false
-    });
-    let report = load(&cfg(&server.url, 1, Some(3), None));
-    assert_eq!(report.errors, vec![(ErrorKind::BadResponse, 3)], "{report}");
+    for mode in MODES {
+        let server = KeepAliveServer::start(|s, _, _| {
+            let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n\r\n");
+            false
+        });
+        let report = load(&cfg(mode, &server.url, 1, Some(3), None));
+        assert_eq!(report.errors, vec![(ErrorKind::BadResponse, 3)], "{report}");
 
-    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
-    let report = load(&cfg(&url, 2, Some(6), None));
-    assert_eq!(report.errors, vec![(ErrorKind::Refused, 6)], "{report}");
-    assert_eq!((report.responses(), report.connects), (0, 0));
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+        let report = load(&cfg(mode, &url, 2, Some(6), None));
+        assert_eq!(report.errors, vec![(ErrorKind::Refused, 6)], "{report}");
+        assert_eq!((report.responses(), report.connects), (0, 0));
+    }
+}
+
+#[test]
+fn load_counts_a_silent_server_as_timeouts() {
+    for mode in MODES {
+        // Reads the request and never answers; the client's per-request timeout fires.
+        let server = KeepAliveServer::start(|s, _, _| {
+            let _ = s.read_to_end(&mut Vec::new());
+            false
+        });
+        let config = LoadConfig {
+            timeout: Duration::from_millis(200),
+            ..cfg(mode, &server.url, 2, Some(4), Some(Duration::from_secs(5)))
+        };
+        let began = Instant::now();
+        let report = load(&config);
+        assert_eq!(report.errors, vec![(ErrorKind::Timeout, 4)], "{report}");
+        assert!(began.elapsed() < Duration::from_secs(4), "{report}");
+    }
 }
 
 #[test]
 fn a_timed_load_run_stops_on_time() {
-    let server = KeepAliveServer::start(ok_or_404);
-    let began = Instant::now();
-    let report = load(&cfg(&server.url, 4, None, Some(Duration::from_millis(300))));
-    let took = began.elapsed();
-    assert_no_errors(&report);
-    assert!(report.responses() > 0, "{report}");
-    assert!(report.elapsed >= Duration::from_millis(300), "{report}");
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!(report.connects, 4);
-    assert!(report.to_string().contains("for 0.3 s\n"));
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let began = Instant::now();
+        let report = load(&cfg(mode, &server.url, 4, None, Some(Duration::from_millis(300))));
+        let took = began.elapsed();
+        assert_no_errors(&report);
+        assert!(report.responses() > 0, "{report}");
+        assert!(report.elapsed >= Duration::from_millis(300), "{report}");
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!(report.connects, 4);
+        assert!(report.to_string().contains("for 0.3 s\n"));
+    }
 }
 
 #[test]
 fn a_timed_load_run_stops_on_time_even_if_the_server_never_answers() {
-    // Reads the request, then waits for the client to give up and close.
-    let server = KeepAliveServer::start(|s, _, _| {
-        let _ = s.read_to_end(&mut Vec::new());
-        false
-    });
-    let began = Instant::now();
-    let report = load(&cfg(&server.url, 3, None, Some(Duration::from_millis(300))));
-    let took = began.elapsed();
-    assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert_eq!((report.responses(), report.error_count(), report.unfinished), (0, 0, 3), "{report}");
-    assert!(report.to_string().contains("unfinished   3"));
+    for mode in MODES {
+        // Reads the request, then waits for the client to give up and close.
+        let server = KeepAliveServer::start(|s, _, _| {
+            let _ = s.read_to_end(&mut Vec::new());
+            false
+        });
+        let began = Instant::now();
+        let report = load(&cfg(mode, &server.url, 3, None, Some(Duration::from_millis(300))));
+        let took = began.elapsed();
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+        assert_eq!((report.responses(), report.error_count(), report.unfinished), (0, 0, 3), "{report}");
+        assert!(report.to_string().contains("unfinished   3"));
+    }
 }
 
 #[test]
 fn a_request_count_stops_first_when_both_limits_are_given() {
-    let server = KeepAliveServer::start(ok_or_404);
-    let report = load(&cfg(&server.url, 2, Some(50), Some(Duration::from_secs(60))));
-    assert_no_errors(&report);
-    assert_eq!(report.responses(), 50);
-    assert!(report.elapsed < Duration::from_secs(10), "{report}");
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let report = load(&cfg(mode, &server.url, 2, Some(50), Some(Duration::from_secs(60))));
+        assert_no_errors(&report);
+        assert_eq!(report.responses(), 50);
+        assert!(report.elapsed < Duration::from_secs(10), "{report}");
+    }
 }

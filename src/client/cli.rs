@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use super::fire::{DEFAULT_TIMEOUT, FireConfig};
-use super::load::{DEFAULT_CONNECTIONS, LoadConfig, MAX_CONNECTIONS, MAX_DURATION, MAX_REQUESTS};
+use super::load::{
+    DEFAULT_CONNECTIONS, DEFAULT_THREADS, LoadConfig, MAX_CONNECTIONS, MAX_DURATION, MAX_REQUESTS, Threads,
+};
 use super::url::Url;
 
 /// URL fired at when none is given: the example servers' one-second delay.
@@ -22,7 +24,8 @@ pub const MAX_N: usize = 10_000;
 /// The help text, printed for `-h` and after a usage error.
 pub const USAGE: &str = "\
 usage: client [-n N] [--timeout SECS] [URL]
-       client --load [-c N] [-d DURATION] [-n N] [--close] [--timeout S] [URL]
+       client --load [-c N] [-t N | --thread-per-connection] [-d DURATION]
+                     [-n N] [--close] [--timeout S] [URL]
 
 Fire mode (the default) opens N connections, sends one GET on each at the same
 instant, and shows who handled which request and when: one at a time, or
@@ -41,7 +44,11 @@ options:
   -h, --help      show this help
 load options:
   --load          load mode
-  -c N            connections, one thread each, 1 to 10000 (default 32)
+  -c N            connections, 1 to 10000 (default 32)
+  -t N            threads, each an epoll loop over its share of the connections,
+                  like wrk -t; 1 to 10000, at most C are started (default 2)
+  --thread-per-connection
+                  one blocking thread per connection instead (like wrk -t C)
   -d DURATION     stop after DURATION: 10s, 500ms, 2m, 1h or plain seconds; at
                   most 1h. With -n too, whichever comes first; with neither, 10s
   --close         one request per connection (Connection: close) instead of
@@ -65,6 +72,8 @@ pub enum Mode {
 pub struct LoadArgs {
     /// Connections (`-c`).
     pub connections: usize,
+    /// Threads (`-t`, or `--thread-per-connection`).
+    pub threads: Threads,
     /// Stop after this long (`-d`).
     pub duration: Option<Duration>,
     /// Stop after this many requests (`-n` in load mode).
@@ -97,6 +106,7 @@ impl Args {
         let Mode::Load(load) = self.mode else { return None };
         Some(LoadConfig {
             connections: load.connections,
+            threads: load.threads,
             duration: load.duration,
             requests: load.requests,
             keep_alive: load.keep_alive,
@@ -166,13 +176,15 @@ where
     let mut url: Option<String> = None;
     let mut load = false;
     let mut connections: Option<usize> = None;
+    let mut threads: Option<usize> = None;
+    let mut per_connection = false;
     let mut duration: Option<Duration> = None;
     let mut close = false;
     let mut only_positional = false;
     let mut args = args.into_iter().map(Into::into);
     while let Some(arg) = args.next() {
-        // `--name=value` and `--name value` both work; so do `-n5`, `-c8` and `-d2s`.
-        let short_glued = ["-n", "-c", "-d"].into_iter().find(|f| arg.starts_with(f) && arg.len() > 2);
+        // `--name=value` and `--name value` both work; so do `-n5`, `-c8`, `-t2` and `-d2s`.
+        let short_glued = ["-n", "-c", "-t", "-d"].into_iter().find(|f| arg.starts_with(f) && arg.len() > 2);
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if arg.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => match short_glued {
@@ -216,6 +228,18 @@ where
                     }
                 };
             }
+            "-t" => {
+                let v = value("-t")?;
+                threads = match v.parse::<usize>() {
+                    Ok(k) if (1..=MAX_CONNECTIONS).contains(&k) => Some(k),
+                    _ => {
+                        return Err(format!(
+                            "-t wants a whole number from 1 to {MAX_CONNECTIONS}, not {v:?}"
+                        ));
+                    }
+                };
+            }
+            "--thread-per-connection" => per_connection = true,
             "-d" => {
                 let v = value("-d")?;
                 duration = match parse_duration(&v) {
@@ -244,14 +268,26 @@ where
                 }
             },
         };
+        let threads = match (threads, per_connection) {
+            (Some(_), true) => return Err("-t and --thread-per-connection exclude each other".into()),
+            (_, true) => Threads::PerConnection,
+            (t, false) => Threads::EventLoops(t.unwrap_or(DEFAULT_THREADS)),
+        };
         Mode::Load(LoadArgs {
             connections: connections.unwrap_or(DEFAULT_CONNECTIONS),
+            threads,
             duration,
             requests,
             keep_alive: !close,
         })
     } else {
-        let only_load = [("-c", connections.is_some()), ("-d", duration.is_some()), ("--close", close)];
+        let only_load = [
+            ("-c", connections.is_some()),
+            ("-t", threads.is_some()),
+            ("--thread-per-connection", per_connection),
+            ("-d", duration.is_some()),
+            ("--close", close),
+        ];
         if let Some((flag, _)) = only_load.iter().find(|(_, given)| *given) {
             return Err(format!("{flag} is a load-mode option: add --load"));
         }
@@ -315,9 +351,11 @@ mod tests {
     #[test]
     fn load_mode_flags() {
         use crate::client::load::DEFAULT_DURATION;
+        let two = Threads::EventLoops(DEFAULT_THREADS);
         let load = |connections, duration: Option<u64>, requests, keep_alive| {
             Mode::Load(LoadArgs {
                 connections,
+                threads: two,
                 duration: duration.map(Duration::from_millis),
                 requests,
                 keep_alive,
@@ -345,6 +383,13 @@ mod tests {
         assert_eq!((cfg.requests, cfg.timeout, cfg.url.port), (Some(500), Duration::from_secs(2), 1));
         assert_eq!(run(&["--load"]).load_config().unwrap().time_limit(), DEFAULT_DURATION);
         assert_eq!(run(&[]).load_config(), None);
+        let threads = |args: &[&str]| run(args).load_config().unwrap().threads;
+        assert_eq!(threads(&["--load"]), Threads::EventLoops(2));
+        assert_eq!(threads(&["--load", "-t", "4"]), Threads::EventLoops(4));
+        assert_eq!(threads(&["--load", "-t1"]), Threads::EventLoops(1));
+        assert_eq!(threads(&["--load", "--thread-per-connection"]), Threads::PerConnection);
+        let cfg = run(&["--load", "-c", "3", "-t", "8"]).load_config().unwrap();
+        assert_eq!(cfg.thread_count(), 3, "no more threads than connections");
     }
 
     #[test]
@@ -393,6 +438,11 @@ mod tests {
             (&["-c", "4"], "-c is a load-mode option: add --load"),
             (&["-d", "1s"], "-d is a load-mode option"),
             (&["--close"], "--close is a load-mode option"),
+            (&["-t", "2"], "-t is a load-mode option"),
+            (&["--thread-per-connection"], "--thread-per-connection is a load-mode option"),
+            (&["--load", "-t", "0"], "-t wants a whole number from 1 to 10000"),
+            (&["--load", "-t", "two"], "-t wants"),
+            (&["--load", "-t", "2", "--thread-per-connection"], "exclude each other"),
             (&["--load", "-c", "0"], "-c wants a whole number from 1 to 10000"),
             (&["--load", "-c", "10001"], "-c wants"),
             (&["--load", "-c"], "-c needs a value"),

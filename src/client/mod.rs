@@ -59,6 +59,6 @@ pub use fire::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, FireConfig, Outcome, Reply, RequestError, fire,
 };
 pub use histogram::Histogram;
-pub use load::{LoadConfig, LoadReport, Progress, load, load_with_progress};
+pub use load::{LoadConfig, LoadReport, Progress, Threads, load, load_with_progress};
 pub use report::FireReport;
 pub use url::{Url, UrlError};
