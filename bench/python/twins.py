@@ -68,6 +68,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            # The client sent `Connection: close`. Say so, as socketserver does: a client that
+            # sees the connection end without it (wrk) counts a read error per request.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
