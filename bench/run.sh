@@ -8,7 +8,8 @@
 #     BENCH_SECS=3 bench/run.sh       # shorter runs
 #
 # Environment: BENCH_SECS (wrk duration, default 5), CONNS (wrk connections, 32),
-# POOL_THREADS (pool_server / min_pool, 16), PREFORK_WORKERS (prefork_server / min_prefork, 4),
+# ROUNDS (times the wrk matrix is measured, best round reported, 2), ATTEMPTS (retries of a
+# measurement a machine stall overlapped, 3), POOL_THREADS (pool_server / min_pool, 16), PREFORK_WORKERS (prefork_server / min_prefork, 4),
 # PREFORK_THREADS (prefork_server --threads, passed only when above 1; default 1),
 # BURSTS (concurrent /delay?s=1 requests per burst, "100 1000"), BURST_MAX_SECS (skip a burst
 # that would take longer than this by the model's arithmetic, 60), BENCH_OUT (the report,
@@ -65,10 +66,15 @@ HAVE_NGINX=0
 command -v nginx >/dev/null && HAVE_NGINX=1
 
 # ---------------------------------------------------------------- stall watchdog
-# This machine may be a virtual machine whose host now and then stops it for a second or more
-# (measured while idle). A measurement a stall overlaps measures the host, so it is repeated
-# (up to ATTEMPTS times); if every attempt stalled, the report marks the row.
+# Now and then the whole machine stops running us for a fraction of a second or more: a
+# virtual machine's host pausing it, or other work on the machine taking both cores. A
+# measurement a stall overlaps measures that, not the server, so it is repeated (up to
+# ATTEMPTS times); if every attempt stalled, the report marks the row.
 ATTEMPTS=${ATTEMPTS:-3}
+# The whole wrk matrix is measured ROUNDS times (ours, minimal, Python, ..., then again), and
+# the report keeps each server's best round: interference from anything else on the machine
+# only ever slows a run down, so the best round is the least disturbed one.
+ROUNDS=${ROUNDS:-2}
 STALLS=$WORK/stalls.log
 : >"$STALLS"
 python3 bench/stall.py "$STALLS" &
@@ -78,6 +84,9 @@ now() { date +%s.%N; }
 stalled() {
     awk -v a="$1" -v b="$2" '$1 >= a && $1 - $2 <= b { found = 1 } END { exit !found }' "$STALLS"
 }
+
+# Other work on the machine (builds, tests) disturbs the numbers; the report shows the load.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- build
 log "building the examples and the minimal servers (release)"
@@ -185,7 +194,7 @@ done
 # The servers of one model run back to back (ours, minimal, Python) for each mode, each one
 # freshly started, so that a drift of the machine during the run touches all three alike.
 run_wrk() { # name mode url
-    local name=$1 mode=$2 url=$3 out=$WORK/$1.$2.wrk hdr=()
+    local name=$1 mode=$2 url=$3 out=$WORK/$1.$2.r$ROUND.wrk hdr=()
     [[ $mode == close ]] && hdr=(-H 'Connection: close')
     wrk -t2 -c"$CONNS" -d"${BENCH_SECS}s" --latency "${hdr[@]}" "$url" >"$out" 2>&1 || true
     log "  $name $mode: $(grep -E 'Requests/sec' "$out" | tr -s ' ' || echo 'no result')"
@@ -215,8 +224,8 @@ measure_hello() {
     local mode=$1 model=$2 role=$3 name=$4 attempt t0 t1 stall=0
     shift 4
     for attempt in $(seq "$ATTEMPTS"); do
-        if [[ $role == reference ]]; then nginx_start "$name.$mode" || return 0; else
-            start "$name.$mode" "$@" --port 0 --quiet || {
+        if [[ $role == reference ]]; then nginx_start "$name.$mode.r$ROUND" || return 0; else
+            start "$name.$mode.r$ROUND" "$@" --port 0 --quiet || {
                 printf 'hello\t%s\t%s\t%s\t%s\tFAILED\t\t0\n' "$mode" "$model" "$role" "$name" >>"$INDEX"
                 return 0
             }
@@ -231,16 +240,18 @@ measure_hello() {
         log "  (the machine stalled during that run: measuring $name again)"
     done
     printf 'hello\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$model" "$role" "$name" \
-        "$WORK/$name.$mode.wrk" "$(rss_of "$name.$mode")" "$stall" >>"$INDEX"
+        "$WORK/$name.$mode.r$ROUND.wrk" "$(rss_of "$name.$mode.r$ROUND")" "$stall" >>"$INDEX"
 }
 
-for mode in keepalive close; do
-    log "wrk -t2 -c$CONNS -d${BENCH_SECS}s --latency /hello, $mode"
-    while read -r model role name cmd <&3; do
-        # shellcheck disable=SC2086 # cmd is a command line: split it into words
-        measure_hello "$mode" "$model" "$role" "$name" $cmd
-    done 3<"$SERVERS"
-    if [[ $HAVE_NGINX == 1 ]]; then measure_hello "$mode" reference reference nginx; fi
+for ROUND in $(seq "$ROUNDS"); do
+    for mode in keepalive close; do
+        log "round $ROUND of $ROUNDS: wrk -t2 -c$CONNS -d${BENCH_SECS}s --latency /hello, $mode"
+        while read -r model role name cmd <&3; do
+            # shellcheck disable=SC2086 # cmd is a command line: split it into words
+            measure_hello "$mode" "$model" "$role" "$name" $cmd
+        done 3<"$SERVERS"
+        if [[ $HAVE_NGINX == 1 ]]; then measure_hello "$mode" reference reference nginx; fi
+    done
 done
 
 # ---------------------------------------------------------------- bursts of /delay?s=1
@@ -306,6 +317,9 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "prefork_threads=$PREFORK_THREADS"
     echo "burst_max_secs=$BURST_MAX_SECS"
     echo "attempts=$ATTEMPTS"
+    echo "rounds=$ROUNDS"
+    echo "load_before=$LOAD_BEFORE"
+    echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$WORK/meta.env"
 python3 bench/report.py "$WORK/meta.env" "$INDEX" >"$BENCH_OUT"
