@@ -77,6 +77,31 @@ impl Response {
         self.headers.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
     }
 
+    /// Serializes the response into `out` (cleared first) exactly as an [`HttpHandler`] with
+    /// default settings sends it on a keep-alive HTTP/1.1 connection: the trace headers name
+    /// the calling thread, `X-Start` is now and `X-Elapsed` is 0. For benchmarks and tests that
+    /// want the wire bytes without a socket.
+    ///
+    /// ```
+    /// use socketserver::http::Response;
+    /// let mut out = Vec::new();
+    /// Response::text(200, "hi\n").write_wire(&mut out);
+    /// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n") && out.ends_with(b"\r\n\r\nhi\n"));
+    /// ```
+    ///
+    /// [`HttpHandler`]: super::HttpHandler
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        let who = crate::trace::Who::current();
+        let trace = TraceHeaders { pid: who.pid, tid: who.tid, start: crate::trace::now(), elapsed: 0.0 };
+        let opts = WriteOptions {
+            server_name: super::service::DEFAULT_SERVER_NAME,
+            head_only: false,
+            connection: ConnectionHeader::None,
+            trace: Some(trace),
+        };
+        self.serialize(out, &opts);
+    }
+
     /// `true` if the service asked for the connection to close after this response.
     pub(crate) fn asks_close(&self) -> bool {
         self.headers.iter().any(|(n, v)| {

@@ -71,6 +71,9 @@ pub struct HttpHandler<S> {
     slow_request_warning: Option<Duration>,
 }
 
+/// The `Server` header value unless [`HttpHandler::server_name`] says otherwise.
+pub(crate) const DEFAULT_SERVER_NAME: &str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
+
 /// Bytes asked of the kernel per `read`. Large enough that a typical request arrives in one
 /// call; the request parser, not this number, bounds how much is buffered.
 const READ_CHUNK: usize = 16 * 1024;
@@ -105,7 +108,7 @@ impl<S: Service> HttpHandler<S> {
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
-            server_name: concat!("socketserver/", env!("CARGO_PKG_VERSION")).to_string(),
+            server_name: DEFAULT_SERVER_NAME.to_string(),
             trace_headers: true,
             log_requests: true,
             keep_alive: true,
