@@ -91,8 +91,9 @@ impl Response {
     ///
     /// [`HttpHandler`]: super::HttpHandler
     pub fn write_wire(&self, out: &mut Vec<u8>) {
-        let who = crate::trace::Who::current();
-        let trace = TraceHeaders { pid: who.pid, tid: who.tid, start: crate::trace::now(), elapsed: 0.0 };
+        let who = crate::trace::Who::cached();
+        let start = std::time::Instant::now().saturating_duration_since(crate::trace::epoch());
+        let trace = TraceHeaders { pid: who.pid, tid: who.tid, start, elapsed: Duration::ZERO };
         let opts = WriteOptions {
             server_name: super::service::DEFAULT_SERVER_NAME,
             head_only: false,
