@@ -39,6 +39,13 @@ impl fmt::Display for Version {
 /// | [`max_headers`](Limits::max_headers) | 100 | 431 Request Header Fields Too Large |
 /// | [`max_header_bytes`](Limits::max_header_bytes) | 64 KiB | 431 Request Header Fields Too Large |
 /// | [`max_body`](Limits::max_body) | 1 MiB | 413 Content Too Large |
+///
+/// Together they bound the buffer: [`RequestReader::advance`] answers [`Parsed::Partial`] only
+/// while the buffer holds fewer than `2 * max_header_bytes + 2 * max_body + max(4 KiB,
+/// max_header_bytes)` bytes: the head, the raw chunked body (its data plus a framing allowance
+/// of `max_body + max_header_bytes` for chunk-size lines, extensions and trailers), and one
+/// unfinished chunk-size or trailer line. A `Content-Length` body needs only
+/// `max_header_bytes + max_body`. `tests/support/reader.rs` asserts the bound on every step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request line, counted up to and including its line feed.

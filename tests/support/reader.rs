@@ -11,7 +11,8 @@ pub const STATUSES: [u16; 6] = [400, 413, 414, 431, 501, 505];
 /// `MAX_CHUNK_LINE` in `src/http/request.rs`: the longest chunk-size line accepted.
 pub const MAX_CHUNK_LINE: usize = 4096;
 
-/// The most bytes the buffer can hold while the reader still answers `Partial`, read off
+/// A strict upper bound on the bytes the buffer holds while the reader answers `Partial`
+/// (documented on `Limits`), read off
 /// `src/http/request.rs`:
 ///
 /// - head: `Partial` only while `buf.len() < max_header_bytes` (and, with no line feed yet,
@@ -20,12 +21,12 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 ///   `head_len <= max_header_bytes` (else 431) and `n <= max_body` (else 413);
 /// - chunked: the decoder refuses with 413 as soon as the raw chunked bytes it has walked past
 ///   exceed the framing allowance `2 * max_body + max_header_bytes`, and it answers `Partial`
-///   only where it cannot move on: with less than one chunk-size line (`< MAX_CHUNK_LINE`)
-///   or one trailer line (`< max_header_bytes`) after its position.
+///   only where it cannot move on: with less than one chunk-size line (`< MAX_CHUNK_LINE`),
+///   one trailer line (`< max_header_bytes`) or a chunk's CRLF (`< 2`) after its position.
 ///
-/// So head + framing allowance + one unfinished line:
-/// `2 * max_header_bytes + 2 * max_body + max(MAX_CHUNK_LINE, max_header_bytes)`.
-/// Every buffer longer than that has been answered `Complete` or `Error`.
+/// So head + raw chunked body (data and framing allowance) + one unfinished line:
+/// `Partial` means `buf.len() < 2 * max_header_bytes + 2 * max_body + max(MAX_CHUNK_LINE,
+/// max_header_bytes)`; a buffer that long has been answered `Complete` or `Error`.
 pub fn max_buffered(limits: &Limits) -> usize {
     let head = limits.max_header_bytes;
     let allowance = limits.max_body.saturating_mul(2).saturating_add(limits.max_header_bytes);
@@ -95,7 +96,7 @@ pub fn drive(input: &[u8], limits: Limits, mut next_chunk: impl FnMut() -> usize
                     return events;
                 }
                 Parsed::Partial => {
-                    assert!(buf.len() <= bound, "Partial with {} bytes buffered, bound {bound}", buf.len());
+                    assert!(buf.len() < bound, "Partial with {} bytes buffered, bound {bound}", buf.len());
                 }
             }
         }
