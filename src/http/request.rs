@@ -40,6 +40,13 @@ impl fmt::Display for Version {
 /// | [`max_headers`](Limits::max_headers) | 100 | 431 Request Header Fields Too Large |
 /// | [`max_header_bytes`](Limits::max_header_bytes) | 64 KiB | 431 Request Header Fields Too Large |
 /// | [`max_body`](Limits::max_body) | 1 MiB | 413 Content Too Large |
+///
+/// Together they bound the buffer: [`RequestReader::advance`] answers [`Parsed::Partial`] only
+/// while the buffer holds fewer than `2 * max_header_bytes + 2 * max_body + max(4 KiB,
+/// max_header_bytes)` bytes: the head, the raw chunked body (its data plus a framing allowance
+/// of `max_body + max_header_bytes` for chunk-size lines, extensions and trailers), and one
+/// unfinished chunk-size or trailer line. A `Content-Length` body needs only
+/// `max_header_bytes + max_body`. `tests/support/reader.rs` asserts the bound on every step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Longest request line, counted up to and including its line feed.
@@ -411,7 +418,11 @@ fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
     // agree: the memory bound and the byte-by-byte test both depend on it.
     let line_window = buf.len().min(limits.max_request_line);
     let line_ends = buf.get(..line_window).is_some_and(|w| w.contains(&b'\n'));
-    let window_len = if line_ends { buf.len().min(limits.max_header_bytes) } else { line_window };
+    // The request line is part of the header section, so the section limit caps the window
+    // too: with `max_header_bytes < max_request_line`, a byte past the section limit must not
+    // turn a 431 into a 400 depending on how the bytes were split (found by the fuzzer).
+    let window_len = buf.len().min(if line_ends { limits.max_header_bytes } else { line_window });
+    let window_len = window_len.min(limits.max_header_bytes);
     let window = buf.get(..window_len).unwrap_or(buf);
 
     // Uninitialised slots: httparse writes only the ones it fills. Initialised ones cost a
@@ -425,7 +436,15 @@ fn parse_head(buf: &[u8], limits: &Limits, spare: &mut Spare) -> HeadOutcome {
     };
     match result {
         Err(status) => HeadOutcome::Error(status),
-        Ok(None) if !line_ends && buf.len() >= limits.max_request_line => HeadOutcome::Error(414),
+        // If the section limit is the smaller one, it is crossed first, at a length where the
+        // line may yet end: then 431 is the only answer every split agrees on.
+        Ok(None)
+            if !line_ends
+                && buf.len() >= limits.max_request_line
+                && limits.max_request_line <= limits.max_header_bytes =>
+        {
+            HeadOutcome::Error(414)
+        }
         Ok(None) if buf.len() >= limits.max_header_bytes => HeadOutcome::Error(431),
         Ok(None) => HeadOutcome::Partial,
         Ok(Some((request, head_len))) => finish_head(request, head_len, limits),
@@ -743,6 +762,10 @@ mod tests {
         )*};
     }
 
+    /// A section limit below the line limit: the section limit is crossed first.
+    const NARROW: Limits =
+        Limits { max_request_line: 64, max_headers: 4, max_header_bytes: 16, max_body: 16 };
+
     const D: Limits = Limits {
         max_request_line: 8 * 1024,
         max_headers: 100,
@@ -821,6 +844,11 @@ mod tests {
         nul_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n" => Expect::Status(400),
         control_byte_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n" => Expect::Status(400),
         bare_cr_in_header_value: D, b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" => Expect::Status(400),
+        // Fuzzer finds: a bad byte past max_header_bytes (< max_request_line) gave 400 when it
+        // arrived before the line feed and 431 when it arrived with it.
+        bad_byte_past_section_limit: NARROW, b"GET /aaaaaaaaaaaaaaaa\x01 HTTP/1.1\r\nHost: x\r\n\r\n" => Expect::Status(431),
+        bad_first_byte_zero_section_limit: Limits { max_header_bytes: 0, ..NARROW }, b"\x01TT / HTTP/1.1\r\nHost: x\r\n\r\n" => Expect::Status(431),
+        long_line_past_section_limit_is_431: NARROW, &[b"GET /".as_slice(), &[b'a'; 100]].concat() => Expect::Status(431),
     }
 
     #[test]
