@@ -15,6 +15,12 @@
 //! [`Threading::max_threads`] bounds that (the accept loop then waits for a thread to finish,
 //! and further clients wait in the listen backlog).
 //!
+//! *When to pick it:* handlers that mostly wait (on a database, a disk, another service) or
+//! burn CPU on every core, with a moderate number of clients; when handlers want to share a
+//! cache or a connection pool in memory. Prefer a [`Pool`](super::Pool) when the load is high
+//! or unknown (its capacity is fixed), and [`Forking`](super::Forking) when a bad request
+//! must not be able to take the others down.
+//!
 //! # Python's names, Python's defaults
 //! * `block_on_close = true`: `server_close` joins every request thread, so in-flight requests
 //!   finish before the server is gone.
