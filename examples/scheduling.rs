@@ -31,15 +31,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: scheduling [--requests R] [--secs S] [--cores C]
+usage: scheduling [--requests R] [--secs S]
 
 Simulates, then measures with threads, R CPU-bound requests of S seconds each on
-C cores under three policies, and prints when each request finished.
+this machine's cores under three policies, and prints when each request finished.
 
 options:
   --requests R  number of requests (1 to 16, default 4)
   --secs S      CPU seconds per request (0.1 to 3, default 1)
-  --cores C     cores to plan for (1 to 16, default: this machine's count)
   -h, --help    show this help";
 
 #[derive(Debug, Clone, Copy)]
@@ -62,8 +61,9 @@ impl Policy {
 }
 
 fn main() -> ExitCode {
-    let cores_here = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let (requests, secs, cores) = match parse_args(std::env::args().skip(1), cores_here) {
+    // The simulation plans for the cores the measurement really has.
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (requests, secs) = match parse_args(std::env::args().skip(1)) {
         Ok(Some(v)) => v,
         Ok(None) => {
             println!("{USAGE}");
@@ -74,9 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!(
-        "{requests} requests of {secs:.2} s of CPU each, on {cores} cores ({cores_here} on this machine)\n"
-    );
+    println!("{requests} requests of {secs:.2} s of CPU each, on {cores} cores\n");
 
     println!("simulated (ideal cores, free switching): when each request finishes");
     let mut simulated = Vec::new();
@@ -108,7 +106,7 @@ fn main() -> ExitCode {
             busy
         );
     }
-    println!("\n({cores_here} cores here; figures vary with whatever else is running)");
+    println!("\n({cores} cores; figures vary with whatever else is running)");
     ExitCode::SUCCESS
 }
 
@@ -250,11 +248,8 @@ fn cpu_time(who: libc::c_int) -> f64 {
 }
 
 /// `Ok(None)` for --help.
-fn parse_args(
-    mut args: impl Iterator<Item = String>,
-    cores_here: usize,
-) -> Result<Option<(usize, f64, usize)>, String> {
-    let (mut requests, mut secs, mut cores) = (4usize, 1.0f64, cores_here.clamp(1, 16));
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<(usize, f64)>, String> {
+    let (mut requests, mut secs) = (4usize, 1.0f64);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--requests" => match args.next().and_then(|v| v.parse().ok()) {
@@ -265,13 +260,9 @@ fn parse_args(
                 Some(v) if (0.1..=3.0).contains(&v) => secs = v,
                 _ => return Err("--secs needs seconds from 0.1 to 3".into()),
             },
-            "--cores" => match args.next().and_then(|v| v.parse().ok()) {
-                Some(v) if (1..=16).contains(&v) => cores = v,
-                _ => return Err("--cores needs a whole number from 1 to 16".into()),
-            },
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Some((requests, secs, cores)))
+    Ok(Some((requests, secs)))
 }
