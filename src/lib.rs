@@ -41,7 +41,41 @@
 //!            on the shared listener (gunicorn sync / Apache prefork)
 //! ```
 //!
-//! ## Example: a threaded echo server
+//! ## Example: serve, connect, stop (runs as a doctest)
+//! A threaded echo server on a free port, one client round trip, and a clean stop from another
+//! thread:
+//! ```
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::net::TcpStream;
+//! use socketserver::{Server, Threading, handler_fn};
+//!
+//! let echo = handler_fn(|conn| {
+//!     let mut line = String::new();
+//!     BufReader::new(conn.stream()).read_line(&mut line)?;
+//!     conn.stream().write_all(line.as_bytes())?;
+//!     Ok(())
+//! });
+//! let mut server = Server::bind("127.0.0.1:0", Threading::new(), echo)?; // port 0: any free one
+//! let addr = server.local_addr();
+//! let stop = server.shutdown_handle();
+//! let serving = std::thread::spawn(move || {
+//!     server.serve_forever()?;
+//!     server.server_close(); // joins the request threads
+//!     Ok::<(), socketserver::Error>(())
+//! });
+//!
+//! let mut client = TcpStream::connect(addr)?;
+//! client.write_all(b"hello\n")?;
+//! let mut reply = String::new();
+//! BufReader::new(&client).read_line(&mut reply)?;
+//! assert_eq!(reply, "hello\n");
+//!
+//! stop.shutdown()?; // returns once serve_forever has returned
+//! serving.join().unwrap()?;
+//! # Ok::<(), socketserver::Error>(())
+//! ```
+//!
+//! ## Example: the same echo server, stopped by Ctrl-C
 //! ```no_run
 //! use std::io::{BufRead, BufReader, Write};
 //! use socketserver::{ThreadingTcpServer, Threading, handler_fn, shutdown_on_signals};
@@ -70,18 +104,6 @@
 //! let hello = HttpHandler::new(|_req: &Request| Response::text(200, format!("hello from {}\n", Who::current())));
 //! let mut server = Server::bind("127.0.0.1:8000", Forking::new().max_children(8), hello)?;
 //! server.serve_forever()?;
-//! # Ok::<(), socketserver::Error>(())
-//! ```
-//!
-//! ## Example: stopping from another thread
-//! ```
-//! use socketserver::{Server, Sequential, handler_fn};
-//!
-//! let mut server = Server::bind("127.0.0.1:0", Sequential, handler_fn(|_conn| Ok(())))?;
-//! let stop = server.shutdown_handle();
-//! let serving = std::thread::spawn(move || server.serve_forever());
-//! stop.shutdown()?;                      // returns once serve_forever has returned
-//! serving.join().unwrap()?;
 //! # Ok::<(), socketserver::Error>(())
 //! ```
 //!

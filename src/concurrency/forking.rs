@@ -12,6 +12,10 @@
 //! connection (a few hundred microseconds, growing with the parent's memory map), a process table
 //! entry, and the loss of shared state: a cache filled in a child is gone when the child exits.
 //!
+//! *When to pick it:* isolation matters more than speed — handlers that run risky code (native
+//! libraries, untrusted input parsers) or leak; modest request rates, since every connection pays
+//! a fork. For isolation at high rates, fork once instead: [`Prefork`](super::Prefork).
+//!
 //! # The rules the child follows, and why
 //! 1. **Close the listening socket.** The child inherited it. If it kept it open, the port would
 //!    still accept connections into the backlog after the parent had closed its copy, and

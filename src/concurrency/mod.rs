@@ -18,7 +18,7 @@
 //!   connections are *parked* (watched by `poll(2)`, holding no thread).
 //!
 //! One more sits *above* a server rather than inside it: [`Prefork`] forks N worker processes up
-//! front, each running its own [`Server`](crate::Server) (with `Sequential` or `Threading` inside)
+//! front, each running its own [`Server`](crate::Server) (with `Sequential` or a `Pool` inside)
 //! on the shared listener, and supervises them (gunicorn's sync workers).
 //!
 //! Writing your own is allowed: implement [`Concurrency`] and call [`Job::run`] wherever

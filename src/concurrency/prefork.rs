@@ -44,6 +44,11 @@
 //!   cached by worker 101 is not seen by worker 102; state that must be shared lives outside
 //!   (a database, a file, shared memory).
 //!
+//! *When to pick it:* the process isolation of [`Forking`](super::Forking) at a steady, high
+//! request rate: a production web application behind a proxy, sized to the cores (gunicorn's
+//! rule of thumb is 2 × cores + 1 sync workers). Not for many slow or idle clients: each one
+//! holds a whole worker, so use `threads(m)` or a thread [`Pool`] for those.
+//!
 //! # The thundering herd, and `SO_REUSEPORT`
 //! With one shared listener, every idle worker sleeps in `poll` on the *same* socket. When one
 //! connection arrives the kernel wakes them all (`poll` has no "wake just one"); each calls

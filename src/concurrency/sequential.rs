@@ -8,7 +8,8 @@
 //! the kernel's backlog, and ten 1-second requests take ten seconds. A single slow or malicious
 //! client (one that sends a byte a second) stalls everyone until its read timeout fires.
 //!
-//! Pick it for: teaching, tests, strictly serial resources, handlers that take microseconds.
+//! *When to pick it:* teaching, tests, strictly serial resources, handlers that take
+//! microseconds.
 
 use super::{Concurrency, Job};
 use crate::handler::{Connection, RequestHandler};

@@ -19,6 +19,12 @@
 //! thread at the cap the accept loop *joins* the threads that gave up their slots. Without that,
 //! `/proc/PID/task` showed `max + 1` request threads under a burst (tests/bounds.rs).
 //!
+//! *When to pick it:* handlers that mostly wait (on a database, a disk, another service) or
+//! burn CPU on every core, with a moderate number of clients; when handlers want to share a
+//! cache or a connection pool in memory. Prefer a [`Pool`](super::Pool) when the load is high
+//! or unknown (its capacity is fixed), and [`Forking`](super::Forking) when a bad request
+//! must not be able to take the others down.
+//!
 //! # Python's names, Python's defaults
 //! * `block_on_close = true`: `server_close` joins every request thread, so in-flight requests
 //!   finish before the server is gone.

@@ -1,0 +1,233 @@
+//! Fork in numbers: the same CPU-heavy job in 1, 2, 3, 4 processes at once, timed.
+//!
+//! Run it:
+//!     cargo run --example fork_demo                  # about 1 s of work per process, 1..=4
+//!     cargo run --example fork_demo -- --secs 2 --max 6
+//!     cargo run --example fork_demo -- --help
+//!
+//! What it does: first it sizes a fixed job (a loop of xorshift rounds) so that it takes about
+//! `--secs` seconds on one core, and runs it once in the parent. Then, for n = 1, 2, 3, 4, the
+//! parent forks n children at the same instant; each child runs the *same* job, prints its pid,
+//! its parent's pid and when it started and ended, and `_exit`s. The parent reaps all n and
+//! writes down the wall time. Last, a table: processes, wall time, speed-up.
+//!
+//! What to look for: with 2 cores, 2 processes finish in about the time 1 does (speed-up about
+//! 2: two jobs for the price of one). Past the core count the speed-up stays at about 2 and each
+//! process takes longer: 3 processes need about 1.5 × the time, 4 about 2 ×, because the
+//! kernel now time-slices 2 cores between them. Every child's parent pid is the demo's pid.
+//!
+//! The job is a fixed amount of work, not "spin for one second" (as the servers' `/cpu` does):
+//! a job that spins for a fixed time takes that time whether it has a core to itself or not,
+//! and would hide exactly the sharing this demo is about.
+//!
+//! Figures vary with the machine and with whatever else is running on it.
+
+use std::hint::black_box;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
+
+const USAGE: &str = "\
+usage: fork_demo [--secs S] [--max N]
+
+Runs a fixed CPU-bound job in the parent, then in 1, 2, ..., N forked children at
+once, and prints the wall time and speed-up for each N.
+
+options:
+  --secs S   size the job to take about S seconds on one core (0.1 to 5, default 1)
+  --max N    fork up to N children at once (1 to 8, default 4)
+  -h, --help show this help";
+
+fn main() -> ExitCode {
+    let (secs, max) = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let epoch = Instant::now();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("fork_demo: pid {}, {} core(s), {} thread(s) in this process", getpid(), cores, threads());
+
+    let rounds = calibrate(Duration::from_secs_f64(secs));
+    println!("one job = {rounds} xorshift rounds, sized to about {secs:.1} s on one core\n");
+
+    // The baseline: the parent does the job itself, no fork.
+    let cpu_before = cpu_time(libc::RUSAGE_SELF);
+    let start = epoch.elapsed();
+    black_box(work(rounds));
+    let end = epoch.elapsed();
+    let alone = (end - start).as_secs_f64();
+    println!(
+        "parent pid {} alone: start +{:.3}s end +{:.3}s ({:.3} s, {:.3} s on a core)\n",
+        getpid(),
+        secs_of(start),
+        secs_of(end),
+        alone,
+        cpu_time(libc::RUSAGE_SELF) - cpu_before
+    );
+
+    let mut rows = Vec::new();
+    for n in 1..=max {
+        println!("{n} process(es) at once:");
+        match run_children(n, rounds, epoch) {
+            Ok((wall, cpu)) => rows.push((n, wall, cpu)),
+            Err(why) => {
+                eprintln!("error: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
+        println!();
+    }
+
+    println!("processes  wall time  speed-up  wall ÷ alone  CPU time  cores busy");
+    for (n, wall, cpu) in &rows {
+        // Speed-up: n jobs one after another would take n × alone; they took `wall`.
+        let speedup = *n as f64 * alone / wall;
+        // Cores busy: CPU seconds used per wall-clock second (2.00 = both cores, all the time).
+        println!(
+            "{n:>9}  {wall:>7.3} s  {speedup:>7.2}x  {:>11.2}x  {cpu:>6.3} s  {:>10.2}",
+            wall / alone,
+            cpu / wall
+        );
+    }
+    println!("\n(1 job alone in the parent: {alone:.3} s; {cores} core(s); figures vary with load)");
+    ExitCode::SUCCESS
+}
+
+/// Forks `n` children that each run the job, reaps them all, returns the wall time and the
+/// children's total CPU time, in seconds.
+fn run_children(n: usize, rounds: u64, epoch: Instant) -> Result<(f64, f64), String> {
+    // The kernel adds a child's CPU time to RUSAGE_CHILDREN when the child is reaped.
+    let cpu_before = cpu_time(libc::RUSAGE_CHILDREN);
+    // Anything still in stdout's buffer would be copied into every child and printed again.
+    let _ = std::io::stdout().flush();
+    let start = Instant::now();
+    let mut children: Vec<Pid> = Vec::with_capacity(n);
+    for _ in 0..n {
+        // SAFETY: this process has exactly one thread (the demo never spawns one), so no lock
+        // can be held by a thread that would be missing in the child. The child only computes,
+        // prints one line, flushes and calls _exit: it never returns from this match.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => child(rounds, epoch),
+            Ok(ForkResult::Parent { child }) => children.push(child),
+            Err(e) => {
+                // Reap the ones already started before giving up, so none is left a zombie.
+                for pid in children {
+                    let _ = waitpid(pid, None);
+                }
+                return Err(format!("fork failed: {e}"));
+            }
+        }
+    }
+    // Reap every child: each waitpid blocks until that child has exited.
+    for pid in children {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => {}
+            Ok(other) => return Err(format!("child {pid} ended badly: {other:?}")),
+            Err(e) => return Err(format!("waitpid({pid}) failed: {e}")),
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_time(libc::RUSAGE_CHILDREN) - cpu_before;
+    println!("  all {n} reaped by parent {}: wall time {wall:.3} s, {cpu:.3} s of CPU in all", getpid());
+    Ok((wall, cpu))
+}
+
+/// A child's whole life: the job, one line of output, `_exit`. Never returns.
+fn child(rounds: u64, epoch: Instant) -> ! {
+    // `epoch` is the parent's Instant, copied by fork; Instant is the system-wide monotonic
+    // clock, so the child's offsets are on the parent's time line.
+    let start = epoch.elapsed();
+    black_box(work(rounds));
+    let end = epoch.elapsed();
+    let cpu = cpu_time(libc::RUSAGE_SELF);
+    // One println is one write of one line, so lines of different children don't mix.
+    println!(
+        "  child pid {} (parent {}): start +{:.3}s end +{:.3}s ({:.3} s, {:.3} s on a core)",
+        getpid(),
+        getppid(),
+        secs_of(start),
+        secs_of(end),
+        (end - start).as_secs_f64(),
+        cpu
+    );
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends this process at once, without running destructors or atexit
+    // handlers, which belong to the parent's copy of the program; it has no preconditions.
+    unsafe { libc::_exit(0) }
+}
+
+/// The job: `rounds` steps of xorshift. black_box keeps the optimiser from skipping any.
+fn work(rounds: u64) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = black_box(x);
+    }
+    x
+}
+
+/// How many rounds take about `target` on one core. Times a short run by the CPU time it used,
+/// not by the wall clock, so that other programs competing for the cores don't shrink the job.
+fn calibrate(target: Duration) -> u64 {
+    let probe = 30_000_000u64;
+    let before = cpu_time(libc::RUSAGE_SELF);
+    black_box(work(probe));
+    let used = (cpu_time(libc::RUSAGE_SELF) - before).max(1e-3);
+    (probe as f64 / used * target.as_secs_f64()).max(1.0) as u64
+}
+
+/// CPU time (user + system) used by this process (`who = RUSAGE_SELF`) or by all its reaped
+/// children (`RUSAGE_CHILDREN`), in seconds.
+fn cpu_time(who: libc::c_int) -> f64 {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct (integers only).
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only into the struct we pass, which lives for the whole call;
+    // `who` is one of the two values the kernel accepts here.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Threads in this process right now (each is a directory under /proc/self/task).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}
+
+fn secs_of(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// `Ok(None)` for --help.
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<(f64, usize)>, String> {
+    let (mut secs, mut max) = (1.0f64, 4usize);
+    let mut args = args;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--secs" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
+                Some(v) if (0.1..=5.0).contains(&v) => secs = v,
+                _ => return Err("--secs needs seconds from 0.1 to 5".into()),
+            },
+            "--max" => match args.next().and_then(|v| v.parse::<usize>().ok()) {
+                Some(v) if (1..=8).contains(&v) => max = v,
+                _ => return Err("--max needs a whole number from 1 to 8".into()),
+            },
+            "-h" | "--help" => return Ok(None),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some((secs, max)))
+}
