@@ -249,9 +249,15 @@ impl Concurrency for Forking {
 
 /// Logs a warning, once, if this process has more threads than the accept thread and the
 /// `signals` thread at the moment of a fork (see "Fork and threads" above).
+///
+/// Looking costs a directory read of /proc (several system calls), so it is done on the first
+/// fork and then on every 1024th, not on every connection.
 fn warn_if_multithreaded() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if WARNED.load(std::sync::atomic::Ordering::Relaxed) {
+    static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if WARNED.load(std::sync::atomic::Ordering::Relaxed)
+        || FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 != 0
+    {
         return;
     }
     // Each thread of this process is a directory under /proc/self/task.
