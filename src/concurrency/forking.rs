@@ -256,7 +256,7 @@ fn warn_if_multithreaded() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     if WARNED.load(std::sync::atomic::Ordering::Relaxed)
-        || FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 != 0
+        || !FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(1024)
     {
         return;
     }
