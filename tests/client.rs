@@ -375,10 +375,13 @@ fn load_n_500_gives_exactly_500_responses_on_kept_alive_connections() {
                 + 100 * ("404 Not Found".len() - "200 OK".len()) as u64
         );
         assert_eq!(report.unfinished, 0);
-        // Keep-alive: one connection each, reused for every request.
-        assert_eq!(report.connects, 4, "{report}");
+        // Keep-alive: at most one connection each, reused for every request. (At most: with
+        // -n, a quick connection may claim every request before a slow one has connected,
+        // and a connection with nothing left to send is never opened.)
+        assert!((1..=4).contains(&report.connects), "{report}");
+        let connects = report.connects;
         drop(report);
-        assert_eq!(server.accepts(), 4);
+        assert_eq!(server.accepts() as u64, connects);
         let text = load(&cfg(mode, &server.url, 2, Some(10), None)).to_string();
         assert!(text.contains("status       200: 8, 404: 2\n"), "{text}");
         assert!(text.contains("errors       none\n"), "{text}");
