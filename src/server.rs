@@ -262,8 +262,13 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
             if self.shutdown.is_shutdown_requested() {
                 break;
             }
-            if ready {
+            if ready && self.concurrency.has_capacity() {
                 self.accept_batch(ACCEPT_BATCH);
+            } else if ready {
+                // A connection waits but no worker is free: leave it in the backlog (a sibling
+                // process may take it) and sleep until a worker is, rather than spin on a
+                // listener that stays readable.
+                self.concurrency.wait_for_capacity(self.poll_interval);
             }
             self.concurrency.service_actions();
         }
@@ -295,8 +300,14 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
             }
             // Another process sharing the listener may take the connection between poll and
             // accept; then accept_batch handles nothing and we wait again.
-            if self.wait_for_connection(wait)? && self.accept_batch(1) > 0 {
-                break true;
+            if self.wait_for_connection(wait)? {
+                if !self.concurrency.has_capacity() {
+                    // As in serve_forever: no free worker, so sleep until one is, not spin.
+                    self.concurrency
+                        .wait_for_capacity(wait.unwrap_or(self.poll_interval).min(self.poll_interval));
+                } else if self.accept_batch(1) > 0 {
+                    break true;
+                }
             }
         };
         self.concurrency.service_actions();
@@ -345,7 +356,7 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
     /// Accepts up to `max` waiting connections and dispatches each; returns how many.
     fn accept_batch(&mut self, max: usize) -> usize {
         let mut dispatched = 0;
-        while dispatched < max && !self.shutdown.is_shutdown_requested() {
+        while dispatched < max && !self.shutdown.is_shutdown_requested() && self.concurrency.has_capacity() {
             let Some(listener) = &self.listener else { break };
             match listener.accept() {
                 Ok((stream, peer)) => {

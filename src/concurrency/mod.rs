@@ -65,6 +65,21 @@ pub trait Concurrency {
     /// Called by `server_close`, after the listener is closed: wait for or stop the requests
     /// still running. Default: nothing.
     fn server_close(&mut self) {}
+
+    /// Whether the strategy would start handling a connection *now*. When `false`, the server
+    /// leaves connections in the listen backlog, where another process sharing the listener
+    /// (a pre-forked sibling) can take them, and calls
+    /// [`wait_for_capacity`](Concurrency::wait_for_capacity) instead of `accept`. Default:
+    /// always `true` (the strategy queues or blocks in `process_request`).
+    fn has_capacity(&self) -> bool {
+        true
+    }
+
+    /// Waits, at most `timeout`, until [`has_capacity`](Concurrency::has_capacity) may be
+    /// `true` again. Default: returns at once.
+    fn wait_for_capacity(&mut self, timeout: std::time::Duration) {
+        let _ = timeout;
+    }
 }
 
 /// Everything needed to run the handler for one connection, wherever that happens.

@@ -815,7 +815,7 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
         // accepting, so new connections stay in the shared backlog for a worker that is free,
         // rather than queueing behind this one's slow requests.
         Some(m) => serve_worker(
-            Pool::new(m).queue_size(1),
+            Pool::new(m).queue_size(1).accept_only_when_idle(true),
             setup.builder,
             setup.addr,
             setup.reuse_port,
