@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
+use socketserver::app::{UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 
 const USAGE: &str = "\
 usage: fork_demo [--secs S] [--max N]
@@ -57,13 +58,13 @@ fn main() -> ExitCode {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("fork_demo: pid {}, {} core(s), {} thread(s) in this process", getpid(), cores, threads());
 
-    let rounds = calibrate(Duration::from_secs_f64(secs));
+    let rounds = calibrate_cpu_work(Duration::from_secs_f64(secs), UsageWho::RUSAGE_SELF);
     println!("one job = {rounds} xorshift rounds, sized to about {secs:.1} s on one core\n");
 
     // The baseline: the parent does the job itself, no fork.
-    let cpu_before = cpu_time(libc::RUSAGE_SELF);
+    let cpu_before = cpu_seconds(UsageWho::RUSAGE_SELF);
     let start = epoch.elapsed();
-    black_box(work(rounds));
+    black_box(cpu_work(rounds));
     let end = epoch.elapsed();
     let alone = (end - start).as_secs_f64();
     println!(
@@ -72,7 +73,7 @@ fn main() -> ExitCode {
         secs_of(start),
         secs_of(end),
         alone,
-        cpu_time(libc::RUSAGE_SELF) - cpu_before
+        cpu_seconds(UsageWho::RUSAGE_SELF) - cpu_before
     );
 
     let mut rows = Vec::new();
@@ -107,7 +108,7 @@ fn main() -> ExitCode {
 /// children's total CPU time, in seconds.
 fn run_children(n: usize, rounds: u64, epoch: Instant) -> Result<(f64, f64), String> {
     // The kernel adds a child's CPU time to RUSAGE_CHILDREN when the child is reaped.
-    let cpu_before = cpu_time(libc::RUSAGE_CHILDREN);
+    let cpu_before = cpu_seconds(UsageWho::RUSAGE_CHILDREN);
     // Anything still in stdout's buffer would be copied into every child and printed again.
     let _ = std::io::stdout().flush();
     let start = Instant::now();
@@ -137,7 +138,7 @@ fn run_children(n: usize, rounds: u64, epoch: Instant) -> Result<(f64, f64), Str
         }
     }
     let wall = start.elapsed().as_secs_f64();
-    let cpu = cpu_time(libc::RUSAGE_CHILDREN) - cpu_before;
+    let cpu = cpu_seconds(UsageWho::RUSAGE_CHILDREN) - cpu_before;
     println!("  all {n} reaped by parent {}: wall time {wall:.3} s, {cpu:.3} s of CPU in all", getpid());
     Ok((wall, cpu))
 }
@@ -147,9 +148,9 @@ fn child(rounds: u64, epoch: Instant) -> ! {
     // `epoch` is the parent's Instant, copied by fork; Instant is the system-wide monotonic
     // clock, so the child's offsets are on the parent's time line.
     let start = epoch.elapsed();
-    black_box(work(rounds));
+    black_box(cpu_work(rounds));
     let end = epoch.elapsed();
-    let cpu = cpu_time(libc::RUSAGE_SELF);
+    let cpu = cpu_seconds(UsageWho::RUSAGE_SELF);
     // One println is one write of one line, so lines of different children don't mix.
     println!(
         "  child pid {} (parent {}): start +{:.3}s end +{:.3}s ({:.3} s, {:.3} s on a core)",
@@ -164,42 +165,6 @@ fn child(rounds: u64, epoch: Instant) -> ! {
     // SAFETY: _exit ends this process at once, without running destructors or atexit
     // handlers, which belong to the parent's copy of the program; it has no preconditions.
     unsafe { libc::_exit(0) }
-}
-
-/// The job: `rounds` steps of xorshift. black_box keeps the optimiser from skipping any.
-fn work(rounds: u64) -> u64 {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..rounds {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x = black_box(x);
-    }
-    x
-}
-
-/// How many rounds take about `target` on one core. Times a short run by the CPU time it used,
-/// not by the wall clock, so that other programs competing for the cores don't shrink the job.
-fn calibrate(target: Duration) -> u64 {
-    let probe = 30_000_000u64;
-    let before = cpu_time(libc::RUSAGE_SELF);
-    black_box(work(probe));
-    let used = (cpu_time(libc::RUSAGE_SELF) - before).max(1e-3);
-    (probe as f64 / used * target.as_secs_f64()).max(1.0) as u64
-}
-
-/// CPU time (user + system) used by this process (`who = RUSAGE_SELF`) or by all its reaped
-/// children (`RUSAGE_CHILDREN`), in seconds.
-fn cpu_time(who: libc::c_int) -> f64 {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct (integers only).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes only into the struct we pass, which lives for the whole call;
-    // `who` is one of the two values the kernel accepts here.
-    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Threads in this process right now (each is a directory under /proc/self/task).

@@ -30,6 +30,8 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use socketserver::app::{UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
+
 const USAGE: &str = "\
 usage: scheduling [--requests R] [--secs S]
 
@@ -84,7 +86,7 @@ fn main() -> ExitCode {
         simulated.push(done);
     }
 
-    let rounds = calibrate(Duration::from_secs_f64(secs));
+    let rounds = calibrate_cpu_work(Duration::from_secs_f64(secs), UsageWho::RUSAGE_THREAD);
     println!("\nmeasured (threads, {rounds} xorshift rounds per request): when each request finishes");
     let mut measured = Vec::new();
     for policy in POLICIES {
@@ -161,7 +163,7 @@ fn simulate(policy: Policy, requests: usize, secs: f64, cores: usize) -> Vec<f64
 /// The same three policies for real, with threads running `rounds` of work per request.
 /// Returns each request's completion time in seconds since the policy started.
 fn measure(policy: Policy, requests: usize, rounds: u64, cores: usize) -> (Vec<f64>, f64) {
-    let cpu_before = cpu_time(libc::RUSAGE_SELF);
+    let cpu_before = cpu_seconds(UsageWho::RUSAGE_SELF);
     let start = Instant::now();
     let done = Mutex::new(vec![0.0; requests]);
     let finish = |i: usize| done.lock().unwrap_or_else(|p| p.into_inner())[i] = start.elapsed().as_secs_f64();
@@ -175,7 +177,7 @@ fn measure(policy: Policy, requests: usize, rounds: u64, cores: usize) -> (Vec<f
                         loop {
                             let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                             let Some(i) = next else { break };
-                            black_box(work(rounds));
+                            black_box(cpu_work(rounds));
                             finish(i);
                         }
                     });
@@ -187,7 +189,7 @@ fn measure(policy: Policy, requests: usize, rounds: u64, cores: usize) -> (Vec<f
             for i in 0..requests {
                 let finish = &finish;
                 s.spawn(move || {
-                    black_box(work(rounds));
+                    black_box(cpu_work(rounds));
                     finish(i);
                 });
             }
@@ -198,7 +200,7 @@ fn measure(policy: Policy, requests: usize, rounds: u64, cores: usize) -> (Vec<f
             for i in 0..requests {
                 std::thread::scope(|s| {
                     for _ in 0..cores {
-                        s.spawn(|| black_box(work(rounds / cores as u64)));
+                        s.spawn(|| black_box(cpu_work(rounds / cores as u64)));
                     }
                 });
                 finish(i);
@@ -206,45 +208,8 @@ fn measure(policy: Policy, requests: usize, rounds: u64, cores: usize) -> (Vec<f
         }
     }
     // Cores busy: CPU seconds this process used per wall-clock second (2.00 = two whole cores).
-    let busy = (cpu_time(libc::RUSAGE_SELF) - cpu_before) / start.elapsed().as_secs_f64();
+    let busy = (cpu_seconds(UsageWho::RUSAGE_SELF) - cpu_before) / start.elapsed().as_secs_f64();
     (done.into_inner().unwrap_or_else(|p| p.into_inner()), busy)
-}
-
-/// The work: `rounds` steps of xorshift; black_box keeps the optimiser from skipping any.
-/// A fixed amount of work, not "spin for S seconds": a request that shares a core must take
-/// longer, or there would be nothing to measure.
-fn work(rounds: u64) -> u64 {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..rounds {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x = black_box(x);
-    }
-    x
-}
-
-/// How many rounds take about `target` of CPU time on one core. Measured in CPU time, not wall
-/// time, so that other programs competing for the cores don't shrink the job.
-fn calibrate(target: Duration) -> u64 {
-    let probe = 30_000_000u64;
-    let before = cpu_time(libc::RUSAGE_THREAD);
-    black_box(work(probe));
-    let used = (cpu_time(libc::RUSAGE_THREAD) - before).max(1e-3);
-    (probe as f64 / used * target.as_secs_f64()).max(1.0) as u64
-}
-
-/// CPU time (user + system) used by this thread (`RUSAGE_THREAD`) or by the whole process
-/// (`RUSAGE_SELF`), in seconds.
-fn cpu_time(who: libc::c_int) -> f64 {
-    // SAFETY: an all-zero rusage is a valid value of this plain C struct (integers only).
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage writes only into the struct we pass, which outlives the call.
-    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// `Ok(None)` for --help.

@@ -152,6 +152,46 @@ pub fn burn_cpu(d: Duration) -> (u64, u64) {
     }
 }
 
+/// A fixed amount of CPU work: `rounds` steps of xorshift (the teaching examples `fork_demo`
+/// and `scheduling` time it). Unlike [`burn_cpu`] it does not watch the clock: a job that
+/// shares a core must take longer, or there would be nothing to measure.
+pub fn cpu_work(rounds: u64) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = black_box(x);
+    }
+    x
+}
+
+/// Whose CPU time [`cpu_seconds`] reads (`getrusage(2)`'s `who`).
+pub use nix::sys::resource::UsageWho;
+
+/// CPU time (user + system) used so far by `who`: this process, its reaped children, or this
+/// thread; in seconds (0.0 if the kernel refuses, which it does not for these three).
+pub fn cpu_seconds(who: UsageWho) -> f64 {
+    match nix::sys::resource::getrusage(who) {
+        Ok(u) => {
+            let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            secs(u.user_time()) + secs(u.system_time())
+        }
+        Err(_) => 0.0,
+    }
+}
+
+/// How many [`cpu_work`] rounds take about `target` of CPU time on one core, timed by the CPU
+/// time `who` used (not the wall clock, so that other programs competing for the cores do not
+/// shrink the job).
+pub fn calibrate_cpu_work(target: Duration, who: UsageWho) -> u64 {
+    let probe = 30_000_000u64;
+    let before = cpu_seconds(who);
+    black_box(cpu_work(probe));
+    let used = (cpu_seconds(who) - before).max(1e-3);
+    (probe as f64 / used * target.as_secs_f64()).max(1.0) as u64
+}
+
 /// Which concurrency strategy an example server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
