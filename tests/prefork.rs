@@ -32,6 +32,13 @@ fn start(n: usize, args: &[&str]) -> ServerProcess {
         "expected {n} workers, found {:?}",
         live_workers(pid)
     );
+    // Existing is not serving: on a loaded machine a worker can take a while from fork to its
+    // accept loop. Each says "serving" in the log when it gets there.
+    assert!(
+        eventually(Duration::from_secs(10), || server.log_so_far().matches(": serving (").count() >= n),
+        "not all {n} workers reached their accept loop:\n{}",
+        server.log_so_far()
+    );
     server
 }
 
