@@ -2,6 +2,8 @@
 //! Forking servers never run inside this multi-threaded test harness; they are tested as child
 //! processes in tests/forking.rs.
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,28 +12,11 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::SleepThenWho;
 use socketserver::{
     Concurrency, Connection, Error, HandlerError, RequestHandler, Sequential, Server, ServerBuilder,
-    Threading, handler_fn, trace,
+    Threading, handler_fn,
 };
-
-/// Replies "<pid> <tid>\n" after sleeping for the number of milliseconds the client sent.
-struct SleepThenWho;
-
-impl RequestHandler for SleepThenWho {
-    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
-        let mut buf = [0u8; 16];
-        let n = conn.stream().read(&mut buf)?;
-        let text = std::str::from_utf8(&buf[..n])?.trim().to_string();
-        if text == "panic" {
-            panic!("asked to panic");
-        }
-        let ms: u64 = text.parse()?;
-        thread::sleep(Duration::from_millis(ms));
-        writeln!(conn.stream(), "{} {}", trace::pid(), trace::tid())?;
-        Ok(())
-    }
-}
 
 /// Starts `serve_forever` on a thread; returns the address, a handle and the join handle.
 fn start<C: Concurrency + Send + 'static, H: RequestHandler>(

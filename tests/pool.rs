@@ -11,29 +11,11 @@ use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::SleepThenWho;
 use socketserver::http::HttpHandler;
 use socketserver::{
-    Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle, app, trace,
+    Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle, app,
 };
-
-/// Replies "<pid> <tid>\n" after sleeping for the number of milliseconds the client sent;
-/// panics if the client sent "panic".
-struct SleepThenWho;
-
-impl RequestHandler for SleepThenWho {
-    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
-        let mut buf = [0u8; 16];
-        let n = conn.stream().read(&mut buf)?;
-        let text = std::str::from_utf8(&buf[..n])?.trim().to_string();
-        if text == "panic" {
-            panic!("asked to panic (this panic is expected)");
-        }
-        let ms: u64 = text.parse()?;
-        thread::sleep(Duration::from_millis(ms));
-        writeln!(conn.stream(), "{} {}", trace::pid(), trace::tid())?;
-        Ok(())
-    }
-}
 
 /// Serves on a thread until `stop`; the thread gives the server back (not yet closed), so its
 /// pool can be inspected.

@@ -379,3 +379,22 @@ pub fn raise_nofile(want: u64) -> u64 {
         Err(_) => soft,
     }
 }
+
+/// A raw (non-HTTP) handler for in-process tests: reads a number of milliseconds, sleeps that
+/// long, answers "<pid> <tid>\n"; the word "panic" makes it panic (an expected panic).
+pub struct SleepThenWho;
+
+impl socketserver::RequestHandler for SleepThenWho {
+    fn handle(&self, conn: &mut socketserver::Connection) -> Result<(), socketserver::HandlerError> {
+        let mut buf = [0u8; 16];
+        let n = conn.stream().read(&mut buf)?;
+        let text = std::str::from_utf8(&buf[..n])?.trim().to_string();
+        if text == "panic" {
+            panic!("asked to panic (this panic is expected)");
+        }
+        let ms: u64 = text.parse()?;
+        thread::sleep(Duration::from_millis(ms));
+        writeln!(conn.stream(), "{} {}", socketserver::trace::pid(), socketserver::trace::tid())?;
+        Ok(())
+    }
+}
