@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::SleepThenWho;
+use common::{SleepThenWho, raw_burst, reply_tids};
 use socketserver::{
     Concurrency, Connection, Error, HandlerError, RequestHandler, Sequential, Server, ServerBuilder,
     Threading, handler_fn,
@@ -42,51 +42,24 @@ fn ask(addr: SocketAddr, msg: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// n clients connect, then send "ms" together; returns (wall time, replies).
-fn burst(addr: SocketAddr, n: usize, ms: u64) -> (Duration, Vec<String>) {
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let clients: Vec<_> = (0..n)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).expect("connect");
-                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                barrier.wait();
-                s.write_all(ms.to_string().as_bytes()).unwrap();
-                let mut out = String::new();
-                s.read_to_string(&mut out).unwrap();
-                out
-            })
-        })
-        .collect();
-    barrier.wait();
-    let t0 = Instant::now();
-    let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    (t0.elapsed(), replies)
-}
-
-fn tids(replies: &[String]) -> HashSet<String> {
-    replies.iter().map(|r| r.split_whitespace().nth(1).unwrap_or("?").to_string()).collect()
-}
-
 #[test]
 fn sequential_handles_one_at_a_time() {
     let (addr, stop, t) = start(Sequential, SleepThenWho);
-    let (wall, replies) = burst(addr, 6, 500);
+    let (wall, replies) = raw_burst(addr, 6, "500");
     stop.shutdown().unwrap();
     t.join().unwrap();
     assert!(wall >= Duration::from_millis(2900), "6 x 0.5 s one at a time took only {wall:?}");
-    assert_eq!(tids(&replies).len(), 1, "one thread served all: {replies:?}");
+    assert_eq!(reply_tids(&replies).len(), 1, "one thread served all: {replies:?}");
 }
 
 #[test]
 fn threading_handles_concurrently_on_distinct_threads() {
     let (addr, stop, t) = start(Threading::new(), SleepThenWho);
-    let (wall, replies) = burst(addr, 6, 500);
+    let (wall, replies) = raw_burst(addr, 6, "500");
     stop.shutdown().unwrap();
     t.join().unwrap();
     assert!(wall < Duration::from_millis(1500), "6 x 0.5 s on threads took {wall:?}");
-    assert_eq!(tids(&replies).len(), 6, "six threads: {replies:?}");
+    assert_eq!(reply_tids(&replies).len(), 6, "six threads: {replies:?}");
     let pids: HashSet<_> = replies.iter().map(|r| r.split_whitespace().next().unwrap().to_string()).collect();
     assert_eq!(pids, HashSet::from([std::process::id().to_string()]));
 }
@@ -95,7 +68,7 @@ fn threading_handles_concurrently_on_distinct_threads() {
 fn max_threads_caps_concurrency() {
     // 4 requests of 300 ms with at most 2 threads: two waves, so at least 600 ms.
     let (addr, stop, t) = start(Threading::new().max_threads(2), SleepThenWho);
-    let (wall, replies) = burst(addr, 4, 300);
+    let (wall, replies) = raw_burst(addr, 4, "300");
     stop.shutdown().unwrap();
     t.join().unwrap();
     assert_eq!(replies.len(), 4);

@@ -7,11 +7,11 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Barrier, Condvar, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::SleepThenWho;
+use common::{SleepThenWho, raw_burst, reply_tids};
 use socketserver::http::HttpHandler;
 use socketserver::{
     Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle, app,
@@ -45,30 +45,6 @@ fn ask_later(addr: SocketAddr, msg: &'static str) -> thread::JoinHandle<std::io:
     })
 }
 
-/// n clients connect, then send "ms" together; returns (wall time, replies).
-fn burst(addr: SocketAddr, n: usize, msg: &str) -> (Duration, Vec<String>) {
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let clients: Vec<_> = (0..n)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            let msg = msg.to_string();
-            thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).expect("connect");
-                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                barrier.wait();
-                s.write_all(msg.as_bytes()).unwrap();
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                out
-            })
-        })
-        .collect();
-    barrier.wait();
-    let t0 = Instant::now();
-    let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
-    (t0.elapsed(), replies)
-}
-
 /// Held by the tests that measure wall time and by the one that panics on purpose: the tests of
 /// this file run in parallel, and eight panics printing backtraces (RUST_BACKTRACE=1 in a cold
 /// process) can eat the CPU of a small machine while another test times its waves.
@@ -78,21 +54,17 @@ fn timing() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn tids(replies: &[String]) -> HashSet<String> {
-    replies.iter().map(|r| r.split_whitespace().nth(1).unwrap_or("?").to_string()).collect()
-}
-
 #[test]
 fn eight_300ms_jobs_on_four_workers_take_two_waves_on_four_threads() {
     let _serial = timing();
     let (addr, stop, t) = start(Pool::new(4), SleepThenWho);
-    let (wall, replies) = burst(addr, 8, "300");
+    let (wall, replies) = raw_burst(addr, 8, "300");
     stop.shutdown().unwrap();
     let mut server = t.join().unwrap();
     assert!(replies.iter().all(|r| !r.is_empty()), "all served: {replies:?}");
     assert!(wall >= Duration::from_millis(590), "8 x 300 ms on 4 workers took only {wall:?}");
     assert!(wall < Duration::from_millis(1500), "8 x 300 ms on 4 workers took {wall:?}");
-    assert_eq!(tids(&replies).len(), 4, "exactly the four workers, reused: {replies:?}");
+    assert_eq!(reply_tids(&replies).len(), 4, "exactly the four workers, reused: {replies:?}");
     assert_eq!(server.concurrency().workers(), 4);
     server.server_close();
 }
@@ -162,13 +134,13 @@ fn a_full_queue_blocks_accept_and_nothing_is_dropped() {
 fn a_panicking_handler_keeps_all_four_workers_serving() {
     let _serial = timing();
     let (addr, stop, t) = start(Pool::new(4), SleepThenWho);
-    let (_, boom) = burst(addr, 8, "panic");
+    let (_, boom) = raw_burst(addr, 8, "panic");
     assert!(boom.iter().all(String::is_empty), "a panicking request's connection is just closed");
-    let (wall, replies) = burst(addr, 8, "200");
+    let (wall, replies) = raw_burst(addr, 8, "200");
     stop.shutdown().unwrap();
     let mut server = t.join().unwrap();
     assert!(replies.iter().all(|r| !r.is_empty()), "served after 8 panics: {replies:?}");
-    assert_eq!(tids(&replies).len(), 4, "still four workers: {replies:?}");
+    assert_eq!(reply_tids(&replies).len(), 4, "still four workers: {replies:?}");
     assert!(wall < Duration::from_millis(1500), "two waves of 200 ms took {wall:?}");
     assert_eq!(server.concurrency().workers(), 4);
     assert_eq!(server.concurrency().workers_replaced(), 0, "a handler's panic kills no worker");

@@ -398,3 +398,34 @@ impl socketserver::RequestHandler for SleepThenWho {
         Ok(())
     }
 }
+
+/// For raw (non-HTTP) in-process servers such as [`SleepThenWho`]: n clients connect first,
+/// then send `msg` at the same instant; returns the wall time from the release to the last
+/// reply, and the replies (empty for a connection that was closed without one).
+pub fn raw_burst(addr: SocketAddr, n: usize, msg: &str) -> (Duration, Vec<String>) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let msg = msg.to_string();
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                barrier.wait();
+                s.write_all(msg.as_bytes()).unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    (t0.elapsed(), replies)
+}
+
+/// The distinct thread ids in [`SleepThenWho`] replies ("<pid> <tid>").
+pub fn reply_tids(replies: &[String]) -> std::collections::HashSet<String> {
+    replies.iter().map(|r| r.split_whitespace().nth(1).unwrap_or("?").to_string()).collect()
+}
