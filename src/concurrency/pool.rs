@@ -130,6 +130,9 @@ pub struct Pool {
     spawned: u64,
     replaced: u64,
     closed: bool,
+    /// The type-erased job, made on the first connection: a pool belongs to one server, so
+    /// every connection runs the same job and shares this one allocation.
+    runner: Option<JobRunner>,
 }
 
 /// A connection and the job that serves it, type-erased: workers are not generic over the
@@ -144,6 +147,15 @@ struct Task {
 }
 
 type Runner = Arc<dyn Fn(Connection) -> Option<(Connection, Duration)> + Send + Sync>;
+
+/// A [`Runner`] the pool keeps (closures have no `Debug`, the pool does).
+struct JobRunner(Runner);
+
+impl std::fmt::Debug for JobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobRunner")
+    }
+}
 
 /// A connection waiting, without a thread, for its next request.
 struct Parked {
@@ -309,6 +321,7 @@ impl Pool {
             spawned: 0,
             replaced: 0,
             closed: false,
+            runner: None,
         }
     }
 
@@ -464,8 +477,15 @@ impl Concurrency for Pool {
         };
         // Parking is offered only while a poller runs to watch parked connections.
         conn.set_parkable(!shared.lock().poller_done);
-        let job = job.clone();
-        let run: Runner = Arc::new(move |c| job.run_parkable(c));
+        let run = Arc::clone(
+            &self
+                .runner
+                .get_or_insert_with(|| {
+                    let job = job.clone();
+                    JobRunner(Arc::new(move |c| job.run_parkable(c)))
+                })
+                .0,
+        );
         let mut task = Some(Task { conn, run, fresh: true });
         let capacity = self.capacity();
         while let Some(t) = task.take() {
