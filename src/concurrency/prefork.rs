@@ -811,11 +811,11 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
     match setup.threads {
         None => serve_worker(Sequential, setup.builder, setup.addr, setup.reuse_port, listener, handler),
         // A pool, as gunicorn's gthread worker: m threads, idle keep-alive connections parked
-        // instead of pinning a thread. A queue of one: a worker whose threads are all busy stops
-        // accepting, so new connections stay in the shared backlog for a worker that is free,
-        // rather than queueing behind this one's slow requests.
+        // instead of pinning a thread. Accepting only when a thread is idle: a worker whose
+        // threads are all busy leaves new connections in the shared backlog for a worker that
+        // is free, rather than queueing them behind its own slow requests.
         Some(m) => serve_worker(
-            Pool::new(m).queue_size(1).accept_only_when_idle(true),
+            Pool::new(m).accept_only_when_idle(true),
             setup.builder,
             setup.addr,
             setup.reuse_port,
