@@ -5,6 +5,7 @@
 //!     cargo run --example prefork_server -- --workers 4               # 4 workers, 1 request each
 //!     cargo run --example prefork_server -- --workers 2 --threads 4   # 2 workers × 4 threads
 //!     cargo run --example prefork_server -- --workers 4 --reuse-port  # a socket per worker
+//!     cargo run --example prefork_server -- --workers 16 --wake-all   # the thundering herd
 //!
 //! The master logs its pid and each worker's as it boots them. Then, in a second terminal:
 //!     cargo run --example client -- -n 10 http://127.0.0.1:8000/delay?s=1
@@ -17,6 +18,9 @@
 //!   `kill -TTOU <master pid>`: the oldest worker finishes what it is doing and exits.
 //! * `kill -9 <worker pid>`: the master logs the death and boots a replacement with a new pid;
 //!   `ps --ppid <master pid>` shows four workers again, and no `<defunct>` zombie.
+//! * The herd: workers share one listener and wait for it with `EPOLLEXCLUSIVE`, so a connection
+//!   wakes one of them; with `--wake-all` they `poll` it and every connection wakes them all.
+//!   `strace -c -f -p <worker pids>` shows the wasted `accept` calls (`EAGAIN`); docs chapter 5.
 //! * `kill <master pid>` (SIGTERM) during a slow request: the request finishes, every worker exits,
 //!   the master reaps them and exits 0. Ctrl-C does the same, waiting at most 2 s; a second
 //!   Ctrl-C kills the workers at once. Kill the master with -9 and the workers notice

@@ -258,6 +258,9 @@ pub struct ServerArgs {
     pub workers: Option<usize>,
     /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
     pub reuse_port: bool,
+    /// `--wake-all` (prefork only): workers wait on the shared listener with plain `poll`, so
+    /// every connection wakes all idle workers ([`Prefork::exclusive_wakeup`] off).
+    pub wake_all: bool,
     /// `--warn-after SECS`: log a warning for each request whose handler ran longer
     /// ([`HttpHandler::slow_request_warning`]; default: off).
     pub warn_after: Option<Duration>,
@@ -284,6 +287,7 @@ impl Default for ServerArgs {
             quiet: false,
             workers: None,
             reuse_port: false,
+            wake_all: false,
             warn_after: None,
             read_timeout: None,
             write_timeout: None,
@@ -335,6 +339,7 @@ impl ServerArgs {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
                 }
                 "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
+                "--wake-all" if kind == Kind::Prefork => out.wake_all = true,
                 "--read-timeout" => {
                     out.read_timeout = Some(seconds("--read-timeout", &value("--read-timeout")?)?)
                 }
@@ -373,7 +378,8 @@ impl ServerArgs {
             Kind::Prefork => {
                 "  --workers N       N worker processes (default 4); kill -TTIN/-TTOU the master: one more/fewer\n  \
                  --threads M       each worker runs up to M requests on threads (default: one at a time)\n  \
-                 --reuse-port      one SO_REUSEPORT listener per worker (no thundering herd)\n"
+                 --reuse-port      one SO_REUSEPORT listener per worker (no thundering herd)\n  \
+                 --wake-all        shared listener polled by all: each connection wakes every idle worker\n"
             }
         };
         format!(
@@ -533,7 +539,9 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
 /// # Errors
 /// If the address cannot be bound, or the master's signal machinery fails.
 pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
-    let mut prefork = Prefork::new(args.workers.unwrap_or(DEFAULT_WORKERS)).reuse_port(args.reuse_port);
+    let mut prefork = Prefork::new(args.workers.unwrap_or(DEFAULT_WORKERS))
+        .reuse_port(args.reuse_port)
+        .exclusive_wakeup(!args.wake_all);
     if let Some(m) = args.threads {
         prefork = prefork.threads(m);
     }
@@ -583,9 +591,12 @@ mod tests {
             ServerArgs::parse(Kind::Sequential, args(&["--port", "99999"])),
             Err(ArgsError::Bad(_))
         ));
-        let p = ServerArgs::parse(Kind::Prefork, args(&["--workers", "3", "--threads", "2", "--reuse-port"]))
-            .unwrap();
-        assert_eq!((p.workers, p.threads, p.reuse_port), (Some(3), Some(2), true));
+        let p = ServerArgs::parse(
+            Kind::Prefork,
+            args(&["--workers", "3", "--threads", "2", "--reuse-port", "--wake-all"]),
+        )
+        .unwrap();
+        assert_eq!((p.workers, p.threads, p.reuse_port, p.wake_all), (Some(3), Some(2), true, true));
         assert!(matches!(
             ServerArgs::parse(Kind::Forking, args(&["--workers", "2"])),
             Err(ArgsError::Bad(_))

@@ -15,7 +15,8 @@
 //!
 //! # Configure this ([`ServerBuilder`], Python's class attributes)
 //! `request_queue_size` (listen backlog, default `SOMAXCONN`), `poll_interval` (default 0.5 s),
-//! `timeout` (for `handle_request`, default none), `reuse_port` (default off).
+//! `timeout` (for `handle_request`, default none), `reuse_port` (default off),
+//! `exclusive_wakeup` (default off; on for pre-forked workers sharing one listener).
 //!
 //! # The loop
 //! ```text
@@ -30,6 +31,11 @@
 //! signal interrupts it (`EINTR`), so a blocked `accept` would never notice a shutdown. Polling
 //! with a timeout bounds how long `service_actions` can be postponed; the self-pipe makes a
 //! shutdown wake the loop at once.
+//!
+//! With [`ServerBuilder::exclusive_wakeup`] the wait is an `epoll_wait` instead of `poll`, on an
+//! epoll instance where the listener is registered with `EPOLLEXCLUSIVE`: when several processes
+//! wait on one shared listener, a new connection wakes one of them instead of all (see
+//! [`Prefork`](crate::Prefork), "The thundering herd").
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -39,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::concurrency::{Concurrency, Forking, Job, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
@@ -51,6 +58,25 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many connections one loop pass accepts before it runs `service_actions` again.
 const ACCEPT_BATCH: usize = 64;
+
+/// The epoll `data` of the listener's registration (the self-pipe's is 1).
+const EPOLL_LISTENER: u64 = 0;
+
+/// An epoll instance watching `listener` with `EPOLLEXCLUSIVE` and the shutdown self-pipe.
+///
+/// Why `EPOLLEXCLUSIVE`: every process sharing the listener keeps an epoll registration on its
+/// wait queue. Without the flag a new connection wakes them all; with it, the kernel stops
+/// after waking one whose owner is actually blocked in `epoll_wait` (a busy process is skipped,
+/// not woken), so one connection costs one wake-up and one `accept`. It stays level-triggered:
+/// a process that comes back to `epoll_wait` while connections are still queued returns at once.
+/// The self-pipe is registered without the flag: every waiter must see a shutdown.
+fn exclusive_epoll(listener: &TcpListener, shutdown: &ShutdownHandle) -> Result<Epoll> {
+    // CLOEXEC: a program exec'd by a handler must not inherit it.
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, EPOLL_LISTENER))?;
+    epoll.add(shutdown.wake_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 1))?;
+    Ok(epoll)
+}
 
 /// A TCP server that handles each request inline (Python's `TCPServer`).
 pub type TcpServer<H> = Server<Sequential, H>;
@@ -79,6 +105,7 @@ pub struct ServerBuilder {
     listen: ListenOptions,
     poll_interval: Duration,
     timeout: Option<Duration>,
+    exclusive_wakeup: bool,
 }
 
 impl Default for ServerBuilder {
@@ -88,12 +115,14 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// The defaults: backlog `SOMAXCONN`, `poll_interval` 0.5 s, no `timeout`, no `SO_REUSEPORT`.
+    /// The defaults: backlog `SOMAXCONN`, `poll_interval` 0.5 s, no `timeout`, no `SO_REUSEPORT`,
+    /// no `exclusive_wakeup`.
     pub fn new() -> ServerBuilder {
         ServerBuilder {
             listen: ListenOptions::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             timeout: None,
+            exclusive_wakeup: false,
         }
     }
 
@@ -106,6 +135,19 @@ impl ServerBuilder {
     /// Set `SO_REUSEPORT`, so other sockets may bind the same port (pre-forked workers).
     pub fn reuse_port(mut self, on: bool) -> ServerBuilder {
         self.listen.reuse_port = on;
+        self
+    }
+
+    /// Wait for connections with `epoll` and `EPOLLEXCLUSIVE` instead of `poll` (default off).
+    ///
+    /// It matters only when several processes wait on the *same* listening socket (pre-forked
+    /// workers sharing the master's listener): with `poll`, one new connection wakes every
+    /// waiting process, all but one of which find nothing to accept (the thundering herd);
+    /// with `EPOLLEXCLUSIVE` the kernel wakes one waiter (or a few). [`Prefork`](crate::Prefork)
+    /// turns it on for its shared-listener workers. The epoll instance is created when the
+    /// server is made, so make the server in the process that will serve (after `fork`).
+    pub fn exclusive_wakeup(mut self, on: bool) -> ServerBuilder {
+        self.exclusive_wakeup = on;
         self
     }
 
@@ -152,7 +194,7 @@ impl ServerBuilder {
     ///
     /// # Errors
     /// [`Error::Io`] if the listener's address or mode cannot be read or set, or the shutdown
-    /// self-pipe cannot be created.
+    /// self-pipe (or, with `exclusive_wakeup`, the epoll instance) cannot be created.
     pub fn from_listener<C: Concurrency, H: RequestHandler>(
         self,
         listener: TcpListener,
@@ -164,8 +206,10 @@ impl ServerBuilder {
         let shutdown = ShutdownHandle::new()?;
         // Offsets in logs count from here: "seconds since the server started".
         crate::trace::epoch();
+        let epoll = if self.exclusive_wakeup { Some(exclusive_epoll(&listener, &shutdown)?) } else { None };
         let job = Job::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
         Ok(Server {
+            epoll,
             context: ServerContext::new(local_addr, shutdown.clone()),
             listener: Some(listener),
             local_addr,
@@ -199,6 +243,9 @@ impl ServerBuilder {
 #[derive(Debug)]
 pub struct Server<C: Concurrency, H: RequestHandler> {
     listener: Option<TcpListener>,
+    /// With `exclusive_wakeup`: the listener (`EPOLLEXCLUSIVE`) and the self-pipe, registered
+    /// once; `None` means `poll` both on each wait.
+    epoll: Option<Epoll>,
     local_addr: SocketAddr,
     concurrency: C,
     job: Job<H>,
@@ -319,6 +366,9 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
     /// Python's `server_close`. Idempotent; also called by `Drop`.
     pub fn server_close(&mut self) {
         if let Some(listener) = self.listener.take() {
+            // The epoll first: its registration of the listener would outlive our descriptor
+            // while another process still has the listener open.
+            self.epoll = None;
             drop(listener);
             self.concurrency.server_close();
             log::debug!("{} server on {}: closed", self.concurrency.name(), self.local_addr);
@@ -334,6 +384,25 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
                 .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
+        if let Some(epoll) = &self.epoll {
+            let mut events = [EpollEvent::empty(); 2];
+            let n = match epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            let (mut ready, mut woken) = (false, false);
+            for event in &events[..n] {
+                match event.data() {
+                    EPOLL_LISTENER => ready = true,
+                    _ => woken = true,
+                }
+            }
+            if woken {
+                self.shutdown.drain_wake();
+            }
+            return Ok(ready);
+        }
         let mut fds = [
             PollFd::new(listener.as_fd(), PollFlags::POLLIN),
             PollFd::new(self.shutdown.wake_fd(), PollFlags::POLLIN),
