@@ -12,6 +12,8 @@
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::error::HandlerError;
@@ -151,13 +153,16 @@ pub struct Connection {
     /// Set once our side has sent FIN, so that [`close`](Connection::close) does not repeat
     /// the system call (it would fail with `ENOTCONN` once the peer has closed too).
     write_shut: bool,
+    /// Set by a strategy with a queue (only [`Pool`](crate::Pool)): how many connections wait in
+    /// it for a worker, kept up to date by the strategy.
+    queued: Option<Arc<AtomicUsize>>,
 }
 
 impl Connection {
     /// Wraps an accepted stream. Servers do this for you; it is public so that handlers can be
     /// unit-tested on a socket pair without a server.
     pub fn new(stream: TcpStream, peer_addr: SocketAddr, server: ServerContext) -> Connection {
-        Connection { stream, peer_addr, server, parkable: false, park: None, write_shut: false }
+        Connection { stream, peer_addr, server, parkable: false, park: None, write_shut: false, queued: None }
     }
 
     /// Whether the strategy running this connection can park it (see [`Connection`], *Parking*).
@@ -180,6 +185,18 @@ impl Connection {
         }
     }
 
+    /// Whether other connections are waiting for a worker of this strategy right now. Only a
+    /// [`Pool`](crate::Pool) has such a queue; elsewhere this is always `false`.
+    ///
+    /// A handler that can park should then park as soon as it has answered a request, rather
+    /// than keep serving this client's next one: with more busy keep-alive clients than
+    /// workers, a worker that stays with the client it has would leave the others waiting for
+    /// as long as that client keeps sending. Parking sends this connection to the back of the
+    /// line, so clients take turns.
+    pub fn others_waiting(&self) -> bool {
+        self.queued.as_ref().is_some_and(|q| q.load(Ordering::Relaxed) > 0)
+    }
+
     /// Whether [`park`](Connection::park) was called (and took effect) in this handler call.
     pub fn is_parked(&self) -> bool {
         self.park.is_some()
@@ -188,6 +205,11 @@ impl Connection {
     /// Offers parking to handlers of this connection (strategies that can park set this).
     pub(crate) fn set_parkable(&mut self, on: bool) {
         self.parkable = on;
+    }
+
+    /// Lets [`others_waiting`](Connection::others_waiting) read the strategy's queue length.
+    pub(crate) fn set_queue_gauge(&mut self, queued: Arc<AtomicUsize>) {
+        self.queued = Some(queued);
     }
 
     /// Takes the park request of the last handler call, leaving none.

@@ -180,6 +180,55 @@ fn hello(s: &mut TcpStream) -> u32 {
     r.tid()
 }
 
+/// More *busy* keep-alive clients than workers, each sending its next request the moment it has
+/// the answer (a load generator). A worker that stayed with the client it has, because that
+/// client always has another request, would serve two of them and leave six waiting for as long
+/// as the two keep sending. Since a handler parks at once while others wait
+/// (`Connection::others_waiting`), the eight take turns: every client's first answer comes
+/// quickly and the counts are close to even.
+#[test]
+fn busy_keep_alive_clients_outnumbering_the_workers_take_turns() {
+    let _serial = timing();
+    const CLIENTS: usize = 8;
+    let handler = HttpHandler::new(app::service).log_requests(false);
+    let (addr, stop, t) = start(Pool::new(2), handler);
+    let barrier = Arc::new(std::sync::Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                barrier.wait();
+                let t0 = Instant::now();
+                let mut first = None;
+                let mut served = 0u32;
+                // Bounded in time (1 s) and count.
+                while t0.elapsed() < Duration::from_secs(1) && served < 1_000_000 {
+                    hello(&mut s);
+                    first.get_or_insert(t0.elapsed());
+                    served += 1;
+                }
+                (first.expect("at least one answer"), served)
+            })
+        })
+        .collect();
+    let results: Vec<(Duration, u32)> = clients.into_iter().map(|c| c.join().expect("client")).collect();
+    stop.shutdown().unwrap();
+    t.join().unwrap().server_close();
+    let counts: Vec<u32> = results.iter().map(|r| r.1).collect();
+    let slowest_first = results.iter().map(|r| r.0).max().unwrap();
+    println!(
+        "8 busy clients on 2 workers, 1 s: requests per client {counts:?}; slowest first answer {slowest_first:?}"
+    );
+    let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+    assert!(
+        slowest_first < Duration::from_millis(500),
+        "a client waited {slowest_first:?} for its first answer"
+    );
+    assert!(min * 5 >= max, "unfair: requests per client {counts:?}");
+}
+
 #[test]
 fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
     let handler = HttpHandler::new(app::service).log_requests(false).idle_timeout(Duration::from_millis(300));

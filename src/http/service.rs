@@ -274,8 +274,14 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     // and waking it costs a round trip through the pool's poller: two context
                     // switches and half a dozen system calls. So linger a moment first, and park
                     // only a connection that stays quiet. The price: a client queued behind this
-                    // worker may wait up to PARK_LINGER longer.
-                    if parkable && !in_request && !readable_within(io.conn.stream(), PARK_LINGER_MS) {
+                    // worker may wait up to PARK_LINGER longer. And no lingering, nor serving
+                    // this client's next request, while other connections wait for a worker:
+                    // park, to the back of the line, so that busy clients take turns instead of
+                    // one holding a worker for as long as it keeps sending.
+                    if parkable
+                        && !in_request
+                        && (io.conn.others_waiting() || !readable_within(io.conn.stream(), PARK_LINGER_MS))
+                    {
                         // Idle, and nothing of ours is buffered (the poller watches the socket,
                         // not `io.buf`, so a pipelined request must be served here first): give
                         // the thread back and be called again when the client sends more. The
