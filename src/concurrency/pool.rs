@@ -207,6 +207,13 @@ struct State {
     /// Connections parked by workers since the poller last looked (its inbox).
     inbox: Vec<Parked>,
     busy: usize,
+    /// Workers waiting on `work`, and threads waiting on `room`: a notification with nobody
+    /// waiting still costs a `futex` system call, and with a connection per request these were
+    /// two of the four per connection. So notify only when someone waits. (Both counts change
+    /// under the lock, as do the queue and `busy`, so a waiter cannot be missed: it counts
+    /// itself before it looks at the queue, and whoever changes the queue looks at the count.)
+    idle_workers: usize,
+    room_waiters: usize,
     closing: bool,
     /// The poller has ended (it closes what it holds when it does): nobody watches parked
     /// connections any more, so workers close instead of parking.
@@ -301,8 +308,11 @@ impl Shared {
         st.queue.extend(tasks);
         self.count_queue(&st);
         self.parked.fetch_sub(n, Ordering::SeqCst);
+        let idle = st.idle_workers;
         drop(st);
-        if n == 1 {
+        if idle == 0 {
+            // Every worker is busy: each looks at the queue before it waits again.
+        } else if n == 1 {
             self.work.notify_one();
         } else {
             self.work.notify_all();
@@ -315,9 +325,14 @@ struct Busy<'a>(&'a Shared);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.lock().busy -= 1;
+        let mut st = self.0.lock();
+        st.busy -= 1;
+        let waiting = st.room_waiters > 0;
+        drop(st);
         // A worker is free: an accept loop waiting in wait_for_capacity may go on.
-        self.0.room.notify_all();
+        if waiting {
+            self.0.room.notify_all();
+        }
     }
 }
 
@@ -522,15 +537,20 @@ impl Concurrency for Pool {
                 st.fresh += 1;
                 st.queue.push_back(t);
                 shared.count_queue(&st);
+                let idle = st.idle_workers > 0;
                 drop(st);
-                shared.work.notify_one();
+                if idle {
+                    shared.work.notify_one();
+                }
                 break;
             }
             // Full: wait for a worker to take a task. This is the back-pressure: while the
             // accept thread waits here it accepts nothing, and new clients wait in the kernel's
             // listen backlog instead of in an ever-growing queue.
-            let (st, _) =
+            st.room_waiters += 1;
+            let (mut st, _) =
                 shared.room.wait_timeout(st, FULL_QUEUE_CHECK).unwrap_or_else(PoisonError::into_inner);
+            st.room_waiters -= 1;
             drop(st);
             task = Some(t);
             // If every worker had died, nobody would ever make room: replace the dead ones.
@@ -562,7 +582,9 @@ impl Concurrency for Pool {
         let mut st = shared.lock();
         while st.busy + st.fresh >= self.threads && !st.closing {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            st.room_waiters += 1;
             st = shared.room.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
+            st.room_waiters -= 1;
         }
     }
 
@@ -614,7 +636,7 @@ fn readable_now(conn: &Connection) -> bool {
 /// closing, the queue is empty and the poller can queue nothing more.
 fn worker_loop(shared: &Shared) {
     loop {
-        let task = {
+        let (task, room_wanted) = {
             let mut st = shared.lock();
             loop {
                 if let Some(t) = st.queue.pop_front() {
@@ -623,17 +645,21 @@ fn worker_loop(shared: &Shared) {
                         st.fresh -= 1;
                     }
                     st.busy += 1;
-                    break Some(t);
+                    break (Some(t), st.room_waiters > 0);
                 }
                 if st.closing && st.poller_done {
-                    break None;
+                    break (None, false);
                 }
+                st.idle_workers += 1;
                 st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st.idle_workers -= 1;
             }
         };
         let Some(Task { conn, run, unchecked, .. }) = task else { return };
         // There is room in the queue now: let a waiting accept thread in.
-        shared.room.notify_one();
+        if room_wanted {
+            shared.room.notify_one();
+        }
         let busy = Busy(shared);
         if let Some(idle) = unchecked
             && !readable_now(&conn)
@@ -660,8 +686,11 @@ fn worker_loop(shared: &Shared) {
             if !st.closing {
                 st.queue.push_back(Task { conn, run, fresh: false, unchecked: Some(idle) });
                 shared.count_queue(&st);
+                let idle_workers = st.idle_workers > 0;
                 drop(st);
-                shared.work.notify_one();
+                if idle_workers {
+                    shared.work.notify_one();
+                }
                 continue;
             }
         }

@@ -3,8 +3,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{self, MsgFlags};
 
 use super::request::{Limits, Parsed, Request, RequestReader, Version};
 use super::response::{ConnectionHeader, Response, TraceHeaders, WriteOptions};
@@ -231,9 +235,9 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
         // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
         // Failure only costs latency, so it is not an error.
         let _ = io.conn.stream().set_nodelay(true);
-        if let Err(e) = io.conn.stream().set_write_timeout(Some(at_least_1ms(self.write_timeout))) {
-            return quiet(e);
-        }
+        // The write timeout is set when a write first has to wait (Io::write_all), not here: a
+        // response that fits in the socket's send buffer never waits, and most do.
+        io.write_timeout = at_least_1ms(self.write_timeout);
 
         let mut reader = RequestReader::new(self.limits);
         // The first request gets read_timeout for everything, its first byte included: the
@@ -304,7 +308,7 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
                     if reader.expects_continue() && !sent_continue {
                         // The client holds the body back until it hears this (RFC 9110 §10.1.1).
                         sent_continue = true;
-                        if let Err(e) = io.conn.stream().write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
+                        if let Err(e) = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
                             return quiet(e);
                         }
                     }
@@ -428,7 +432,9 @@ impl<S: Service> HttpHandler<S> {
         let trace = self.trace_headers.then_some(TraceHeaders { pid: who.pid, tid: who.tid, start, elapsed });
         let opts = WriteOptions { server_name: &self.server_name, head_only, connection, trace };
         response.serialize(&mut io.out, &opts);
-        let result = io.conn.stream().write_all(&io.out);
+        let out = std::mem::take(&mut io.out);
+        let result = io.write_all(&out);
+        io.out = out;
         // log_enabled! asks the logger's filter too, not only the global level, so a filtered
         // line costs one check and no formatting.
         if self.log_requests && log::log_enabled!(target: "socketserver::http", log::Level::Info) {
@@ -482,8 +488,13 @@ struct Io<'a> {
     scratch: Vec<u8>,
     /// The serialized response.
     out: Vec<u8>,
-    /// The `SO_RCVTIMEO` currently set, so it is set again only when it must change.
+    /// The `SO_RCVTIMEO` currently set, so it is set again only when it must change. `None`
+    /// until the first read that has to wait.
     read_timeout: Option<Duration>,
+    /// The `SO_SNDTIMEO` to set when a write first has to wait.
+    write_timeout: Duration,
+    /// Whether it has been set.
+    write_timeout_set: bool,
 }
 
 impl<'a> Io<'a> {
@@ -495,7 +506,47 @@ impl<'a> Io<'a> {
             scratch: vec![0; FIRST_READ_CHUNK],
             out: Vec::with_capacity(1024),
             read_timeout: None,
+            write_timeout: Duration::from_secs(30),
+            write_timeout_set: false,
         }
+    }
+
+    /// Appends `n` bytes just read into `scratch` to `buf`.
+    fn got(&mut self, n: usize) {
+        self.buf.extend_from_slice(self.scratch.get(..n).unwrap_or(&[]));
+        if n == self.scratch.len() && n < READ_CHUNK {
+            // A full read: more is likely waiting, so ask for more at a time.
+            self.scratch.resize(READ_CHUNK, 0);
+        }
+    }
+
+    /// Writes all of `bytes`. First without waiting (`MSG_DONTWAIT`): a response that fits in
+    /// the socket's send buffer goes out in one call and needs no timeout. Only if the buffer
+    /// is full does it set `SO_SNDTIMEO` (once per connection) and wait, at most that long per
+    /// blocked write. That saves a `setsockopt` on every connection, which is one system call
+    /// in about fourteen when each request has a connection of its own.
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut sent = 0;
+        if !self.write_timeout_set {
+            let fd = self.conn.stream().as_raw_fd();
+            // MSG_NOSIGNAL: a peer that is gone gives EPIPE, not SIGPIPE (std's writes do the same).
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            while sent < bytes.len() {
+                match socket::send(fd, &bytes[sent..], flags) {
+                    Ok(n) => sent += n,
+                    Err(Errno::EINTR) => {}
+                    // The send buffer is full: from here on, wait (with the timeout).
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if sent == bytes.len() {
+                return Ok(());
+            }
+            self.conn.stream().set_write_timeout(Some(self.write_timeout))?;
+            self.write_timeout_set = true;
+        }
+        self.conn.stream().write_all(&bytes[sent..])
     }
 
     /// Reads once (retrying interruptions and early timeouts) and appends to `buf`; gives up at
@@ -509,6 +560,23 @@ impl<'a> Io<'a> {
         slice: Option<Duration>,
         give_up: impl Fn() -> bool,
     ) -> io::Result<ReadOutcome> {
+        if self.read_timeout.is_none() {
+            // No SO_RCVTIMEO set yet: first see whether the bytes are already here, as they
+            // usually are when a client connects and sends at once (or a parked connection is
+            // handed back because it is readable). Then no timeout is needed at all, which saves
+            // a `setsockopt` per connection.
+            let fd = self.conn.stream().as_raw_fd();
+            match socket::recv(fd, &mut self.scratch, MsgFlags::MSG_DONTWAIT) {
+                Ok(0) => return Ok(ReadOutcome::Eof),
+                Ok(n) => {
+                    self.got(n);
+                    return Ok(ReadOutcome::Data);
+                }
+                // Nothing yet (or a signal): wait below, with the timeout.
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         loop {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 return Ok(ReadOutcome::TimedOut);
@@ -517,11 +585,7 @@ impl<'a> Io<'a> {
             match self.conn.stream().read(&mut self.scratch) {
                 Ok(0) => return Ok(ReadOutcome::Eof),
                 Ok(n) => {
-                    self.buf.extend_from_slice(self.scratch.get(..n).unwrap_or(&[]));
-                    if n == self.scratch.len() && n < READ_CHUNK {
-                        // A full read: more is likely waiting, so ask for more at a time.
-                        self.scratch.resize(READ_CHUNK, 0);
-                    }
+                    self.got(n);
                     return Ok(ReadOutcome::Data);
                 }
                 // A signal arrived during the read; nothing was lost.
