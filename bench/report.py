@@ -16,6 +16,15 @@ ROLE_LABEL = {"ours": "socketserver", "minimal": "minimal", "python": "Python", 
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
+def read_autogroup():
+    """The machine's sched_autogroup_enabled ("0" or "1"), or "" where the kernel has none."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def ms(text):
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     return float(m.group(1)) * UNIT[m.group(2)] if m else None
@@ -140,6 +149,18 @@ def main():
     w(f"- date: {meta.get('date')}, commit {meta.get('commit')}")
     w("- load generator and server share the same cores (loopback only): wrk's two threads compete with")
     w("  the server for the CPUs, as they would on any one-machine benchmark.")
+    autogroup = meta.get("autogroup") or read_autogroup()
+    if autogroup == "1":
+        w("- the kernel's autogroup scheduling is on (`/proc/sys/kernel/sched_autogroup_enabled` = 1), and")
+        w("  every server runs in a session of its own (`setsid`), so when both are busy the server's")
+        w("  threads *together* get about the same CPU time as wrk's: a server cannot buy CPU with more")
+        w("  threads, and more runnable threads than cores only add context switches. That is why the")
+        w("  pool runs with as many threads as there are cores here (measured with `wrk -c32`,")
+        w("  `Connection: close`, under `setsid`: 2 threads 53.0k req/s, 4 threads 43.8k, nginx 52.9k;")
+        w("  without `setsid`, 4 threads got 55-57k), and why nginx runs one worker per core.")
+    elif autogroup == "0":
+        w("- the kernel's autogroup scheduling is off: the server's threads and wrk's share the CPUs")
+        w("  thread by thread, so a server with more runnable threads gets more CPU time.")
     w(f"- load average (1, 5, 15 min) before the run: {meta.get('load_before')}; after: {meta.get('load_after')}.")
     w("  Anything above ~0.5 before the run means other work shared the cores: trust ratios between")
     w("  neighbouring rows more than absolute numbers, and rerun on a quiet machine for figures to quote.\n")
@@ -147,7 +168,18 @@ def main():
     secs, conns = meta.get("bench_secs"), meta.get("conns")
     w("## What was run\n")
     w("```sh")
-    w(f"BENCH_SECS={secs} bench/run.sh")
+    settings = " ".join(
+        f"{env}={meta.get(key)}"
+        for env, key in [
+            ("BENCH_SECS", "bench_secs"),
+            ("ROUNDS", "rounds"),
+            ("POOL_THREADS", "pool_threads"),
+            ("PREFORK_WORKERS", "prefork_workers"),
+            ("BURST_MAX_SECS", "burst_max_secs"),
+        ]
+        if meta.get(key)
+    )
+    w(f"{settings} bench/run.sh")
     w("# every server: <server> --port 0 --quiet   (port read from its banner line), then")
     w(f"wrk -t2 -c{conns} -d{secs}s --latency http://127.0.0.1:PORT/hello                           # keep-alive")
     w(f"wrk -t2 -c{conns} -d{secs}s --latency -H 'Connection: close' http://127.0.0.1:PORT/hello    # a connection per request")
@@ -171,9 +203,13 @@ def main():
     w("between processes once per process (as `ps` does), so for forking models it is an upper bound,")
     w("and it misses a child that lived less than one sampling interval.\n")
     w("**Errors** are wrk's socket errors (connect, read, write, timeout) plus non-2xx responses.")
-    w("A sequential server (and a pool or prefork with fewer workers than wrk's connections) serves")
-    w("one keep-alive connection per worker to completion, so the other connections wait unanswered")
-    w("for the whole run: the req/s is what the served connections achieved. That is the model.\n")
+    w("A sequential server, the minimal pool, and prefork's sync workers, when they have fewer workers")
+    w("than wrk has connections, serve one keep-alive connection per worker to completion, so the other")
+    w("connections wait unanswered for the whole run: the req/s is what the served connections")
+    w("achieved. That is the model. socketserver's `Pool` is a different policy (gunicorn's gthread):")
+    w("it parks idle keep-alive connections and makes busy ones take turns, so all of wrk's")
+    w("connections are served, by as many threads as there are cores. Its keep-alive ratio to")
+    w("`min_pool` compares the two policies, not the same model with and without overhead.\n")
 
     w("**Stalls.** `bench/stall.py` watches for moments when the machine stops running us for more")
     w("than 0.2 s (a virtual machine's host pausing it, or other work taking the cores). A measurement a")

@@ -4,15 +4,16 @@
 # Python standard library twin (bench/python/twins.py) -- plus nginx as a reference when it is
 # installed, and writes docs/benchmarks.md.
 #
-#     bench/run.sh                    # wrk runs of 5 s each; about 5 minutes on 2 cores
+#     bench/run.sh                    # wrk runs of 5 s each, 3 rounds; about 9 minutes on 2 cores
 #     BENCH_SECS=3 bench/run.sh       # shorter runs
 #
 # Environment: BENCH_SECS (wrk duration, default 5), CONNS (wrk connections, 32),
-# ROUNDS (times the wrk matrix is measured, best round reported, 2), ATTEMPTS (retries of a
-# measurement a machine stall overlapped, 3), POOL_THREADS (pool_server / min_pool, 16), PREFORK_WORKERS (prefork_server / min_prefork, 4),
+# ROUNDS (times the wrk matrix is measured, best round reported, 3), ATTEMPTS (retries of a
+# measurement a machine stall overlapped, 3), POOL_THREADS (pool_server / min_pool, one per
+# core: see "autogroup" in the report), PREFORK_WORKERS (prefork_server / min_prefork, 4),
 # PREFORK_THREADS (prefork_server --threads, passed only when above 1; default 1),
 # BURSTS (concurrent /delay?s=1 requests per burst, "100 1000"), BURST_MAX_SECS (skip a burst
-# that would take longer than this by the model's arithmetic, 60), BENCH_OUT (the report,
+# that would take longer than this by the model's arithmetic, 30), BENCH_OUT (the report,
 # docs/benchmarks.md).
 #
 # Loopback only: every server binds 127.0.0.1 and every load goes to 127.0.0.1.
@@ -25,11 +26,11 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BENCH_SECS=${BENCH_SECS:-5}
 CONNS=${CONNS:-32}
-POOL_THREADS=${POOL_THREADS:-16}
+POOL_THREADS=${POOL_THREADS:-$(nproc)}
 PREFORK_WORKERS=${PREFORK_WORKERS:-4}
 PREFORK_THREADS=${PREFORK_THREADS:-1}
 BURSTS=${BURSTS:-100 1000}
-BURST_MAX_SECS=${BURST_MAX_SECS:-60}
+BURST_MAX_SECS=${BURST_MAX_SECS:-30}
 BENCH_OUT=${BENCH_OUT:-docs/benchmarks.md}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 MIN_TARGET=${CARGO_TARGET_DIR:-$ROOT/bench/minimal/target}
@@ -74,7 +75,7 @@ ATTEMPTS=${ATTEMPTS:-3}
 # The whole wrk matrix is measured ROUNDS times (ours, minimal, Python, ..., then again), and
 # the report keeps each server's best round: interference from anything else on the machine
 # only ever slows a run down, so the best round is the least disturbed one.
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 STALLS=$WORK/stalls.log
 : >"$STALLS"
 python3 bench/stall.py "$STALLS" &
@@ -318,6 +319,7 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "burst_max_secs=$BURST_MAX_SECS"
     echo "attempts=$ATTEMPTS"
     echo "rounds=$ROUNDS"
+    echo "autogroup=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo)"
     echo "load_before=$LOAD_BEFORE"
     echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
