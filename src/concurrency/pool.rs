@@ -262,6 +262,18 @@ impl Shared {
         self.queued.store(st.queue.len(), Ordering::Relaxed);
     }
 
+    /// Puts `task` at the back of the queue, lets go of the lock, and wakes a worker if one is
+    /// waiting.
+    fn enqueue(&self, mut st: MutexGuard<'_, State>, task: Task) {
+        st.queue.push_back(task);
+        self.count_queue(&st);
+        let idle = st.idle_workers > 0;
+        drop(st);
+        if idle {
+            self.work.notify_one();
+        }
+    }
+
     /// Wakes the poller.
     fn wake(&self) {
         // WouldBlock: the pipe is full of earlier wake-ups the poller has not read yet, which
@@ -535,13 +547,7 @@ impl Concurrency for Pool {
             let mut st = shared.lock();
             if st.fresh < capacity {
                 st.fresh += 1;
-                st.queue.push_back(t);
-                shared.count_queue(&st);
-                let idle = st.idle_workers > 0;
-                drop(st);
-                if idle {
-                    shared.work.notify_one();
-                }
+                shared.enqueue(st, t);
                 break;
             }
             // Full: wait for a worker to take a task. This is the back-pressure: while the
@@ -682,15 +688,9 @@ fn worker_loop(shared: &Shared) {
             // whether this client's next request is here: it has a whole turn of the queue to
             // arrive, and the worker that takes it then looks (above). A look now would
             // usually come too early, and the poller's route costs two thread wake-ups.
-            let mut st = shared.lock();
+            let st = shared.lock();
             if !st.closing {
-                st.queue.push_back(Task { conn, run, fresh: false, unchecked: Some(idle) });
-                shared.count_queue(&st);
-                let idle_workers = st.idle_workers > 0;
-                drop(st);
-                if idle_workers {
-                    shared.work.notify_one();
-                }
+                shared.enqueue(st, Task { conn, run, fresh: false, unchecked: Some(idle) });
                 continue;
             }
         }
