@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
-use socketserver::app::{UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
+use socketserver::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 
 const USAGE: &str = "\
 usage: fork_demo [--secs S] [--max N]
@@ -43,16 +43,9 @@ options:
   -h, --help show this help";
 
 fn main() -> ExitCode {
-    let (secs, max) = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let (secs, max) = match app::options_or_exit(parse_args(std::env::args().skip(1)), USAGE) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let epoch = Instant::now();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -182,14 +175,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<(f64, usize)>
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--secs" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
-                Some(v) if (0.1..=5.0).contains(&v) => secs = v,
-                _ => return Err("--secs needs seconds from 0.1 to 5".into()),
-            },
-            "--max" => match args.next().and_then(|v| v.parse::<usize>().ok()) {
-                Some(v) if (1..=8).contains(&v) => max = v,
-                _ => return Err("--max needs a whole number from 1 to 8".into()),
-            },
+            "--secs" => secs = app::bounded("--secs", args.next(), 0.1..=5.0, "seconds")?,
+            "--max" => max = app::bounded("--max", args.next(), 1..=8, "a whole number")?,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }

@@ -269,21 +269,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
             "-h" | "--help" => return Ok(None),
             "--host" => o.host = value()?,
             "--port" => o.port = value()?.parse().map_err(|_| "--port needs a port number")?,
-            "--backends" => match value()?.parse() {
-                Ok(n) if (1..=16).contains(&n) => o.start_backends = n,
-                _ => return Err("--backends needs a whole number from 1 to 16".into()),
-            },
+            "--backends" => o.start_backends = app::bounded(&arg, value().ok(), 1..=16, "a whole number")?,
             "--backend" => {
                 o.given.push(value()?.parse().map_err(|_| "--backend needs HOST:PORT, like 127.0.0.1:8001")?)
             }
-            "--retries" => match value()?.parse() {
-                Ok(r) if r <= 8 => o.retries = r,
-                _ => return Err("--retries needs a whole number from 0 to 8".into()),
-            },
-            "-n" => match value()?.parse() {
-                Ok(n) if (1..=200).contains(&n) => o.n = n,
-                _ => return Err("-n needs a whole number from 1 to 200".into()),
-            },
+            "--retries" => o.retries = app::bounded(&arg, value().ok(), 0..=8, "a whole number")?,
+            "-n" => o.n = app::bounded(&arg, value().ok(), 1..=200, "a whole number")?,
             "--quiet" => o.quiet = true,
             "--demo" => o.demo = true,
             other => return Err(format!("unknown argument {other:?}")),
@@ -300,16 +291,9 @@ fn main() -> ExitCode {
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
         return app::run(Kind::Threading, args);
     }
-    let o = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let o = match app::options_or_exit(parse(args), USAGE) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     app::init_logging();
     let result = if o.demo { demo(&o) } else { serve(&o) };

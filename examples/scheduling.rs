@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use socketserver::app::{UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
+use socketserver::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 
 const USAGE: &str = "\
 usage: scheduling [--requests R] [--secs S]
@@ -65,16 +65,9 @@ impl Policy {
 fn main() -> ExitCode {
     // The simulation plans for the cores the measurement really has.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let (requests, secs) = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("error: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let (requests, secs) = match app::options_or_exit(parse_args(std::env::args().skip(1)), USAGE) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     println!("{requests} requests of {secs:.2} s of CPU each, on {cores} cores\n");
 
@@ -217,14 +210,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<(usize, f
     let (mut requests, mut secs) = (4usize, 1.0f64);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--requests" => match args.next().and_then(|v| v.parse().ok()) {
-                Some(v) if (1..=16).contains(&v) => requests = v,
-                _ => return Err("--requests needs a whole number from 1 to 16".into()),
-            },
-            "--secs" => match args.next().and_then(|v| v.parse::<f64>().ok()) {
-                Some(v) if (0.1..=3.0).contains(&v) => secs = v,
-                _ => return Err("--secs needs seconds from 0.1 to 3".into()),
-            },
+            "--requests" => requests = app::bounded("--requests", args.next(), 1..=16, "a whole number")?,
+            "--secs" => secs = app::bounded("--secs", args.next(), 0.1..=3.0, "seconds")?,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
         }

@@ -20,10 +20,13 @@
 //! The first line on stdout is Python `http.server`'s:
 //! `Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...`
 
+use std::fmt::Display;
 use std::hint::black_box;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
@@ -412,6 +415,48 @@ fn seconds(name: &str, v: &str) -> Result<Duration, ArgsError> {
     }
 }
 
+/// For the teaching examples' own small argument parsers: `value` (the argument after `flag`)
+/// parsed as a `T` within `range`, or the message that says what was wanted, such as
+/// `--max needs a whole number from 1 to 8`.
+///
+/// # Errors
+/// The message, if the value is missing, does not parse, or lies outside `range`.
+pub fn bounded<T>(
+    flag: &str,
+    value: Option<String>,
+    range: RangeInclusive<T>,
+    what: &str,
+) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    match value.as_deref().map(str::parse::<T>) {
+        Some(Ok(v)) if range.contains(&v) => Ok(v),
+        _ => Err(format!("{flag} needs {what} from {} to {}", range.start(), range.end())),
+    }
+}
+
+/// For the teaching examples: the options their parser returned (`Ok(Some(..))`), or the exit
+/// code after printing `usage` for `--help` (`Ok(None)`, status 0) or the error and `usage`
+/// (`Err`, status 2).
+///
+/// # Errors
+/// The exit code to return from `main` when there are no options to run with.
+pub fn options_or_exit<T>(parsed: Result<Option<T>, String>, usage: &str) -> Result<T, ExitCode> {
+    match parsed {
+        Ok(Some(options)) => Ok(options),
+        Ok(None) => {
+            // Not println!: `--help | head -2` closes the pipe early, and that is no panic.
+            let _ = writeln!(std::io::stdout(), "{usage}");
+            Err(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            eprintln!("error: {why}\n\n{usage}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
 /// same for every strategy, prefork's workers included.
 pub fn handler(args: &ServerArgs) -> HttpHandler<impl crate::http::Service> {
@@ -561,6 +606,20 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn bounded_arguments_parse_within_their_range_and_say_what_was_wanted() {
+        let v = |s: &str| Some(s.to_string());
+        assert_eq!(bounded("--max", v("8"), 1..=8, "a whole number"), Ok(8));
+        assert_eq!(bounded("--secs", v("0.5"), 0.1..=5.0, "seconds"), Ok(0.5));
+        let wanted = Err("--max needs a whole number from 1 to 8".to_string());
+        for bad in [v("9"), v("0"), v("x"), v("-1"), None] {
+            assert_eq!(bounded::<usize>("--max", bad, 1..=8, "a whole number"), wanted);
+        }
+        assert_eq!(options_or_exit(Ok(Some(3)), "usage"), Ok(3));
+        assert_eq!(options_or_exit::<u8>(Ok(None), "usage"), Err(ExitCode::SUCCESS));
+        assert_eq!(options_or_exit::<u8>(Err("bad".into()), "usage"), Err(ExitCode::from(2)));
     }
 
     #[test]
