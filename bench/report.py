@@ -25,6 +25,12 @@ def read_autogroup():
         return ""
 
 
+def row_label(r):
+    """A row's server name: ours in bold, ⚠ when a machine stall overlapped every attempt."""
+    label = f"**{r['name']}**" if r["role"] == "ours" else r["name"]
+    return label + " ⚠" if r["stall"] else label
+
+
 def ms(text):
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
     return float(m.group(1)) * UNIT[m.group(2)] if m else None
@@ -234,9 +240,7 @@ def main():
         rows.sort(key=lambda r: (MODELS.index(r["model"]), ROLE_ORDER[r["role"]]))
         for r in rows:
             mn, py = find(mode, r["model"], "minimal"), find(mode, r["model"], "python")
-            label = f"{r['name']}" if r["role"] != "ours" else f"**{r['name']}**"
-            if r["stall"]:
-                label += " ⚠"
+            label = row_label(r)
             if r["failed"]:
                 w(f"| {r['model']} | {label} | did not start | | | | | | | | |")
                 continue
@@ -256,9 +260,7 @@ def main():
         w("|---:|---|---|---:|---:|---|---:|")
         bursts.sort(key=lambda r: (r["n"], MODELS.index(r["model"]), ROLE_ORDER[r["role"]]))
         for r in bursts:
-            label = f"{r['name']}" if r["role"] != "ours" else f"**{r['name']}**"
-            if r["stall"]:
-                label += " ⚠"
+            label = row_label(r)
             if r["skip"]:
                 w(f"| {r['n']} | {r['model']} | {label} | {r['skip']} | | | |")
                 continue
