@@ -229,13 +229,19 @@ fn busy_keep_alive_clients_outnumbering_the_workers_take_turns() {
     assert!(min * 5 >= max, "unfair: requests per client {counts:?}");
 }
 
+/// A one-worker pool driven by `handle_request` from the test's own thread, which gives up
+/// after 10 s instead of hanging if a connection never comes.
+fn one_worker_server<H: RequestHandler>(handler: H) -> Server<Pool, H> {
+    ServerBuilder::new()
+        .timeout(Some(Duration::from_secs(10)))
+        .bind("127.0.0.1:0", Pool::new(1), handler)
+        .unwrap()
+}
+
 #[test]
 fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
     let handler = HttpHandler::new(app::service).log_requests(false).idle_timeout(Duration::from_millis(300));
-    let mut server = ServerBuilder::new()
-        .timeout(Some(Duration::from_secs(10)))
-        .bind("127.0.0.1:0", Pool::new(1), handler)
-        .unwrap();
+    let mut server = one_worker_server(handler);
     let addr = server.local_addr();
     let mut a = TcpStream::connect(addr).unwrap();
     let mut b = TcpStream::connect(addr).unwrap();
@@ -275,10 +281,7 @@ fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
 #[test]
 fn a_pipelined_request_is_served_before_parking_and_close_closes_parked_connections() {
     let handler = HttpHandler::new(app::service).log_requests(false);
-    let mut server = ServerBuilder::new()
-        .timeout(Some(Duration::from_secs(10)))
-        .bind("127.0.0.1:0", Pool::new(1), handler)
-        .unwrap();
+    let mut server = one_worker_server(handler);
     let addr = server.local_addr();
     let mut a = TcpStream::connect(addr).unwrap();
     a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
