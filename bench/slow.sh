@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Slow clients against every example server and nginx (docs/14-slow-clients.md).
+#
+#     bench/slow.sh                         # every server, every attack: about 25 minutes
+#     SERVERS="pool prefork_t4" ATTACKS="H X" bench/slow.sh
+#
+# Attacks, with slowhttptest (a Debian package; installed if missing):
+#   H  slow headers (slowloris): 1000 connections, a header line every 5 s
+#   B  slow body (R-U-Dead-Yet): 1000 connections, a POST body 10 bytes every 5 s
+#   X  slow read: 200 connections that read a 4 MB /bytes response 1 byte at a time
+# During each attack a probe (bench/probe.py) asks for /hello ten times a second on a new
+# connection and reports its latency. slowhttptest's own verdict, "service available", is
+# sampled once a second; the table counts the samples that said YES.
+#
+# Loopback only; every run is bounded by LEN seconds; every server runs in its own process
+# group and is stopped (SIGTERM, then SIGKILL) and reaped, also when the script fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LEN=${LEN:-30}
+SERVERS=${SERVERS:-"sequential threaded forking pool prefork prefork_t4 nginx"}
+ATTACKS=${ATTACKS:-"H B X"}
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+EX=$TARGET/release/examples
+WORK=$(mktemp -d /tmp/socketserver-slow.XXXXXX)
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+GROUPS_STARTED=()
+cleanup() {
+    local g
+    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for tool in slowhttptest nginx; do
+    command -v $tool >/dev/null || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq $tool >/dev/null 2>&1; } \
+        || { log "$tool is required and could not be installed"; exit 1; }
+done
+# 1000 attackers and the server's own descriptors: more than the default soft limit of 1024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo build --release --quiet --example sequential_server --example threaded_server \
+    --example forking_server --example pool_server --example prefork_server
+
+# start NAME CMD...: in a new process group; waits for the banner and sets PORT and SPID.
+start() {
+    local name=$1 line=
+    shift
+    setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
+    SPID=$!
+    GROUPS_STARTED+=("$SPID")
+    for _ in $(seq 100); do
+        line=$(head -n 1 "$WORK/$name.out" 2>/dev/null || true)
+        [[ $line == Serving* ]] && break
+        sleep 0.1
+    done
+    [[ $line == Serving* ]] || { log "$name did not start: $(head -c 300 "$WORK/$name.err")"; return 1; }
+    PORT=$(sed -E 's/.* port ([0-9]+) .*/\1/' <<<"$line")
+}
+stop() {
+    kill -TERM -- "-$SPID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+}
+start_nginx() {
+    mkdir -p "$WORK/nginx"
+    PORT=18080
+    sed -e "s|__PORT__|$PORT|g" -e "s|__DIR__|$WORK/nginx|g" bench/nginx/slow.conf >"$WORK/nginx/nginx.conf"
+    # /bytes for the slow read: a 4 MB file, the size of the example servers' /bytes?n=4000000.
+    head -c 4000000 /dev/zero >"$WORK/nginx/bytes"
+    setsid nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.out" 2>&1 </dev/null &
+    SPID=$!
+    GROUPS_STARTED+=("$SPID")
+    sleep 1
+}
+cmd_of() {
+    case $1 in
+        sequential) echo "$EX/sequential_server" ;;
+        threaded) echo "$EX/threaded_server" ;;
+        forking) echo "$EX/forking_server" ;;
+        pool) echo "$EX/pool_server" ;;
+        prefork) echo "$EX/prefork_server" ;;
+        prefork_t4) echo "$EX/prefork_server --threads 4" ;;
+    esac
+}
+attack() { # attack LETTER PORT PREFIX
+    case $1 in
+        H) slowhttptest -c 1000 -H -i 5 -r 200 -l "$LEN" -u "http://127.0.0.1:$2/hello" -g -o "$3" ;;
+        B) slowhttptest -c 1000 -B -i 5 -r 200 -s 8192 -x 10 -l "$LEN" -u "http://127.0.0.1:$2/hello" -g -o "$3" ;;
+        X) slowhttptest -c 200 -X -r 100 -w 1 -y 2 -n 5 -z 1 -k 10 -l "$LEN" \
+            -u "http://127.0.0.1:$2/bytes?n=4000000" -g -o "$3" ;;
+    esac
+}
+
+printf '| server | attack | samples available | probe /hello (ok, failed, p50, p99, max) | peak RSS |\n'
+printf '|---|---|---|---|---|\n'
+for s in $SERVERS; do
+    for a in $ATTACKS; do
+        if [[ $s == nginx ]]; then start_nginx; else
+            # shellcheck disable=SC2046
+            start "$s" $(cmd_of "$s") --port 0 --quiet || continue
+        fi
+        log "$s: attack -$a on port $PORT for $LEN s"
+        python3 bench/probe.py "$PORT" "$LEN" 10 >"$WORK/$s-$a.probe" &
+        PROBE=$!
+        peak=0
+        ( while kill -0 "$SPID" 2>/dev/null; do
+              r=$(ps -o rss= -g "$(ps -o sid= -p "$SPID" | tr -d ' ')" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+              echo "$r"; sleep 1
+          done ) >"$WORK/$s-$a.rss" &
+        SAMPLER=$!
+        attack "$a" "$PORT" "$WORK/$s-$a" >"$WORK/$s-$a.log" 2>&1 || true
+        wait "$PROBE" || true
+        kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
+        stop
+        csv=$WORK/$s-$a.csv
+        avail=$(awk -F, 'NR > 1 && $5 != "" { n++; if ($5 > 0) y++ } END { printf "%d of %d", y, n }' "$csv" 2>/dev/null || echo "-")
+        peak=$(sort -n "$WORK/$s-$a.rss" | tail -n 1)
+        printf '| %s | -%s | %s | %s | %s MiB |\n' "$s" "$a" "$avail" \
+            "$(sed 's/^probe //' "$WORK/$s-$a.probe")" "$((peak / 1024))"
+    done
+done
+log "raw outputs in $WORK"
