@@ -263,18 +263,18 @@ mod tests {
     }
 
     #[test]
-    fn a_waker_wakes_a_thread_that_waits_for_ever() {
+    fn a_waker_wakes_a_thread_that_sleeps_on_it() {
         let w = std::sync::Arc::new(Waker::new().unwrap());
         let w2 = std::sync::Arc::clone(&w);
-        let sleeper = std::thread::spawn(move || wait_readable(w2.as_fd(), None).unwrap());
+        // Ten seconds is "never" here: a wake that does not arrive fails the test, not hangs it.
+        let sleeper =
+            std::thread::spawn(move || wait_readable(w2.as_fd(), Some(Duration::from_secs(10))).unwrap());
         w.wake();
         assert!(sleeper.join().unwrap());
     }
 
     #[test]
-    fn this_test_thread_is_counted() {
-        let here = thread_count();
-        assert!(here >= 1);
+    fn a_second_thread_is_counted() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
         // The spawned thread exists until it is joined, so the count is higher while it waits.

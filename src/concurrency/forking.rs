@@ -19,8 +19,8 @@ pub(crate) const DEFAULT_MAX_CHILDREN: usize = 40;
 ///
 /// # Configure this
 /// [`new`](Forking::new) (Python's defaults), [`max_children`](Forking::max_children) (40),
-/// [`block_on_close`](Forking::block_on_close) (true), and, for the reaping lesson only,
-/// [`reap_in_service_actions`](Forking::reap_in_service_actions).
+/// [`block_on_close`](Forking::block_on_close) (true), and
+/// [`reap_in_service_actions`](Forking::reap_in_service_actions) (true; off, to watch zombies).
 ///
 /// # Call this
 /// [`active_children`](Forking::active_children) and
@@ -134,9 +134,10 @@ impl Forking {
         self
     }
 
-    /// **For the reaping lesson only.** With `false`, `service_actions` does not reap, so exited
-    /// children pile up as zombies (`ps` shows them as `<defunct>`) until `max_children` forces a
-    /// blocking wait or the server closes. Default `true`.
+    /// Whether `service_actions` reaps exited children (default `true`). With `false`, exited
+    /// children pile up as zombies (`ps` shows them as `<defunct>`) until `max_children` forces
+    /// a blocking wait or the server closes: what a server that forgets to reap looks like
+    /// (docs chapter 4, `forking_server --no-reap`). No child outlives the server either way.
     pub fn reap_in_service_actions(mut self, reap: bool) -> Forking {
         self.reap = reap;
         self

@@ -70,7 +70,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 ///
 /// let master = Prefork::new(4).bind("127.0.0.1:8000")?;   // binds; no worker yet
 /// println!("listening on {}", master.local_addr());
-/// master.run(HttpHandler::new(|_req: &Request| Response::text(200, "hello\n")))?; // forks 4, returns after SIGTERM
+/// let hello = HttpHandler::new(|_req: &Request| Response::text(200, "hello\n"));
+/// master.run(hello)?; // forks 4 workers; returns after SIGTERM, every worker reaped
 /// # Ok::<(), socketserver::Error>(())
 /// ```
 ///
@@ -170,7 +171,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 ///    [`shutdown_on_signals`](crate::shutdown_on_signals): the first SIGTERM stops the worker's
 ///    `serve_forever`, its in-flight requests finish in `server_close`, it exits 0; a second one
 ///    `_exit`s at once. (The crate's `shutdown_on_signals` also takes SIGINT, and its second
-///    signal calls `exit`, which a forked process must not; hence this small copy.)
+///    signal calls `exit`, which a forked process must not; hence a handler of its own on the
+///    same kind of `signals` thread.)
 /// 5. builds its [`Server`](crate::Server) and serves.
 #[derive(Debug, Clone)]
 pub struct Prefork {
