@@ -1,13 +1,5 @@
-//! What one request does: the [`RequestHandler`] trait, Python's `BaseRequestHandler`.
-//!
-//! Python creates a new handler object per request and calls `setup()`, `handle()`, `finish()`
-//! on it. Here one handler value is shared by every request (it is `Send + Sync`, behind an
-//! `Arc`), and per-request state lives in the [`Connection`] passed to each call. That is the
-//! only shape that works for all five strategies: threads share the value, forked children get
-//! a copy of it.
-//!
-//! Python's server-level hooks `verify_request` and `handle_error` live on this trait too,
-//! because in Rust the handler is where user code goes; their defaults do what Python's do.
+//! What one request does: [`RequestHandler`], [`Connection`], [`ServerContext`]. The design is
+//! on the types' docs.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -20,6 +12,15 @@ use crate::error::HandlerError;
 use crate::shutdown::ShutdownHandle;
 
 /// What one request does. Implement [`handle`](RequestHandler::handle); the rest have defaults.
+///
+/// Python creates a new handler object per request and calls `setup()`, `handle()`, `finish()`
+/// on it. Here one handler value is shared by every request (it is `Send + Sync`, behind an
+/// `Arc`), and per-request state lives in the [`Connection`] passed to each call. That is the
+/// only shape that works for all five strategies: threads share the value, forked children get
+/// a copy of it.
+///
+/// Python's server-level hooks `verify_request` and `handle_error` live on this trait too,
+/// because in Rust the handler is where user code goes; their defaults do what Python's do.
 ///
 /// # Call this / override this
 /// The server calls, for every accepted connection that passes
@@ -186,20 +187,16 @@ impl Connection {
     }
 
     /// Whether other connections are waiting for a worker of this strategy right now. Only a
-    /// [`Pool`](crate::Pool) has such a queue; elsewhere this is always `false`.
+    /// [`Pool`](crate::Pool) has such a queue; elsewhere this is always `false`. Internal: the
+    /// HTTP layer asks it; a public version would fix the pool's queue into the API.
     ///
     /// A handler that can park should then park as soon as it has answered a request, rather
     /// than keep serving this client's next one: with more busy keep-alive clients than
     /// workers, a worker that stays with the client it has would leave the others waiting for
     /// as long as that client keeps sending. Parking sends this connection to the back of the
     /// line, so clients take turns.
-    pub fn others_waiting(&self) -> bool {
+    pub(crate) fn others_waiting(&self) -> bool {
         self.queued.as_ref().is_some_and(|q| q.load(Ordering::Relaxed) > 0)
-    }
-
-    /// Whether [`park`](Connection::park) was called (and took effect) in this handler call.
-    pub fn is_parked(&self) -> bool {
-        self.park.is_some()
     }
 
     /// Offers parking to handlers of this connection (strategies that can park set this).

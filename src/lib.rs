@@ -9,8 +9,8 @@
 //!
 //! | axis | Python | here |
 //! |---|---|---|
-//! | transport | `TCPServer` (`server_bind`, `server_activate`) | [`listener`] (socket2: `SO_REUSEADDR`, backlog) |
-//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`] |
+//! | transport | `TCPServer` (`server_bind`, `server_activate`) | [`Server`] and [`ServerBuilder`] (socket2: `SO_REUSEADDR`, backlog `SOMAXCONN`) |
+//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`]; [`Prefork`] above servers |
 //! | handler | `BaseRequestHandler` (`setup`, `handle`, `finish`) | [`RequestHandler`]; HTTP/1.1 in [`http`] |
 //!
 //! Python glues the axes with mixins; Rust glues them with a type parameter:
@@ -40,6 +40,49 @@
 //!   Prefork: a master forks N workers, each its own Server<Sequential | Pool, H>
 //!            on the shared listener (gunicorn sync / Apache prefork)
 //! ```
+//!
+//! ## The life of a connection
+//! ```text
+//! Server::bind                      socket, SO_REUSEADDR, bind, listen(SOMAXCONN), non-blocking
+//! Server::serve_forever             until a ShutdownHandle asks it to stop:
+//!     poll(listener, waker, poll_interval)
+//!     accept (up to 64 per pass)
+//!     RequestHandler::verify_request        on the accept thread: refuse cheaply
+//!     Concurrency::process_request          inline / a thread / a fork / the pool's queue
+//!         Dispatcher::run                   wherever the strategy chose:
+//!             setup, handle, finish         panics caught here, errors to handle_error
+//!             close                         shutdown(Write), then close
+//!     Concurrency::service_actions          reap children, join finished threads
+//! Server::server_close              close the listener; Concurrency::server_close waits
+//! ```
+//! Why a poll and not a blocking `accept`: Rust's std retries `accept` on `EINTR`, so a signal
+//! would never wake it; the poll's timeout bounds how long `service_actions` waits, and the
+//! shutdown handle's waker (an eventfd) makes a stop immediate.
+//!
+//! ## Call this, override this, configure this
+//! * **Call** [`Server::bind`] (or [`ServerBuilder`]), [`Server::serve_forever`] or
+//!   [`Server::handle_request`], [`Server::shutdown_handle`] and [`Server::server_close`];
+//!   [`shutdown_on_signals`] for Ctrl-C and SIGTERM; [`Prefork::bind`] then
+//!   [`PreforkServer::run`] for pre-forked workers.
+//! * **Override** [`RequestHandler::handle`] (and `setup`, `finish`, `verify_request`,
+//!   `handle_error`), or write only a closure: [`handler_fn`], or an HTTP
+//!   [`Service`](http::Service) for [`HttpHandler`](http::HttpHandler). A new strategy
+//!   implements [`Concurrency`] and ends in [`Dispatcher::run`].
+//! * **Configure** the server with [`ServerBuilder`] and each strategy with its consuming
+//!   setters; names and defaults are Python's where Python has them (`max_children = 40`,
+//!   `poll_interval = 0.5 s`, `block_on_close = true`, `daemon_threads`, `request_queue_size`).
+//!
+//! ## What goes wrong in servers like this, and where it is handled
+//! * **Fork in a multi-threaded process**: the child inherits locks held by threads that no
+//!   longer exist. [`Forking`] warns, [`Prefork`] refuses; both children `_exit` and never
+//!   return into the parent's loop (see [`Forking`], "The rules the child follows").
+//! * **Zombies**: every child is reaped, by polling, never in a signal handler.
+//! * **Signals**: no handler code at all; signals are blocked and received as data
+//!   ([`shutdown_on_signals`]'s `sigwait` thread, [`Prefork`]'s `signalfd`).
+//! * **Slow clients** pin threads: the HTTP layer has header and idle timeouts and size limits
+//!   by default, and the [`Pool`] parks idle keep-alive connections without a thread.
+//! * **`shutdown()` from a handler** deadlocks in Python: here it is refused with
+//!   [`Error::ShutdownFromHandler`].
 //!
 //! ## Example: serve, connect, stop (runs as a doctest)
 //! A threaded echo server on a free port, one client round trip, and a clean stop from another
@@ -108,26 +151,39 @@
 //! ```
 //!
 //! ## Where to read on
-//! * [`server`]: the accept loop, and why it polls.
-//! * [`concurrency`]: the strategies, each with its trade-off essay.
-//! * [`http`]: the HTTP/1.1 layer, its limits and status codes.
-//! * [`trace`]: pid, kernel tid, seconds since start.
-//! * [`app`]: the example servers' endpoints; [`client`]: the bundled client.
-//! * The repository's `docs/` chapters and `examples/`.
+//! * Each type's docs: [`Server`], [`Sequential`], [`Threading`], [`Forking`], [`Pool`],
+//!   [`Prefork`], [`RequestHandler`], [`Connection`], [`ShutdownHandle`], each with its design
+//!   and trade-off.
+//! * [`http`]: the HTTP/1.1 layer, its limits and status codes. [`trace`]: pid, kernel tid,
+//!   seconds since start.
+//! * The repository's `docs/` chapters and `examples/`; what things cost, measured (system
+//!   calls, wake-ups, requests per second), is in docs/costs.md and docs/benchmarks.md, not
+//!   here, because figures go stale and the design does not.
+//!
+//! ## Source layout
+//! `server.rs` (the accept loop, [`ServerBuilder`]), `listener.rs` (the listening socket),
+//! `handler.rs`, `shutdown.rs`, `error.rs`, `concurrency/` (one file per strategy,
+//! `dispatcher.rs`, `prefork/` with `master.rs` and `worker.rs`), `http/`, `trace.rs`, and
+//! `sys.rs`: the OS plumbing written once (waking a thread, one-descriptor waits, the signal
+//! thread, fork and `_exit`), the one file with `unsafe` in it.
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
 pub mod client;
-pub mod concurrency;
-pub mod error;
-pub mod handler;
+mod concurrency;
+mod error;
+mod handler;
 pub mod http;
-pub mod listener;
-pub mod server;
-pub mod shutdown;
+mod listener;
+mod server;
+mod shutdown;
+mod sys;
 pub mod trace;
 
-pub use concurrency::{Concurrency, Forking, Job, Pool, Prefork, PreforkServer, Sequential, Threading};
+pub use concurrency::{
+    Concurrency, Dispatcher, Forking, Pool, Prefork, PreforkServer, Sequential, Threading,
+};
 pub use error::{Error, HandlerError, Result};
 pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
 pub use server::{ForkingTcpServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer};

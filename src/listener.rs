@@ -22,15 +22,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::error::{Error, Result};
 
 /// The default listen backlog: `SOMAXCONN`, Python's `request_queue_size` made large.
-pub const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
+pub(crate) const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
 
 /// Options for [`bind`].
 #[derive(Debug, Clone, Copy)]
-pub struct ListenOptions {
+pub(crate) struct ListenOptions {
     /// Length of the accept queue (Python's `request_queue_size`). Default [`DEFAULT_BACKLOG`].
-    pub backlog: i32,
+    pub(crate) backlog: i32,
     /// Set `SO_REUSEPORT` before binding. Default `false`.
-    pub reuse_port: bool,
+    pub(crate) reuse_port: bool,
 }
 
 impl Default for ListenOptions {
@@ -48,7 +48,7 @@ impl Default for ListenOptions {
 ///
 /// # Errors
 /// [`Error::Bind`] with the address and the operating system's reason.
-pub fn bind(addr: SocketAddr, options: ListenOptions) -> Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr, options: ListenOptions) -> Result<TcpListener> {
     let fail = |source| Error::Bind { addr, source };
     // socket2 creates the socket with SOCK_CLOEXEC on Linux, so a child started with exec never
     // inherits the listener by accident. (A *forked* child does; see concurrency::forking.)

@@ -1,41 +1,5 @@
-//! [`Server`]: the accept loop, Python's `BaseServer` + `TCPServer`.
-//!
-//! # Call this
-//! * [`Server::bind`] (or [`ServerBuilder`]) — create, bind and listen.
-//! * [`Server::serve_forever`] — accept and dispatch until a shutdown is requested.
-//! * [`Server::handle_request`] — accept and dispatch one connection, waiting at most `timeout`.
-//! * [`Server::shutdown_handle`] — a handle to stop `serve_forever` from elsewhere.
-//! * [`Server::server_close`] — close the listener and wait for in-flight requests (also done by
-//!   `Drop`).
-//!
-//! # Override this
-//! Nothing here: the request handler ([`RequestHandler`]) carries `verify_request` and
-//! `handle_error`, and the concurrency strategy ([`Concurrency`]) carries `process_request`,
-//! `service_actions` and `server_close`.
-//!
-//! # Configure this ([`ServerBuilder`], Python's class attributes)
-//! `request_queue_size` (listen backlog, default `SOMAXCONN`), `poll_interval` (default 0.5 s),
-//! `timeout` (for `handle_request`, default none), `reuse_port` (default off),
-//! `exclusive_wakeup` (default off; on for pre-forked workers sharing one listener).
-//!
-//! # The loop
-//! ```text
-//! loop:
-//!     poll([listener, self-pipe], poll_interval)   # sleep until a client or a shutdown
-//!     if shutdown requested: break
-//!     accept every waiting connection (up to 64):
-//!         verify_request? -> process_request        # inline / thread / fork
-//!     service_actions()                            # reap children, join finished threads
-//! ```
-//! Why poll instead of a blocking `accept`: Rust's standard library retries `accept` when a
-//! signal interrupts it (`EINTR`), so a blocked `accept` would never notice a shutdown. Polling
-//! with a timeout bounds how long `service_actions` can be postponed; the self-pipe makes a
-//! shutdown wake the loop at once.
-//!
-//! With [`ServerBuilder::exclusive_wakeup`] the wait is an `epoll_wait` instead of `poll`, on an
-//! epoll instance where the listener is registered with `EPOLLEXCLUSIVE`: when several processes
-//! wait on one shared listener, a new connection wakes one of them instead of all (see
-//! [`Prefork`](crate::Prefork), "The thundering herd").
+//! [`Server`]: the accept loop, Python's `BaseServer` + `TCPServer`. The loop and its reasons
+//! are on the type's docs.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -44,32 +8,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::concurrency::{Concurrency, Forking, Job, Pool, Sequential, Threading};
+use crate::concurrency::{Concurrency, Dispatcher, Forking, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
 use crate::handler::{Connection, RequestHandler, ServerContext};
 use crate::listener::{self, ListenOptions};
 use crate::shutdown::ShutdownHandle;
+use crate::sys;
 
 /// Python's default `poll_interval`.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many connections one loop pass accepts before it runs `service_actions` again.
 const ACCEPT_BATCH: usize = 64;
 
-/// The epoll `data` of the listener's registration (the self-pipe's is 1).
+/// How long the loop backs off after an `accept` error that retrying at once cannot fix.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The epoll `data` of the listener's registration (the waker's is 1).
 const EPOLL_LISTENER: u64 = 0;
 
-/// An epoll instance watching `listener` with `EPOLLEXCLUSIVE` and the shutdown self-pipe.
+/// An epoll instance watching `listener` with `EPOLLEXCLUSIVE` and the shutdown waker.
 ///
 /// Why `EPOLLEXCLUSIVE`: every process sharing the listener keeps an epoll registration on its
 /// wait queue. Without the flag a new connection wakes them all; with it, the kernel stops
 /// after waking one whose owner is actually blocked in `epoll_wait` (a busy process is skipped,
 /// not woken), so one connection costs one wake-up and one `accept`. It stays level-triggered:
 /// a process that comes back to `epoll_wait` while connections are still queued returns at once.
-/// The self-pipe is registered without the flag: every waiter must see a shutdown.
+/// The waker is registered without the flag: every waiter must see a shutdown.
 fn exclusive_epoll(listener: &TcpListener, shutdown: &ShutdownHandle) -> Result<Epoll> {
     // CLOEXEC: a program exec'd by a handler must not inherit it.
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -89,6 +57,25 @@ pub type ForkingTcpServer<H> = Server<Forking, H>;
 pub type PoolTcpServer<H> = Server<Pool, H>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
+///
+/// # Configure this (Python's class attributes)
+/// [`request_queue_size`](ServerBuilder::request_queue_size) (listen backlog, default
+/// `SOMAXCONN`), [`poll_interval`](ServerBuilder::poll_interval) (0.5 s),
+/// [`timeout`](ServerBuilder::timeout) (for `handle_request`, none),
+/// [`reuse_port`](ServerBuilder::reuse_port) (off),
+/// [`exclusive_wakeup`](ServerBuilder::exclusive_wakeup) (off). Then call
+/// [`bind`](ServerBuilder::bind) or [`from_listener`](ServerBuilder::from_listener).
+///
+/// # The listening socket (Python's `server_bind` + `server_activate`)
+/// `std::net::TcpListener::bind` does socket + bind + listen in one call with a fixed backlog
+/// of 128 and no way to set options before `bind`, so the socket is built step by step:
+/// `SO_REUSEADDR` always (Python's `allow_reuse_address = True` for its HTTP servers: a
+/// restarted server can bind its port while connections of the previous run are in
+/// `TIME_WAIT`), `SO_REUSEPORT` only if asked, and a backlog of `SOMAXCONN` (4096 with glibc;
+/// Linux caps it at `/proc/sys/net/core/somaxconn`), because Python's 5 makes a burst of 100
+/// simultaneous clients see resets and retries. The listener is non-blocking: another process
+/// or thread waiting on the same listener may take a connection between `poll` and `accept`,
+/// and a blocking `accept` would then hang instead of returning `WouldBlock`.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -194,7 +181,7 @@ impl ServerBuilder {
     ///
     /// # Errors
     /// [`Error::Io`] if the listener's address or mode cannot be read or set, or the shutdown
-    /// self-pipe (or, with `exclusive_wakeup`, the epoll instance) cannot be created.
+    /// waker (or, with `exclusive_wakeup`, the epoll instance) cannot be created.
     pub fn from_listener<C: Concurrency, H: RequestHandler>(
         self,
         listener: TcpListener,
@@ -207,14 +194,14 @@ impl ServerBuilder {
         // Offsets in logs count from here: "seconds since the server started".
         crate::trace::epoch();
         let epoll = if self.exclusive_wakeup { Some(exclusive_epoll(&listener, &shutdown)?) } else { None };
-        let job = Job::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
+        let dispatcher = Dispatcher::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
         Ok(Server {
             epoll,
             context: ServerContext::new(local_addr, shutdown.clone()),
             listener: Some(listener),
             local_addr,
             concurrency,
-            job,
+            dispatcher,
             shutdown,
             poll_interval: self.poll_interval,
             timeout: self.timeout,
@@ -223,10 +210,47 @@ impl ServerBuilder {
     }
 }
 
-/// A TCP server generic over its concurrency strategy `C` and request handler `H`.
+/// A TCP server generic over its concurrency strategy `C` and request handler `H`: the accept
+/// loop, Python's `BaseServer` + `TCPServer`. The [crate docs](crate) draw the big picture.
 ///
-/// See the [module docs](self) for the loop, and the [crate docs](crate) for the big picture.
+/// # Call this
+/// * [`Server::bind`] (or [`ServerBuilder`]) — create, bind and listen.
+/// * [`Server::serve_forever`] — accept and dispatch until a shutdown is requested.
+/// * [`Server::handle_request`] — accept and dispatch one connection, waiting at most `timeout`.
+/// * [`Server::shutdown_handle`] — a handle to stop `serve_forever` from elsewhere.
+/// * [`Server::server_close`] — close the listener and wait for in-flight requests (also done by
+///   `Drop`).
 ///
+/// # Override this
+/// Nothing here: the request handler ([`RequestHandler`]) carries `verify_request` and
+/// `handle_error`, and the concurrency strategy ([`Concurrency`]) carries `process_request`,
+/// `service_actions` and `server_close`.
+///
+/// # Configure this ([`ServerBuilder`], Python's class attributes)
+/// `request_queue_size` (listen backlog, default `SOMAXCONN`), `poll_interval` (default 0.5 s),
+/// `timeout` (for `handle_request`, default none), `reuse_port` (default off),
+/// `exclusive_wakeup` (default off; on for pre-forked workers sharing one listener).
+///
+/// # The loop
+/// ```text
+/// loop:
+///     poll([listener, waker], poll_interval)       # sleep until a client or a shutdown
+///     if shutdown requested: break
+///     accept every waiting connection (up to 64):
+///         verify_request? -> process_request        # inline / thread / fork
+///     service_actions()                            # reap children, join finished threads
+/// ```
+/// Why poll instead of a blocking `accept`: Rust's standard library retries `accept` when a
+/// signal interrupts it (`EINTR`), so a blocked `accept` would never notice a shutdown. Polling
+/// with a timeout bounds how long `service_actions` can be postponed; the shutdown
+/// handle's waker (an eventfd) makes a shutdown wake the loop at once.
+///
+/// With [`ServerBuilder::exclusive_wakeup`] the wait is an `epoll_wait` instead of `poll`, on an
+/// epoll instance where the listener is registered with `EPOLLEXCLUSIVE`: when several processes
+/// wait on one shared listener, a new connection wakes one of them instead of all (see
+/// [`Prefork`](crate::Prefork), "The thundering herd").
+///
+/// # Example
 /// ```no_run
 /// use std::io::Write;
 /// use socketserver::{Server, Threading, handler_fn, shutdown_on_signals};
@@ -243,12 +267,12 @@ impl ServerBuilder {
 #[derive(Debug)]
 pub struct Server<C: Concurrency, H: RequestHandler> {
     listener: Option<TcpListener>,
-    /// With `exclusive_wakeup`: the listener (`EPOLLEXCLUSIVE`) and the self-pipe, registered
+    /// With `exclusive_wakeup`: the listener (`EPOLLEXCLUSIVE`) and the waker, registered
     /// once; `None` means `poll` both on each wait.
     epoll: Option<Epoll>,
     local_addr: SocketAddr,
     concurrency: C,
-    job: Job<H>,
+    dispatcher: Dispatcher<H>,
     context: ServerContext,
     shutdown: ShutdownHandle,
     poll_interval: Duration,
@@ -282,7 +306,7 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
 
     /// The request handler.
     pub fn handler(&self) -> &H {
-        self.job.handler()
+        self.dispatcher.handler()
     }
 
     /// Accepts and dispatches connections until a shutdown is requested through a
@@ -375,15 +399,11 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         }
     }
 
-    /// Polls the listener and the shutdown self-pipe. `Ok(true)`: a connection is waiting.
+    /// Polls the listener and the shutdown waker. `Ok(true)`: a connection is waiting.
     fn wait_for_connection(&mut self, timeout: Option<Duration>) -> Result<bool> {
         let Some(listener) = &self.listener else { return Ok(false) };
-        let timeout = match timeout {
-            // Round up: a 0.4 ms remainder must not become a busy 0 ms poll.
-            Some(t) => PollTimeout::try_from(t.as_millis().saturating_add(1).min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
+        // Rounded up to whole milliseconds: a 0.4 ms remainder must not become a busy 0 ms poll.
+        let timeout = sys::poll_timeout(timeout);
         if let Some(epoll) = &self.epoll {
             let mut events = [EpollEvent::empty(); 2];
             let n = match epoll.wait(&mut events, timeout) {
@@ -461,18 +481,17 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         }
         // Finished requests free descriptors: reap/join before waiting.
         self.concurrency.service_actions();
-        let mut fds = [PollFd::new(self.shutdown.wake_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(100u8));
+        let _ = sys::wait_readable(self.shutdown.wake_fd(), Some(ACCEPT_BACKOFF));
     }
 
     fn dispatch(&mut self, stream: TcpStream, peer: SocketAddr) {
-        if !self.job.handler().verify_request(&peer) {
+        if !self.dispatcher.handler().verify_request(&peer) {
             log::debug!("verify_request refused {peer}");
             // Dropping the stream closes it.
             return;
         }
         let conn = Connection::new(stream, peer, self.context.clone());
-        self.concurrency.process_request(conn, &self.job);
+        self.concurrency.process_request(conn, &self.dispatcher);
     }
 }
 

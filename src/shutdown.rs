@@ -1,31 +1,17 @@
-//! Stopping a server: the [`ShutdownHandle`] and [`shutdown_on_signals`].
-//!
-//! Python's `BaseServer.shutdown()` sets a flag that `serve_forever` checks once per
-//! `poll_interval`, then waits for the loop to exit. Two of its sharp edges are filed off here:
-//!
-//! * **Latency.** The handle also writes one byte to a *self-pipe* that `serve_forever` polls
-//!   beside the listener, so the loop wakes at once instead of up to half a second later.
-//! * **Deadlock.** Called from a handler of the same server, Python's `shutdown()` waits for a
-//!   loop that is waiting for the handler. Here the wait is refused with
-//!   [`Error::ShutdownFromHandler`] (the stop is still requested).
-//!
-//! # Signals
-//! A signal handler may only call async-signal-safe functions: no locks, no allocation, no
-//! logging. [`shutdown_on_signals`] avoids writing one at all: it *blocks* SIGINT and SIGTERM and
-//! starts a thread that receives them synchronously with `sigwait(2)`, where any code is safe.
-//! Threads inherit the signal mask of the thread that creates them, which is why it must be called
-//! before other threads are started.
+//! Stopping a server: [`ShutdownHandle`] and [`shutdown_on_signals`]. The design is on their
+//! docs.
 
 use std::cell::Cell;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::PollFlags;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::{Error, Result};
+use crate::sys::{self, Waker};
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -61,8 +47,8 @@ struct Inner {
     requested: AtomicBool,
     serving: Mutex<bool>,
     stopped: Condvar,
-    wake_read: OwnedFd,
-    wake_write: OwnedFd,
+    /// Wakes `serve_forever`'s poll when a shutdown is requested.
+    waker: Waker,
     /// The *stop broadcast*: a pipe nobody writes to. Requesting a shutdown closes the write
     /// end, and every `poll` on the read end, in this process or in a forked child (which
     /// closed its inherited copy of the write end), sees POLLHUP. Closing a pipe is a broadcast
@@ -73,10 +59,30 @@ struct Inner {
 
 /// A cloneable, `Send` handle that stops a running [`Server`](crate::Server).
 ///
+/// # Call this
 /// Get one from [`Server::shutdown_handle`](crate::Server::shutdown_handle) before calling
 /// `serve_forever`, move it to another thread or to [`shutdown_on_signals`], and call
 /// [`shutdown`](ShutdownHandle::shutdown) (stop and wait) or
 /// [`request_shutdown`](ShutdownHandle::request_shutdown) (stop, don't wait).
+///
+/// # Why it looks the way it does
+/// Python's `BaseServer.shutdown()` sets a flag that `serve_forever` checks once per
+/// `poll_interval`, then waits for the loop to exit. Two of its sharp edges are filed off here:
+///
+/// * **Latency.** The handle also wakes an *eventfd* (the self-pipe trick, one descriptor)
+///   that `serve_forever` polls beside the listener, so the loop wakes at once instead of up to
+///   half a second later.
+/// * **Deadlock.** Called from a handler of the same server, Python's `shutdown()` waits for a
+///   loop that is waiting for the handler. Here the wait is refused with
+///   [`Error::ShutdownFromHandler`](crate::Error::ShutdownFromHandler) (the stop is still
+///   requested).
+///
+/// # Signals
+/// A signal handler may only call async-signal-safe functions: no locks, no allocation, no
+/// logging. [`shutdown_on_signals`] avoids writing one at all: it *blocks* SIGINT and SIGTERM and
+/// starts a thread that receives them synchronously with `sigwait(2)`, where any code is safe.
+/// Threads inherit the signal mask of the thread that creates them, which is why it must be called
+/// before other threads are started.
 ///
 /// A shutdown request is sticky: once made, `serve_forever` returns at once, even if it had not
 /// started yet (so a Ctrl-C that arrives during start-up is not lost).
@@ -87,9 +93,9 @@ pub struct ShutdownHandle {
 
 impl ShutdownHandle {
     pub(crate) fn new() -> Result<ShutdownHandle> {
-        // Non-blocking so that a full pipe (a wake-up already pending) never blocks the caller;
-        // close-on-exec so that a child started with exec does not inherit it.
-        let (wake_read, wake_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        let waker = Waker::new()?;
+        // Non-blocking so that a poll on it can never turn into a blocking read; close-on-exec
+        // so that a child started with exec does not inherit it.
         let (stop_read, stop_write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         Ok(ShutdownHandle {
             inner: Arc::new(Inner {
@@ -98,8 +104,7 @@ impl ShutdownHandle {
                 requested: AtomicBool::new(false),
                 serving: Mutex::new(false),
                 stopped: Condvar::new(),
-                wake_read,
-                wake_write,
+                waker,
                 stop_read,
                 stop_write: Mutex::new(Some(stop_write)),
             }),
@@ -107,7 +112,7 @@ impl ShutdownHandle {
     }
 
     /// Asks the server to stop and returns at once. `serve_forever` notices within microseconds
-    /// (the self-pipe wakes its poll), stops accepting, and returns; in-flight requests are
+    /// (the waker wakes its poll), stops accepting, and returns; in-flight requests are
     /// finished by `server_close`. Safe to call from a request handler.
     ///
     /// # Errors
@@ -120,12 +125,8 @@ impl ShutdownHandle {
         self.inner.requested.store(true, Ordering::SeqCst);
         // Dropping the write end hangs up the stop broadcast (see `is_stopping`).
         drop(lock(&self.inner.stop_write).take());
-        match nix::unistd::write(&self.inner.wake_write, b"x") {
-            // EAGAIN: the pipe is full, so a wake-up is already pending. Either way the loop
-            // will see the flag.
-            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.inner.waker.wake();
+        Ok(())
     }
 
     /// Python's `shutdown()`: asks the server to stop and waits until `serve_forever` has
@@ -171,11 +172,8 @@ impl ShutdownHandle {
             return false;
         }
         // A forked child: its copy of the flag is never set; the broadcast pipe tells instead.
-        let mut fds = [nix::poll::PollFd::new(self.inner.stop_read.as_fd(), nix::poll::PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
-            Ok(_) => fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
-            Err(_) => false,
-        }
+        sys::poll_one(self.inner.stop_read.as_fd(), PollFlags::POLLIN, Some(std::time::Duration::ZERO))
+            .is_ok_and(|r| r.contains(PollFlags::POLLHUP))
     }
 
     /// In a freshly forked child: close this process's copy of the stop broadcast's write end,
@@ -192,19 +190,14 @@ impl ShutdownHandle {
         self.inner.id
     }
 
+    /// The descriptor that becomes readable when a shutdown is requested.
     pub(crate) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.inner.wake_read.as_fd()
+        self.inner.waker.as_fd()
     }
 
-    /// Empties the self-pipe after a wake-up so that the next poll blocks again.
+    /// Clears a wake-up so that the next poll blocks again; the flag says what it was for.
     pub(crate) fn drain_wake(&self) {
-        let mut buf = [0u8; 64];
-        // Non-blocking read until EAGAIN: any number of bytes means "look at the flag".
-        while let Ok(n) = nix::unistd::read(&self.inner.wake_read, &mut buf) {
-            if n == 0 {
-                break;
-            }
-        }
+        self.inner.waker.drain();
     }
 
     pub(crate) fn set_serving(&self, serving: bool) {
@@ -241,23 +234,20 @@ pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.thread_block()?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let mut seen = 0;
-        loop {
-            let Ok(signal) = set.wait() else { continue };
-            seen += 1;
-            if seen == 1 {
-                log::info!(
-                    "{signal}: stopping: no new connections, finishing requests in flight \
-                         (send it again to exit at once)"
-                );
-                if let Err(e) = handle.request_shutdown() {
-                    log::error!("cannot request shutdown: {e}");
-                }
-            } else {
-                log::warn!("{signal} again: exiting now");
-                std::process::exit(128 + signal as i32);
+    let mut seen = 0;
+    sys::spawn_signal_thread(set, move |signal| {
+        seen += 1;
+        if seen == 1 {
+            log::info!(
+                "{signal}: stopping: no new connections, finishing requests in flight \
+                     (send it again to exit at once)"
+            );
+            if let Err(e) = handle.request_shutdown() {
+                log::error!("cannot request shutdown: {e}");
             }
+        } else {
+            log::warn!("{signal} again: exiting now");
+            std::process::exit(128 + signal as i32);
         }
     })?;
     Ok(())

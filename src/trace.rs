@@ -98,7 +98,7 @@ impl fmt::Display for Who {
 }
 
 /// Formats a duration in seconds with millisecond precision, as the logs print it (`1.002s`).
-pub fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 

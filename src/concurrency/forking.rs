@@ -1,87 +1,98 @@
-//! [`Forking`]: a new process per connection, with child reaping — Python's `ForkingMixIn`.
-//!
-//! # What `fork` does
-//! `fork(2)` makes a copy of the calling process: same memory (copied lazily, page by page, when
-//! either side writes: *copy-on-write*), same open file descriptors, same code position. Both
-//! processes return from `fork`; the parent learns the child's pid, the child learns it is the
-//! child. The child here handles exactly one connection and exits.
-//!
-//! # The trade-off
-//! Processes share nothing by default: a crash, a leak, or memory corruption in one request dies
-//! with its child, and a handler cannot see another's data. That isolation costs a `fork` per
-//! connection (a few hundred microseconds, growing with the parent's memory map), a process table
-//! entry, and the loss of shared state: a cache filled in a child is gone when the child exits.
-//!
-//! *When to pick it:* isolation matters more than speed — handlers that run risky code (native
-//! libraries, untrusted input parsers) or leak; modest request rates, since every connection pays
-//! a fork. For isolation at high rates, fork once instead: [`Prefork`](super::Prefork).
-//!
-//! # The rules the child follows, and why
-//! 1. **Close the listening socket.** The child inherited it. If it kept it open, the port would
-//!    still accept connections into the backlog after the parent had closed its copy, and
-//!    nobody would ever `accept` them.
-//! 2. **Handle the one connection, flush, and `_exit`.** Never return into the accept loop: the
-//!    child would become a second server. Never run `exit` or destructors: they belong to the
-//!    parent's state (its buffered output would be written twice, its temporary files removed).
-//!    `_exit(2)` ends the process at once. The status is 0, or 1 after an error or a panic;
-//!    a panic is caught before it can unwind into the copy of the parent's loop.
-//! 3. **Ignore Ctrl-C, but not SIGTERM.** A terminal sends SIGINT to every process in the
-//!    foreground group, children included; the parent alone decides to stop, and waits for its
-//!    children to finish their requests. SIGTERM sent to a child still ends it.
-//!
-//! 4. **Die with the parent.** The child asks the kernel for SIGTERM when the parent dies
-//!    (`PR_SET_PDEATHSIG`), then checks that the parent did not die *before* that call. A
-//!    graceful stop never needs it (the parent waits for its children), but a *forced* stop does:
-//!    a second Ctrl-C makes [`shutdown_on_signals`](crate::shutdown_on_signals) exit the parent at
-//!    once, and without this its children would run on as orphans, adopted by init, finishing
-//!    requests for a server that is gone and holding the port's connections open (a
-//!    `/delay?s=60` would keep a child alive for a minute). The alternatives were worse: killing
-//!    the process group from the `signals` thread would also kill whatever shares the group (the
-//!    shell's pipeline, a test harness), and the `signals` thread does not know the children.
-//!    The kernel sends the signal when the *thread* that forked exits, which here is the thread
-//!    running `serve_forever`; it outlives its children because `server_close` waits for (or
-//!    terminates) them.
-//!
-//! The parent closes *its* copy of the connection at once (or the client would never see the
-//! connection close) and records the child's pid.
-//!
-//! # Reaping
-//! A child that exits stays in the process table as a *zombie* until its parent collects its
-//! exit status with `waitpid`. Python polls rather than handling SIGCHLD, and so does this
-//! (reaping inside a signal handler is the bug of gunicorn #3198):
-//! * every pass of `serve_forever` (at least every `poll_interval`) reaps with `WNOHANG`, so no
-//!   zombie lives longer than one poll interval;
-//! * at `max_children` (default 40, Python's) the parent blocks in `waitpid` until a child exits
-//!   before it forks again, so at most `max_children` children exist at any moment;
-//! * `server_close` waits for every child (`block_on_close`, default true) or, if that is off,
-//!   sends each SIGTERM and reaps it: no child outlives the server.
-//!
-//! `waitpid(-1)` collects *any* child of the process, as Python's blocking path does: the server
-//! assumes it owns its process's children. Don't run a `Forking` server in a process that also
-//! waits for other children of its own.
-//!
-//! # Fork and threads
-//! Only the thread that called `fork` exists in the child. A lock held by any other thread at
-//! that instant stays locked in the child forever. Keep a forking server's process
-//! single-threaded (the idle `signals` thread of [`shutdown_on_signals`](crate::shutdown_on_signals)
-//! holds no lock while it waits) and never fork from a test harness, which runs tests on threads.
+//! [`Forking`]: a process per connection. The design, its rules and its trade-off are on
+//! the type's docs.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 
-use super::{Concurrency, Job};
+use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
+use crate::sys;
 
 /// Python's default `max_children`.
-pub const DEFAULT_MAX_CHILDREN: usize = 40;
+pub(crate) const DEFAULT_MAX_CHILDREN: usize = 40;
 
 /// One child process per connection (Python's `ForkingMixIn`).
+///
+/// # Configure this
+/// [`new`](Forking::new) (Python's defaults), [`max_children`](Forking::max_children) (40),
+/// [`block_on_close`](Forking::block_on_close) (true), and
+/// [`reap_in_service_actions`](Forking::reap_in_service_actions) (true; off, to watch zombies).
+///
+/// # Call this
+/// [`active_children`](Forking::active_children) and
+/// [`children_forked`](Forking::children_forked), through
+/// [`Server::concurrency`](crate::Server::concurrency). Nothing to override: the hooks are
+/// [`Concurrency`]'s.
+///
+/// # What `fork` does
+/// `fork(2)` makes a copy of the calling process: same memory (copied lazily, page by page, when
+/// either side writes: *copy-on-write*), same open file descriptors, same code position. Both
+/// processes return from `fork`; the parent learns the child's pid, the child learns it is the
+/// child. The child here handles exactly one connection and exits.
+///
+/// # The trade-off
+/// Processes share nothing by default: a crash, a leak, or memory corruption in one request dies
+/// with its child, and a handler cannot see another's data. That isolation costs a `fork` per
+/// connection (a few hundred microseconds, growing with the parent's memory map), a process table
+/// entry, and the loss of shared state: a cache filled in a child is gone when the child exits.
+///
+/// *When to pick it:* isolation matters more than speed — handlers that run risky code (native
+/// libraries, untrusted input parsers) or leak; modest request rates, since every connection pays
+/// a fork. For isolation at high rates, fork once instead: [`Prefork`](super::Prefork).
+///
+/// # The rules the child follows, and why
+/// 1. **Close the listening socket.** The child inherited it. If it kept it open, the port would
+///    still accept connections into the backlog after the parent had closed its copy, and
+///    nobody would ever `accept` them.
+/// 2. **Handle the one connection, flush, and `_exit`.** Never return into the accept loop: the
+///    child would become a second server. Never run `exit` or destructors: they belong to the
+///    parent's state (its buffered output would be written twice, its temporary files removed).
+///    `_exit(2)` ends the process at once. The status is 0, or 1 after an error or a panic;
+///    a panic is caught before it can unwind into the copy of the parent's loop.
+/// 3. **Ignore Ctrl-C, but not SIGTERM.** A terminal sends SIGINT to every process in the
+///    foreground group, children included; the parent alone decides to stop, and waits for its
+///    children to finish their requests. SIGTERM sent to a child still ends it.
+///
+/// 4. **Die with the parent.** The child asks the kernel for SIGTERM when the parent dies
+///    (`PR_SET_PDEATHSIG`), then checks that the parent did not die *before* that call. A
+///    graceful stop never needs it (the parent waits for its children), but a *forced* stop does:
+///    a second Ctrl-C makes [`shutdown_on_signals`](crate::shutdown_on_signals) exit the parent at
+///    once, and without this its children would run on as orphans, adopted by init, finishing
+///    requests for a server that is gone and holding the port's connections open (a
+///    `/delay?s=60` would keep a child alive for a minute). The alternatives were worse: killing
+///    the process group from the `signals` thread would also kill whatever shares the group (the
+///    shell's pipeline, a test harness), and the `signals` thread does not know the children.
+///    The kernel sends the signal when the *thread* that forked exits, which here is the thread
+///    running `serve_forever`; it outlives its children because `server_close` waits for (or
+///    terminates) them.
+///
+/// The parent closes *its* copy of the connection at once (or the client would never see the
+/// connection close) and records the child's pid.
+///
+/// # Reaping
+/// A child that exits stays in the process table as a *zombie* until its parent collects its
+/// exit status with `waitpid`. Python polls rather than handling SIGCHLD, and so does this
+/// (reaping inside a signal handler is the bug of gunicorn #3198):
+/// * every pass of `serve_forever` (at least every `poll_interval`) reaps with `WNOHANG`, so no
+///   zombie lives longer than one poll interval;
+/// * at `max_children` (default 40, Python's) the parent blocks in `waitpid` until a child exits
+///   before it forks again, so at most `max_children` children exist at any moment;
+/// * `server_close` waits for every child (`block_on_close`, default true) or, if that is off,
+///   sends each SIGTERM and reaps it: no child outlives the server.
+///
+/// `waitpid(-1)` collects *any* child of the process, as Python's blocking path does: the server
+/// assumes it owns its process's children. Don't run a `Forking` server in a process that also
+/// waits for other children of its own.
+///
+/// # Fork and threads
+/// Only the thread that called `fork` exists in the child. A lock held by any other thread at
+/// that instant stays locked in the child forever. Keep a forking server's process
+/// single-threaded (the idle `signals` thread of [`shutdown_on_signals`](crate::shutdown_on_signals)
+/// holds no lock while it waits) and never fork from a test harness, which runs tests on threads.
 #[derive(Debug)]
 pub struct Forking {
     max_children: usize,
@@ -123,9 +134,10 @@ impl Forking {
         self
     }
 
-    /// **For the reaping lesson only.** With `false`, `service_actions` does not reap, so exited
-    /// children pile up as zombies (`ps` shows them as `<defunct>`) until `max_children` forces a
-    /// blocking wait or the server closes. Default `true`.
+    /// Whether `service_actions` reaps exited children (default `true`). With `false`, exited
+    /// children pile up as zombies (`ps` shows them as `<defunct>`) until `max_children` forces
+    /// a blocking wait or the server closes: what a server that forgets to reap looks like
+    /// (docs chapter 4, `forking_server --no-reap`). No child outlives the server either way.
     pub fn reap_in_service_actions(mut self, reap: bool) -> Forking {
         self.reap = reap;
         self
@@ -195,29 +207,23 @@ impl Concurrency for Forking {
         "forking"
     }
 
-    fn process_request<H: RequestHandler>(&mut self, conn: Connection, job: &Job<H>) {
+    fn process_request<H: RequestHandler>(&mut self, conn: Connection, dispatcher: &Dispatcher<H>) {
         // At the cap, wait for a child to exit first: at most max_children exist at any time.
         if self.active.len() >= self.max_children {
             self.collect_children(true);
         }
         warn_if_multithreaded();
-        // Anything still in our stdio buffers would be copied into the child and written twice.
-        let _ = std::io::stdout().flush();
-        let _ = std::io::stderr().flush();
-
         let parent = nix::unistd::getpid();
-        // SAFETY: fork is unsafe because the child may only rely on what survives it: its own
-        // thread, a copy of memory, and locks in the state they were in. This process is the
-        // server's single accept thread (plus at most the idle, lock-free `signals` thread), so
-        // no lock the child needs can be held by a thread that vanished. The child never returns
-        // into the caller's loop: child_main ends in _exit.
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => child_main(conn, job, parent),
-            Ok(ForkResult::Parent { child }) => {
-                // Close the parent's copy of the connection (drop, not shutdown: shutdown would
-                // act on the socket itself and cut off the child too).
-                drop(conn);
-                self.active.insert(child);
+        // The child's whole life is `child`: fork_child ends it in _exit with its status and
+        // never returns into this loop there (rule 2). This process is the server's single
+        // accept thread, plus at most the idle, lock-free `signals` thread: fork_child's
+        // contract. The closure owns the connection: in the parent it is dropped unrun when
+        // fork_child returns, which closes the parent's copy (drop, not shutdown: shutdown would
+        // act on the socket itself and cut off the child too).
+        let forked = sys::fork_child(move || if child(conn, dispatcher, parent) { 0 } else { 1 });
+        match forked {
+            Ok(pid) => {
+                self.active.insert(pid);
                 self.forked += 1;
             }
             // EAGAIN (process limit) or ENOMEM: no child, so the connection is dropped and the
@@ -260,8 +266,7 @@ fn warn_if_multithreaded() {
     {
         return;
     }
-    // Each thread of this process is a directory under /proc/self/task.
-    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1);
+    let threads = sys::thread_count();
     if threads > 2 {
         WARNED.store(true, std::sync::atomic::Ordering::Relaxed);
         log::warn!(
@@ -271,38 +276,27 @@ fn warn_if_multithreaded() {
     }
 }
 
-/// The child's whole life: close the listener, handle one connection, flush, `_exit`.
-fn child_main<H: RequestHandler>(conn: Connection, job: &Job<H>, parent: Pid) -> ! {
-    // This thread's remembered pid and tid are the parent's: ask the kernel again.
-    crate::trace::forget_after_fork();
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        // Rule 4: no orphans. Ask first, then check: if the parent died between the fork and
-        // the prctl, the request would never come, so give up the connection at once.
-        if nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).is_err() || nix::unistd::getppid() != parent {
-            return false;
-        }
-        let mut int = SigSet::empty();
-        int.add(Signal::SIGINT);
-        let mut term = SigSet::empty();
-        term.add(Signal::SIGTERM);
-        // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
-        // shutdown_on_signals in the parent, and a child should still die of it.
-        let _ = int.thread_block();
-        let _ = term.thread_unblock();
-        // Let the parent's shutdown reach us: see ShutdownHandle::is_stopping.
-        conn.server().shutdown_handle().forget_write_end_in_child();
-        // SAFETY: the listener's descriptor is owned by the parent's `Server`, whose copy in
-        // this process is never used again: the child ends in _exit below without returning to
-        // it or running its destructor, so nothing can use or close the descriptor twice.
-        unsafe {
-            libc::close(job.listener_fd());
-        }
-        job.run(conn)
-    }));
-    let status = if matches!(ran, Ok(true)) { 0 } else { 1 };
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    // SAFETY: _exit ends the process immediately, without atexit handlers or destructors, which
-    // belong to the parent's copy of the program state. It has no preconditions.
-    unsafe { libc::_exit(status) }
+/// The child's whole life: close the listener, handle one connection. `true` if the handler
+/// succeeded; [`sys::fork_child`] then flushes and `_exit`s with 0 or 1.
+fn child<H: RequestHandler>(conn: Connection, dispatcher: &Dispatcher<H>, parent: Pid) -> bool {
+    // Rule 4: no orphans. If the parent died between the fork and the prctl, the request would
+    // never come, so give up the connection at once.
+    if !sys::die_with_parent(parent).unwrap_or(false) {
+        return false;
+    }
+    let mut int = SigSet::empty();
+    int.add(Signal::SIGINT);
+    let mut term = SigSet::empty();
+    term.add(Signal::SIGTERM);
+    // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
+    // shutdown_on_signals in the parent, and a child should still die of it.
+    let _ = int.thread_block();
+    let _ = term.thread_unblock();
+    // Let the parent's shutdown reach us: see ShutdownHandle::is_stopping.
+    conn.server().shutdown_handle().forget_write_end_in_child();
+    // Rule 1. The listener is owned by the parent's `Server`, whose copy in this process is
+    // never used again: the child ends in _exit without returning to it or running its
+    // destructor (close_inherited's contract).
+    sys::close_inherited(dispatcher.listener_fd());
+    dispatcher.run(conn)
 }

@@ -1,45 +1,56 @@
-//! [`Threading`]: a new OS thread per connection — Python's `ThreadingMixIn`.
-//!
-//! # The trade-off
-//! Threads share the process: one address space, one copy of the handler, one set of open files.
-//! That makes them cheap to start (tens of microseconds) and lets handlers share caches and
-//! counters, but every shared thing needs a lock, and a bug in one thread (memory corruption,
-//! `std::process::exit`) takes the whole server down. A panic does *not*: it is caught at the
-//! request boundary ([`Job::run`]).
-//!
-//! Unlike CPython, Rust has no global interpreter lock: CPU-bound handlers on threads run in
-//! parallel on every core.
-//!
-//! Each thread costs a kernel task and a stack (2 MiB of address space by default, of which only
-//! the touched pages use memory). Without a cap, a flood of slow clients makes a thread each;
-//! [`Threading::max_threads`] bounds that (the accept loop then waits for a thread to finish,
-//! and further clients wait in the listen backlog). The bound is on OS threads, not just on
-//! running handlers: a thread gives up its slot as the last thing it does, but it still exists
-//! for a moment afterwards (thread-local destructors, stack unmapping), so before starting a new
-//! thread at the cap the accept loop *joins* the threads that gave up their slots. Without that,
-//! `/proc/PID/task` showed `max + 1` request threads under a burst (tests/bounds.rs).
-//!
-//! *When to pick it:* handlers that mostly wait (on a database, a disk, another service) or
-//! burn CPU on every core, with a moderate number of clients; when handlers want to share a
-//! cache or a connection pool in memory. Prefer a [`Pool`](super::Pool) when the load is high
-//! or unknown (its capacity is fixed), and [`Forking`](super::Forking) when a bad request
-//! must not be able to take the others down.
-//!
-//! # Python's names, Python's defaults
-//! * `block_on_close = true`: `server_close` joins every request thread, so in-flight requests
-//!   finish before the server is gone.
-//! * `daemon_threads = false`: with `true`, request threads are not tracked and `server_close`
-//!   does not wait for them (they die with the process).
-//! * Python keeps every thread object until close, growing without bound on a long-running
-//!   server (bpo-37193). Here finished threads are joined and dropped in `service_actions`.
+//! [`Threading`]: a thread per connection. The design and its trade-off are on the type's
+//! docs.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::{Concurrency, Job};
+use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
 
-/// One thread per connection (Python's `ThreadingMixIn`). Configure with the consuming setters.
+/// One thread per connection (Python's `ThreadingMixIn`).
+///
+/// # Configure this (consuming setters)
+/// [`new`](Threading::new) (Python's defaults), [`block_on_close`](Threading::block_on_close)
+/// (true), [`daemon_threads`](Threading::daemon_threads) (false),
+/// [`max_threads`](Threading::max_threads) (no cap), [`stack_size`](Threading::stack_size).
+///
+/// # Call this
+/// [`active_threads`](Threading::active_threads), [`tracked_threads`](Threading::tracked_threads)
+/// and [`threads_started`](Threading::threads_started), through
+/// [`Server::concurrency`](crate::Server::concurrency).
+///
+/// # The trade-off
+/// Threads share the process: one address space, one copy of the handler, one set of open files.
+/// That makes them cheap to start (tens of microseconds) and lets handlers share caches and
+/// counters, but every shared thing needs a lock, and a bug in one thread (memory corruption,
+/// `std::process::exit`) takes the whole server down. A panic does *not*: it is caught at the
+/// request boundary ([`Dispatcher::run`](crate::Dispatcher::run)).
+///
+/// Unlike CPython, Rust has no global interpreter lock: CPU-bound handlers on threads run in
+/// parallel on every core.
+///
+/// Each thread costs a kernel task and a stack (2 MiB of address space by default, of which only
+/// the touched pages use memory). Without a cap, a flood of slow clients makes a thread each;
+/// [`Threading::max_threads`] bounds that (the accept loop then waits for a thread to finish,
+/// and further clients wait in the listen backlog). The bound is on OS threads, not just on
+/// running handlers: a thread gives up its slot as the last thing it does, but it still exists
+/// for a moment afterwards (thread-local destructors, stack unmapping), so before starting a new
+/// thread at the cap the accept loop *joins* the threads that gave up their slots. Without that,
+/// `/proc/PID/task` showed `max + 1` request threads under a burst (tests/bounds.rs).
+///
+/// *When to pick it:* handlers that mostly wait (on a database, a disk, another service) or
+/// burn CPU on every core, with a moderate number of clients; when handlers want to share a
+/// cache or a connection pool in memory. Prefer a [`Pool`](super::Pool) when the load is high
+/// or unknown (its capacity is fixed), and [`Forking`](super::Forking) when a bad request
+/// must not be able to take the others down.
+///
+/// # Python's names, Python's defaults
+/// * `block_on_close = true`: `server_close` joins every request thread, so in-flight requests
+///   finish before the server is gone.
+/// * `daemon_threads = false`: with `true`, request threads are not tracked and `server_close`
+///   does not wait for them (they die with the process).
+/// * Python keeps every thread object until close, growing without bound on a long-running
+///   server (bpo-37193). Here finished threads are joined and dropped in `service_actions`.
 #[derive(Debug)]
 pub struct Threading {
     block_on_close: bool,
@@ -149,7 +160,7 @@ impl Threading {
         while i < self.threads.len() {
             if self.threads[i].1.is_finished() {
                 // The thread has ended, so join returns at once. Its handler's panics were caught
-                // inside Job::run; an Err here could only come from the thread's own
+                // inside Dispatcher::run; an Err here could only come from the thread's own
                 // bookkeeping, and there is nothing to do about it but go on.
                 let _ = self.threads.swap_remove(i).1.join();
             } else {
@@ -177,7 +188,7 @@ impl Concurrency for Threading {
         "threading"
     }
 
-    fn process_request<H: RequestHandler>(&mut self, conn: Connection, job: &Job<H>) {
+    fn process_request<H: RequestHandler>(&mut self, conn: Connection, dispatcher: &Dispatcher<H>) {
         {
             let mut count = self.active.lock();
             if let Some(max) = self.max_threads {
@@ -198,14 +209,14 @@ impl Concurrency for Threading {
         // The slot moves into the thread. If the spawn fails the closure is dropped unrun, and
         // the slot with it, so the count stays right.
         let slot = Slot(Arc::clone(&self.active), tracked);
-        let job = job.clone();
+        let dispatcher = dispatcher.clone();
         let mut builder = std::thread::Builder::new().name(format!("request-{}", self.started));
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);
         }
         let spawned = builder.spawn(move || {
             let _slot = slot;
-            job.run(conn);
+            dispatcher.run(conn);
         });
         match spawned {
             Ok(handle) if !self.daemon_threads => self.threads.push((self.started, handle)),

@@ -58,61 +58,29 @@
 //! `write_all`, on a socket with `TCP_NODELAY`. Separate writes would either go out as
 //! separate small segments or, with Nagle's algorithm, wait for the client's delayed ACK.
 //!
-//! # What one request costs
-//! Measured on `threaded_server --port 0 --quiet` answering `GET /hello` from the bundled
-//! client on loopback, before and after the issue-3 pass over this path (Linux x86-64, a
-//! shared 2-core VM, November 2026; the counts below are deterministic for a given binary, but
-//! another compiler, libc or kernel moves them):
+//! # What one request costs, and why
+//! The hot path was cut down by measuring first (system calls with `strace -c -f`, instructions
+//! with callgrind, allocations with dhat); the figures, before and after, and how to reproduce
+//! them are in docs/costs.md, "One HTTP request". What the design keeps from that work:
 //!
-//! | per request | keep-alive before | keep-alive after | `--close` before | `--close` after |
-//! |---|---|---|---|---|
-//! | system calls (`strace -c -f`) | 5.0 | 2.0 | 31.1 | 28.9 |
-//! | instructions, server (callgrind) | 8,944 | 5,710 | 45,132 | 24,435 |
-//! | heap allocations (dhat) | 7.0 | 2.0 | 25.6 | 18.9 |
+//! - **No system call the request does not need.** The pid and thread id in the trace headers
+//!   and the log line are remembered per thread, not asked of the kernel per request. The read
+//!   and write timeouts are set only when a read or a write first has to wait (the first read
+//!   tries `MSG_DONTWAIT`, and so does the first write): on a connection whose request is
+//!   already there and whose response fits in the send buffer, neither `setsockopt` happens.
+//!   The connection sends `shutdown(Write)` once.
+//! - **No allocation the request does not need.** A connection's request buffers are recycled
+//!   ([`RequestReader::recycle`]); the parser does not box the request; method, target and
+//!   header names are kept in one `String`, so no accessor checks UTF-8 again; the log line is
+//!   built only if its level is enabled; the `Date` text is shared by the process.
+//! - **No work the request does not need.** httparse gets uninitialised header slots (no
+//!   `memset` per parse), a connection's first read buffer is 4 KiB rather than a zeroed
+//!   16 KiB, and `X-Start`/`X-Elapsed` are written with integer arithmetic, not float
+//!   formatting.
 //!
-//! Keep-alive: `client --load -c 4 -n 20000 URL/hello` under `strace -c -f`; `-n 2000` and
-//! `-n 4000` under `valgrind --tool=callgrind` and `--tool=dhat`, the difference divided by
-//! 2000 (so start-up is not counted). `--close`: the same with `--close`, 5000 requests under
-//! strace and 1000/2000 under valgrind.
-//!
-//! What is left. Keep-alive: one `recvfrom` and one `sendto` per request, and the two
-//! allocations are the application's (`Response::text`'s body and header list). Of the
-//! instructions, about a third is parsing (two thirds of that in httparse), a third is
-//! serializing, and the rest is the loop, five monotonic clock reads and one wall-clock read
-//! (vDSO, no system call) and the service itself. `--close`: most of the system calls (about
-//! 20 of 29) are `Threading` starting and ending a thread per connection (`clone3`, `mmap`,
-//! `mprotect`, `sigaltstack`, `rt_sigprocmask`, ...); per connection the layer added
-//! `setsockopt` three times (`TCP_NODELAY`, `SO_SNDTIMEO`, `SO_RCVTIMEO`; now once, see the
-//! second pass below), `shutdown` once, and the accept loop its `poll` and `accept4` (one
-//! `EAGAIN` per burst).
-//!
-//! What changed, each found in the profile first: the pid and thread id are remembered per
-//! thread (were `getpid` twice and `gettid` once per request: three of the five system calls);
-//! a connection's request buffers are recycled ([`RequestReader::recycle`]) and the parser no
-//! longer boxes the request; httparse gets uninitialised header slots (a 4 KiB `memset` per
-//! parse) and method, target and header names are kept in a `String`, so no accessor checks
-//! UTF-8 again; `X-Start`/`X-Elapsed` are written with integer arithmetic (float formatting
-//! was 17% of all instructions); the log line is built only if `log_enabled!`; the `Date` text
-//! is shared by the process (under `Threading` a per-thread cache formatted it per connection);
-//! a connection's first read buffer is 4 KiB, not a zeroed 16 KiB (valgrind counts the
-//! `rep stosb` of that `memset` per byte, which overstates it, but it was real work); and the
-//! connection sends `shutdown(Write)` once, not twice.
-//!
-//! A second pass, on [`Pool`](crate::Pool) with a connection per request (`pool_server
-//! --threads 4`, 500 `curl -H 'Connection: close'` under `strace -c -f`): 14 system calls per
-//! connection before, 10 after. Two were `setsockopt`: the read and write timeouts are now set
-//! only when a read or a write first has to wait (the first read tries `MSG_DONTWAIT`, and so
-//! does the first write), and on a connection whose request is already there and whose
-//! response fits in the send buffer, neither ever does. Two were `futex`: the pool notified its
-//! condition variables after every hand-over whether or not anyone waited; now it counts its
-//! waiters. What is left per connection: `poll`, `accept4` twice (the second finds the queue
-//! empty), `futex` twice (wake a worker, and the worker's wait), `setsockopt(TCP_NODELAY)`,
-//! `recvfrom`, `sendto`, `shutdown`, `close`.
-//!
-//! Requests per second are a poorer measure on a shared machine: `client --load -c 32 -d 5s`,
-//! alternating the two binaries, three rounds, gave 267k/287k, 245k/253k, 215k/232k
-//! (before/after) with a load average above 60 from other builds, so the 3-8% gain per round
-//! is a direction, not a number.
+//! Keep-alive is what makes a request cheap: on a kept connection what is left is one `recv`
+//! and one `send`. A connection per request pays the accept loop, the strategy (a thread start
+//! under [`Threading`](crate::Threading)) and the socket's set-up and teardown.
 //!
 //! # What every response carries
 //! `Content-Length` (except 1xx, 204 and 304, which have no body; RFC 9110 forbids the header

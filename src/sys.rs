@@ -1,0 +1,285 @@
+//! OS plumbing, written once: waking a thread, waiting for one descriptor, the signal-receiving
+//! thread, and what a forked child does first and last.
+//!
+//! Everything here is a thin layer over one or two system calls, kept apart from the server
+//! logic for two reasons. Each of these was written two or three times (the accept loop, the
+//! shutdown handle, the pre-forking master and its workers, the forking strategy), and the
+//! copies had begun to differ in small ways (one rounded a poll timeout up, one did not need
+//! to). And this is the crate's one file with `unsafe` in it: `fork`, `_exit`, `close` of an
+//! inherited descriptor, adopting a raw descriptor, changing a signal's disposition. Every
+//! block carries its `SAFETY:` argument (`clippy::undocumented_unsafe_blocks` is denied crate
+//! wide), and each function that wraps one states the contract its callers keep.
+//!
+//! Linux only, as the crate is: `eventfd(2)`, `prctl(PR_SET_PDEATHSIG)`, `/proc/self/task`.
+
+use std::io::{self, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::unistd::{ForkResult, Pid};
+
+/// Wakes a thread that sleeps in `poll`/`epoll_wait` on [`as_fd`](AsFd::as_fd): an `eventfd(2)`.
+///
+/// Why an eventfd and not the classic self-pipe: one descriptor instead of two, and a counter
+/// instead of a byte stream, so any number of [`wake`](Waker::wake)s before the sleeper looks
+/// are one 8-byte `read` to [`drain`](Waker::drain), and a wake can never block because a pipe
+/// filled up. `EFD_NONBLOCK` so that neither side ever blocks on it; `EFD_CLOEXEC` so that a
+/// program a handler `exec`s does not inherit it.
+#[derive(Debug)]
+pub(crate) struct Waker {
+    fd: EventFd,
+}
+
+impl Waker {
+    /// A new waker, not yet woken.
+    pub(crate) fn new() -> io::Result<Waker> {
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Waker { fd })
+    }
+
+    /// Makes the descriptor readable until the next [`drain`](Waker::drain). Never blocks and
+    /// never fails in a way the caller could act on: `EAGAIN` means the counter is at its
+    /// maximum, so the sleeper is woken already.
+    pub(crate) fn wake(&self) {
+        let _ = self.fd.write(1);
+    }
+
+    /// Makes the descriptor not readable again, after a wake-up, so that the next wait blocks.
+    /// One read empties the counter however many wakes it holds; `EAGAIN` (nothing to drain)
+    /// is fine.
+    pub(crate) fn drain(&self) {
+        let _ = self.fd.read();
+    }
+}
+
+impl AsFd for Waker {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Waker {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A `poll(2)` timeout for "at most `timeout`" (`None`: forever), rounded *up* to whole
+/// milliseconds: rounding down would turn the last 0.4 ms before a deadline into a 0 ms poll
+/// that returns at once, and the caller would spin until the deadline passed. Longer than
+/// `i32::MAX` ms (24 days) is capped there.
+pub(crate) fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
+    match timeout {
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
+        None => PollTimeout::NONE,
+    }
+}
+
+/// One `poll(2)` on one descriptor: what happened to it (`revents`) within `timeout`
+/// (`None`: wait for ever; zero: just look). Empty on timeout and when a signal interrupted
+/// the wait (`EINTR`): callers loop on their own conditions, so a spurious empty answer only
+/// costs a look.
+pub(crate) fn poll_one(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    timeout: Option<Duration>,
+) -> io::Result<PollFlags> {
+    let mut fds = [PollFd::new(fd, events)];
+    match poll(&mut fds, poll_timeout(timeout)) {
+        Ok(_) => Ok(fds[0].revents().unwrap_or(PollFlags::empty())),
+        Err(Errno::EINTR) => Ok(PollFlags::empty()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `fd` is readable (data, EOF, a hang-up or an error to collect) within `timeout`.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    poll_one(fd, PollFlags::POLLIN, timeout).map(|r| !r.is_empty())
+}
+
+/// The number of threads of this process: one directory per thread under `/proc/self/task`.
+/// A directory read is several system calls, so callers ask rarely. If `/proc` cannot be read,
+/// 1 (the caller's own thread, the one fact known for sure).
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(1)
+}
+
+/// Starts a thread named `signals` that blocks in `sigwait(2)` on `set` and calls `on_signal`
+/// with each signal received, as an ordinary function call where locks, allocation and logging
+/// are all allowed (none is in a signal handler).
+///
+/// The caller must have *blocked* `set` in its own thread first, before starting any other
+/// thread: a signal is delivered to some thread that does not block it, and threads inherit
+/// the mask of their creator. The new thread inherits it too, which is what `sigwait` needs.
+pub(crate) fn spawn_signal_thread(
+    set: SigSet,
+    mut on_signal: impl FnMut(Signal) + Send + 'static,
+) -> io::Result<()> {
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        loop {
+            // EINTR (a signal outside `set`, say SIGSTOP/SIGCONT from a debugger): wait again.
+            if let Ok(signal) = set.wait() {
+                on_signal(signal);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// Puts back the default action of `signal` (`SIG_DFL`).
+pub(crate) fn default_signal(signal: Signal) -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler code, so no async-signal-safety question arises.
+    unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+    Ok(())
+}
+
+/// Ignores `signal` (`SIG_IGN`) in the whole process.
+pub(crate) fn ignore_signal(signal: Signal) -> io::Result<()> {
+    // SAFETY: SIG_IGN runs no handler code, so no async-signal-safety question arises.
+    unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) }?;
+    Ok(())
+}
+
+/// Forks. In the parent, returns the child's pid. In the child, runs `child` and ends the
+/// process with the status it returns (1 if it panics): `child` never returns into the caller.
+///
+/// Before the fork, stdout and stderr are flushed: anything still in their buffers would be
+/// copied into the child and written twice. In the child, first thing, the remembered pid and
+/// tid ([`crate::trace`]) are forgotten, since they are the parent's; last thing, stdio is
+/// flushed again and the process `_exit`s ([`exit_child`]).
+///
+/// The caller's contract (why this is not `unsafe fn`): it is `pub(crate)`, and both callers
+/// (the forking strategy, the pre-forking master) call it from a process whose other threads,
+/// if any, hold no lock the child needs (the idle `signals` thread; the master checks it has
+/// none), and their `child` closures use only what survives a fork.
+pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    // SAFETY: after fork the child may rely only on what survives it: its one thread, a copy
+    // of memory, and locks in the state they were in. By the contract above no lock the child
+    // takes can be held by a thread that vanished, and the child never returns from here into
+    // the caller's loop or its destructors: it ends in `exit_child`.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            crate::trace::forget_after_fork();
+            // A panic must not unwind out of here into the copy of the parent's loop.
+            let status = catch_unwind(AssertUnwindSafe(child)).unwrap_or(1);
+            exit_child(status)
+        }
+    }
+}
+
+/// The first step of every forked child: ask the kernel for SIGTERM when the parent dies
+/// (`PR_SET_PDEATHSIG`), then check that `parent` did not die *before* that call (the child was
+/// then adopted and `getppid` names someone else). `Ok(false)`: the parent is gone, give up.
+///
+/// Without it, a parent that exits at once (a second Ctrl-C) would leave its children running
+/// as orphans, adopted by init, serving for a server that is gone. The kernel sends the signal
+/// when the *thread* that forked exits; the callers fork from the thread that lives longest.
+pub(crate) fn die_with_parent(parent: Pid) -> io::Result<bool> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    Ok(nix::unistd::getppid() == parent)
+}
+
+/// Closes a descriptor a forked child inherited and has no use for (the listener, the master's
+/// signalfd).
+///
+/// Contract: only in a child started by [`fork_child`], for a descriptor whose owner in the
+/// parent's copied state is never used or dropped in the child (the child ends in `_exit`
+/// without returning to it), so nothing can use or close the number again.
+pub(crate) fn close_inherited(fd: RawFd) {
+    // SAFETY: by the contract above this is the one close of `fd` in this process, and no
+    // owner of it is used afterwards. EBADF or EINTR would leave nothing to do.
+    unsafe {
+        libc::close(fd);
+    }
+}
+
+/// Takes ownership of a listening socket inherited through `fork` as a raw descriptor.
+///
+/// Contract: only in a child started by [`fork_child`], for the descriptor of a listener owned
+/// by the parent's copied state that is never used or dropped in the child, so the returned
+/// `TcpListener` is its one owner.
+pub(crate) fn adopt_inherited_listener(fd: RawFd) -> TcpListener {
+    // SAFETY: by the contract above `fd` is an open listening socket that nothing else in this
+    // process owns or will close.
+    unsafe { TcpListener::from_raw_fd(fd) }
+}
+
+/// Ends a forked child: flushes stdout and stderr (the child's own output, which `_exit` would
+/// otherwise drop), then `_exit(status)`.
+pub(crate) fn exit_child(status: i32) -> ! {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+    exit_now(status)
+}
+
+/// `_exit(status)` at once, without flushing: from a thread that must not wait for a lock
+/// another thread may hold (stdout's, say).
+pub(crate) fn exit_now(status: i32) -> ! {
+    // SAFETY: _exit ends the process at once, without atexit handlers or destructors, which in
+    // a forked child belong to the parent's copy of the program state. It has no preconditions.
+    unsafe { libc::_exit(status) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_timeouts_round_up_to_whole_milliseconds() {
+        let ms = |d: Duration| i32::from(poll_timeout(Some(d)));
+        assert_eq!(ms(Duration::ZERO), 0);
+        assert_eq!(ms(Duration::from_micros(400)), 1, "a remainder must not become a busy 0 ms poll");
+        assert_eq!(ms(Duration::from_millis(500)), 500);
+        assert_eq!(ms(Duration::from_micros(500_001)), 501);
+        assert_eq!(ms(Duration::from_secs(u64::MAX)), i32::MAX);
+        assert_eq!(poll_timeout(None), PollTimeout::NONE);
+    }
+
+    #[test]
+    fn a_waker_wakes_until_drained() {
+        let w = Waker::new().unwrap();
+        assert!(!wait_readable(w.as_fd(), Some(Duration::ZERO)).unwrap());
+        w.wake();
+        w.wake();
+        assert!(wait_readable(w.as_fd(), Some(Duration::ZERO)).unwrap());
+        w.drain();
+        assert!(
+            !wait_readable(w.as_fd(), Some(Duration::ZERO)).unwrap(),
+            "one drain empties any number of wakes"
+        );
+        w.drain();
+    }
+
+    #[test]
+    fn a_waker_wakes_a_thread_that_sleeps_on_it() {
+        let w = std::sync::Arc::new(Waker::new().unwrap());
+        let w2 = std::sync::Arc::clone(&w);
+        // Ten seconds is "never" here: a wake that does not arrive fails the test, not hangs it.
+        let sleeper =
+            std::thread::spawn(move || wait_readable(w2.as_fd(), Some(Duration::from_secs(10))).unwrap());
+        w.wake();
+        assert!(sleeper.join().unwrap());
+    }
+
+    #[test]
+    fn a_second_thread_is_counted() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        // The spawned thread exists until it is joined, so the count is higher while it waits.
+        assert!(thread_count() >= 2);
+        drop(tx);
+        let _ = t.join();
+    }
+}
