@@ -112,12 +112,10 @@
 //! * [`concurrency`]: the strategies, each with its trade-off essay.
 //! * [`http`]: the HTTP/1.1 layer, its limits and status codes.
 //! * [`trace`]: pid, kernel tid, seconds since start.
-//! * [`app`]: the example servers' endpoints; [`client`]: the bundled client.
+//! * The repository's `course/` crate: the example servers' endpoints and the bundled client.
 //! * The repository's `docs/` chapters and `examples/`.
 #![deny(missing_docs)]
 
-pub mod app;
-pub mod client;
 pub mod concurrency;
 pub mod error;
 pub mod handler;

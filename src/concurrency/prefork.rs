@@ -20,11 +20,11 @@
 //! # Example
 //! ```no_run
 //! use socketserver::Prefork;
-//! use socketserver::http::HttpHandler;
+//! use socketserver::http::{HttpHandler, Request, Response};
 //!
 //! let master = Prefork::new(4).bind("127.0.0.1:8000")?;   // binds; no worker yet
 //! println!("listening on {}", master.local_addr());
-//! master.run(HttpHandler::new(socketserver::app::service))?; // forks 4, returns after SIGTERM
+//! master.run(HttpHandler::new(|_: &Request| Response::text(200, "hello\n")))?; // forks 4, returns after SIGTERM
 //! # Ok::<(), socketserver::Error>(())
 //! ```
 //!

@@ -123,14 +123,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use socketserver::client::{LoadConfig, Url, load};
+//! use course::client::{LoadConfig, Url, load};
 //!
 //! let url = Url::parse("http://127.0.0.1:8000/hello")?;
 //! let cfg = LoadConfig { connections: 8, duration: Some(Duration::from_secs(2)), ..LoadConfig::new(url) };
 //! let report = load(&cfg);
 //! println!("{report}");
 //! println!("{:.0} req/s, p99 {} ns", report.requests_per_sec(), report.latency.percentile(99.0));
-//! # Ok::<(), socketserver::client::UrlError>(())
+//! # Ok::<(), course::client::UrlError>(())
 //! ```
 
 use std::fmt::{self, Write as _};

@@ -121,7 +121,7 @@ impl Args {
 ///
 /// ```
 /// use std::time::Duration;
-/// use socketserver::client::cli::parse_duration;
+/// use course::client::cli::parse_duration;
 ///
 /// assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
 /// assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
@@ -158,7 +158,7 @@ pub enum Command {
 /// prints it with [`USAGE`] and exits with status 2.
 ///
 /// ```
-/// use socketserver::client::cli::{Command, parse};
+/// use course::client::cli::{Command, parse};
 ///
 /// let Ok(Command::Run(args)) = parse(["-n", "5", "http://127.0.0.1:8000/hello"]) else {
 ///     panic!("should parse");

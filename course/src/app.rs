@@ -16,7 +16,7 @@
 //! | `POST`, `PUT`, ... on a path | 405 with `Allow: GET, HEAD` |
 //! | a method HTTP does not define | 501 |
 //!
-//! Every response carries `X-Pid`, `X-Tid`, `X-Start`, `X-Elapsed` (see [`crate::http`]).
+//! Every response carries `X-Pid`, `X-Tid`, `X-Start`, `X-Elapsed` (see [`socketserver::http`]).
 //! The first line on stdout is Python `http.server`'s:
 //! `Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...`
 
@@ -29,11 +29,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
-use crate::http::{HttpHandler, Request, Response};
-use crate::server::Server;
-use crate::shutdown::shutdown_on_signals;
-use crate::trace::Who;
+use socketserver::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
+use socketserver::http::{HttpHandler, Request, Response};
+use socketserver::server::Server;
+use socketserver::shutdown::shutdown_on_signals;
+use socketserver::trace::Who;
 
 /// Longest `/delay` allowed, in seconds.
 pub const MAX_DELAY_SECS: f64 = 60.0;
@@ -62,7 +62,7 @@ Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
 /// method gets 501 (as Python's `http.server` answers an unknown method).
 const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
-/// The example endpoints as a [`crate::http::Service`] function.
+/// The example endpoints as a [`socketserver::http::Service`] function.
 pub fn service(req: &Request) -> Response {
     let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic");
     match req.method() {
@@ -459,7 +459,7 @@ pub fn options_or_exit<T>(parsed: Result<Option<T>, String>, usage: &str) -> Res
 
 /// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
 /// same for every strategy, prefork's workers included.
-pub fn handler(args: &ServerArgs) -> HttpHandler<impl crate::http::Service> {
+pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Service> {
     let mut h = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
     if let Some(d) = args.read_timeout {
         h = h.read_timeout(d);
@@ -552,7 +552,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 ///
 /// # Errors
 /// If the address cannot be bound, or the signal thread cannot be started.
-pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
+pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()> {
     let handler = handler(args);
     let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
     // Before any other thread exists: the signal mask is inherited by threads made later.
@@ -583,7 +583,7 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
 ///
 /// # Errors
 /// If the address cannot be bound, or the master's signal machinery fails.
-pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
+pub fn serve_prefork(args: &ServerArgs) -> socketserver::Result<()> {
     let mut prefork = Prefork::new(args.workers.unwrap_or(DEFAULT_WORKERS))
         .reuse_port(args.reuse_port)
         .exclusive_wakeup(!args.wake_all);
@@ -713,8 +713,8 @@ mod tests {
     fn bytes_endpoint_sizes_and_bounds() {
         let get = |target: &str| {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
-            match crate::http::parse_request(raw.as_bytes(), &crate::http::Limits::default()) {
-                crate::http::Parsed::Complete { request, .. } => service(&request),
+            match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
+                socketserver::http::Parsed::Complete { request, .. } => service(&request),
                 other => panic!("{other:?}"),
             }
         };
