@@ -315,12 +315,22 @@ impl ServerArgs {
     /// # Errors
     /// [`ArgsError::Help`] for `-h`/`--help`, [`ArgsError::Bad`] otherwise.
     pub fn parse(kind: Kind, args: impl IntoIterator<Item = String>) -> Result<ServerArgs, ArgsError> {
+        use lexopt::Arg::{Long, Short, Value};
         let mut out = ServerArgs::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value =
-                |name: &str| args.next().ok_or_else(|| ArgsError::Bad(format!("{name} needs a value")));
-            match arg.as_str() {
+        // lexopt splits the spellings (`--port 0`, `--port=0`, `-p0`); the meanings are below.
+        let mut parser = lexopt::Parser::from_args(args);
+        while let Some(arg) = parser.next().map_err(|e| ArgsError::Bad(e.to_string()))? {
+            let name = match arg {
+                Short(c) => format!("-{c}"),
+                Long(l) => format!("--{l}"),
+                Value(v) => return Err(ArgsError::Bad(format!("unknown argument {v:?}"))),
+            };
+            let mut value = |name: &str| match parser.value() {
+                // Lossy is lossless here: the arguments came in as Strings.
+                Ok(v) => Ok(v.to_string_lossy().into_owned()),
+                Err(_) => Err(ArgsError::Bad(format!("{name} needs a value"))),
+            };
+            match name.as_str() {
                 "-h" | "--help" => return Err(ArgsError::Help),
                 "--host" => out.host = value("--host")?,
                 "--port" | "-p" => {
@@ -362,7 +372,7 @@ impl ServerArgs {
                         _ => return Err(ArgsError::Bad(format!("--warn-after {v}: need seconds above 0"))),
                     }
                 }
-                other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
+                _ => return Err(ArgsError::Bad(format!("unknown argument {name:?}"))),
             }
         }
         Ok(out)
@@ -637,6 +647,13 @@ mod tests {
         let a = ServerArgs::parse(Kind::Forking, args(&["--port", "0", "--max-children", "2", "--quiet"]))
             .unwrap();
         assert_eq!((a.port, a.max_children, a.quiet), (0, Some(2), true));
+        let glued = ServerArgs::parse(Kind::Forking, args(&["--port=0", "--max-children=2", "-q"])).unwrap();
+        assert_eq!(glued, a, "--name=value spells the same");
+        assert!(matches!(ServerArgs::parse(Kind::Sequential, args(&["extra"])), Err(ArgsError::Bad(_))));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Sequential, args(&["--quiet=yes"])),
+            Err(ArgsError::Bad(_))
+        ));
         assert!(matches!(
             ServerArgs::parse(Kind::Threading, args(&["--max-children", "2"])),
             Err(ArgsError::Bad(_))
