@@ -29,11 +29,9 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use socketserver::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
 use socketserver::http::{HttpHandler, Request, Response};
-use socketserver::server::Server;
-use socketserver::shutdown::shutdown_on_signals;
 use socketserver::trace::Who;
+use socketserver::{Concurrency, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals};
 
 /// Longest `/delay` allowed, in seconds.
 pub const MAX_DELAY_SECS: f64 = 60.0;
