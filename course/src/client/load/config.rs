@@ -28,7 +28,7 @@ pub enum Threads {
     /// threads than connections are not started.
     EventLoops(usize),
     /// One thread per connection doing blocking I/O (`--thread-per-connection`), like
-    /// `wrk -t C -c C`: the simplest client, and the model the crate's servers teach.
+    /// `wrk -t C -c C`: the simplest client, and the model socketserver's servers teach.
     PerConnection,
 }
 

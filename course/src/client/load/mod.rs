@@ -17,7 +17,7 @@
 //!   edge-triggered, is in `course/src/client/load/run/event_loop.rs`.
 //! * **A blocking thread per connection** ([`Threads::PerConnection`],
 //!   `--thread-per-connection`): the simplest load generator there is, `read` and `write` in a
-//!   loop, and the model this crate's servers teach. It is `wrk -t C -c C`'s model. It is kept
+//!   loop, and the model socketserver's servers teach. It is `wrk -t C -c C`'s model. It is kept
 //!   because it costs one `match` to keep and because comparing the two is itself a lesson:
 //!   same requests, same server, different numbers (next section).
 //!
