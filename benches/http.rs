@@ -57,7 +57,7 @@ fn loopback() -> TcpStream {
     std::thread::spawn(move || {
         // Criterion pauses between its phases, and other cases run before this one: an idle
         // timeout of an hour keeps the connection open for the whole run.
-        let handler = HttpHandler::new(socketserver::app::service)
+        let handler = HttpHandler::new(course::app::service)
             .log_requests(false)
             .idle_timeout(Duration::from_secs(3600));
         let ctx = ServerContext::standalone(addr).expect("server context");
@@ -129,7 +129,7 @@ fn cases() -> Vec<Case> {
             "respond/service_hello",
             1,
             Box::new(move || {
-                black_box(socketserver::app::service(black_box(&hello)));
+                black_box(course::app::service(black_box(&hello)));
             }),
         ),
         (
@@ -145,7 +145,7 @@ fn cases() -> Vec<Case> {
             1,
             Box::new(move || {
                 let request = parsed(black_box(HELLO));
-                let r = socketserver::app::service(&request);
+                let r = course::app::service(&request);
                 r.write_wire(&mut out2);
                 black_box(&out2);
             }),

@@ -39,10 +39,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use course::app;
+use course::client::{FireConfig, Url, fire};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use socketserver::app;
-use socketserver::client::{FireConfig, Url, fire};
 use socketserver::http::{HttpHandler, Request, Response};
 use socketserver::{Forking, Prefork, Server, ShutdownHandle, Threading, shutdown_on_signals};
 

@@ -43,7 +43,7 @@
 //! * `errors`: with `-c 500` against the forking server, or on a port where nothing listens.
 //! * `-t 2` (the default) against `--thread-per-connection`: the same 32 connections driven by
 //!   2 epoll threads or by 32 blocking threads. On a machine whose cores the server shares,
-//!   the numbers differ, and `src/client/load.rs` explains why.
+//!   the numbers differ, and `course/src/client/load/` explains why.
 //!
 //! `wrk -t2 -c32 -d5s http://127.0.0.1:8000/hello` measures the same thing with the same
 //! threading model as `-t 2`; the numbers should agree within about 10 % (run each several
@@ -55,8 +55,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use socketserver::client::cli::{self, Command, Mode};
-use socketserver::client::{fire, load, load_with_progress};
+use course::client::cli::{self, Command, Mode};
+use course::client::{fire, load, load_with_progress};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {

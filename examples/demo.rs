@@ -19,10 +19,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use course::app::{self, Kind};
+use course::client::{FireConfig, FireReport, Url, fire};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use socketserver::app::{self, Kind};
-use socketserver::client::{FireConfig, FireReport, Url, fire};
 
 const KINDS: [Kind; 3] = [Kind::Sequential, Kind::Threading, Kind::Forking];
 

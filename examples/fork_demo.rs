@@ -27,9 +27,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use course::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
-use socketserver::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 
 const USAGE: &str = "\
 usage: fork_demo [--secs S] [--max N]

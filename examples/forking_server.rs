@@ -19,10 +19,10 @@
 
 use std::process::ExitCode;
 
-use socketserver::app::{self, Kind};
+use course::app::{self, Kind};
 
 fn main() -> ExitCode {
-    // Server::bind(addr, Forking::new(), HttpHandler::new(app::service)), see src/app.rs; the
+    // Server::bind(addr, Forking::new(), HttpHandler::new(app::service)), see course/src/app.rs; the
     // fork, the child's _exit and the reaping are in src/concurrency/forking.rs.
     app::main(Kind::Forking)
 }

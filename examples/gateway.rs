@@ -35,10 +35,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use course::app::{self, Kind};
+use course::client::{FireConfig, Url, fire};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use socketserver::app::{self, Kind};
-use socketserver::client::{FireConfig, Url, fire};
 use socketserver::http::{HttpHandler, Request, Response};
 use socketserver::{Server, Threading, shutdown_on_signals};
 

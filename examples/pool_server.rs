@@ -25,9 +25,9 @@
 
 use std::process::ExitCode;
 
-use socketserver::app::{self, Kind};
+use course::app::{self, Kind};
 
 fn main() -> ExitCode {
-    // Server::bind(addr, Pool::new(4), HttpHandler::new(app::service)), see src/app.rs.
+    // Server::bind(addr, Pool::new(4), HttpHandler::new(app::service)), see course/src/app.rs.
     app::main(Kind::Pool)
 }

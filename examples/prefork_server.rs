@@ -28,10 +28,10 @@
 
 use std::process::ExitCode;
 
-use socketserver::app::{self, Kind};
+use course::app::{self, Kind};
 
 fn main() -> ExitCode {
-    // Prefork::new(workers).bind(addr)?.run(HttpHandler::new(app::service)), see src/app.rs; the
+    // Prefork::new(workers).bind(addr)?.run(HttpHandler::new(app::service)), see course/src/app.rs; the
     // master loop, the fork and the workers' _exit are in src/concurrency/prefork.rs.
     app::main(Kind::Prefork)
 }

@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use socketserver::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
+use course::app::{self, UsageWho, calibrate_cpu_work, cpu_seconds, cpu_work};
 
 const USAGE: &str = "\
 usage: scheduling [--requests R] [--secs S]

@@ -16,11 +16,11 @@
 
 use std::process::ExitCode;
 
-use socketserver::app::{self, Kind};
+use course::app::{self, Kind};
 
 fn main() -> ExitCode {
     // The whole program is app::main: the server is
     //     Server::bind(addr, Sequential, HttpHandler::new(app::service))
-    // plus argument parsing, the banner line, and shutdown on SIGINT/SIGTERM (src/app.rs).
+    // plus argument parsing, the banner line, and shutdown on SIGINT/SIGTERM (course/src/app.rs).
     app::main(Kind::Sequential)
 }

@@ -18,9 +18,9 @@
 
 use std::process::ExitCode;
 
-use socketserver::app::{self, Kind};
+use course::app::{self, Kind};
 
 fn main() -> ExitCode {
-    // Server::bind(addr, Threading::new(), HttpHandler::new(app::service)), see src/app.rs.
+    // Server::bind(addr, Threading::new(), HttpHandler::new(app::service)), see course/src/app.rs.
     app::main(Kind::Threading)
 }

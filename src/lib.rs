@@ -156,6 +156,7 @@
 //!   and trade-off.
 //! * [`http`]: the HTTP/1.1 layer, its limits and status codes. [`trace`]: pid, kernel tid,
 //!   seconds since start.
+//! * The repository's `course/` crate: the example servers' endpoints and the bundled client.
 //! * The repository's `docs/` chapters and `examples/`; what things cost, measured (system
 //!   calls, wake-ups, requests per second), is in docs/costs.md and docs/benchmarks.md, not
 //!   here, because figures go stale and the design does not.
@@ -169,8 +170,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod app;
-pub mod client;
 mod concurrency;
 mod error;
 mod handler;

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use socketserver::client::{ErrorKind, FireConfig, FireReport, Url, fire};
+use course::client::{ErrorKind, FireConfig, FireReport, Url, fire};
 use socketserver::trace;
 
 /// How each test server handles one connection whose request head it has read.
@@ -236,7 +236,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use socketserver::client::{LoadConfig, LoadReport, Threads, load};
+use course::client::{LoadConfig, LoadReport, Threads, load};
 
 /// How the keep-alive test server answers one request: it gets the stream, whether the request
 /// said `Connection: close`, and the request's number across the whole server (from 0), and

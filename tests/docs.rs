@@ -139,7 +139,7 @@ fn the_scanner_finds_commands_and_flags() {
     assert_eq!(v, [("client".to_string(), vec!["--load".into(), "-c".into(), "-d".into()])]);
     let v = scan_line("$ target/release/examples/pool_server --threads 4 --quiet &");
     assert_eq!(v, [("pool_server".to_string(), vec!["--threads".into(), "--quiet".into()])]);
-    assert!(scan_line("see examples/caching.rs and src/app.rs").is_empty());
+    assert!(scan_line("see examples/caching.rs and course/src/app.rs").is_empty());
     assert_eq!(scan_line("`cargo run --example demo`"), [("demo".to_string(), vec![])]);
     assert!(lists_flag("  --threads N   workers", "--threads"));
     assert!(!lists_flag("  --threads-max N", "--threads"));

@@ -1,5 +1,5 @@
 //! The example servers, each run as a child process, against the example contract
-//! (../shared/DESIGN.md and src/app.rs): the same handler on every strategy, concurrency seen
+//! (../shared/DESIGN.md and course/src/app.rs): the same handler on every strategy, concurrency seen
 //! through pids and tids, fault isolation, graceful SIGTERM, no zombies, no fd leak.
 
 mod common;

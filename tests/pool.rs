@@ -12,10 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{SleepThenWho, raw_burst, reply_tids};
+use course::app;
 use socketserver::http::HttpHandler;
-use socketserver::{
-    Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle, app,
-};
+use socketserver::{Connection, HandlerError, Pool, RequestHandler, Server, ServerBuilder, ShutdownHandle};
 
 /// Serves on a thread until `stop`; the thread gives the server back (not yet closed), so its
 /// pool can be inspected.

@@ -118,11 +118,11 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 /// connections (the Rust Book's pool, gunicorn's `gthread`). See the [module docs](self).
 ///
 /// ```no_run
-/// use socketserver::http::HttpHandler;
-/// use socketserver::{Pool, PoolTcpServer, Server, app};
+/// use socketserver::http::{HttpHandler, Request, Response};
+/// use socketserver::{Pool, PoolTcpServer, Server};
 ///
-/// let mut server: PoolTcpServer<_> =
-///     Server::bind("127.0.0.1:8000", Pool::new(4).queue_size(16), HttpHandler::new(app::service))?;
+/// let hello = HttpHandler::new(|_: &Request| Response::text(200, "hello\n"));
+/// let mut server: PoolTcpServer<_> = Server::bind("127.0.0.1:8000", Pool::new(4).queue_size(16), hello)?;
 /// server.serve_forever()?;
 /// server.server_close(); // runs what is queued, closes parked connections, joins the workers
 /// # Ok::<(), socketserver::Error>(())

@@ -101,7 +101,7 @@ impl ServerProcess {
             stderr: Some(stderr),
             live_log,
         };
-        match socketserver::app::parse_banner(line.trim_end()) {
+        match course::app::parse_banner(line.trim_end()) {
             Some(addr) => me.addr = addr,
             None => panic!("no banner from {name}: {line:?}"),
         }

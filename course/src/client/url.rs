@@ -11,7 +11,7 @@ use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 /// A parsed `http://` URL: where to connect and what to ask for.
 ///
 /// ```
-/// use socketserver::client::Url;
+/// use course::client::Url;
 ///
 /// let url = Url::parse("http://127.0.0.1:8000/delay?s=1").unwrap();
 /// assert_eq!(url.host, "127.0.0.1");

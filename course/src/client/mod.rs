@@ -27,14 +27,14 @@
 //! # Example: in code
 //!
 //! ```no_run
-//! use socketserver::client::{FireConfig, Url, fire};
+//! use course::client::{FireConfig, Url, fire};
 //!
 //! let url = Url::parse("http://127.0.0.1:8000/delay?s=1")?;
 //! let report = fire(&FireConfig::new(5, url));
 //! println!("{report}");
 //! // Against the threaded server: "concurrently, by 5 threads of 1 process".
 //! println!("{}", report.verdict());
-//! # Ok::<(), socketserver::client::UrlError>(())
+//! # Ok::<(), course::client::UrlError>(())
 //! ```
 //!
 //! # Where things are
@@ -43,22 +43,22 @@
 //! * [`fire`](mod@fire): the threads, the barrier and the HTTP exchange;
 //! * [`load`](mod@load): load mode, many requests on `c` connections, throughput and latency;
 //! * [`histogram`]: the latency histogram load mode records into;
-//! * [`report`]: in-flight counting, verdict, the table and summary;
+//! * [`fire_report`]: the fire report: in-flight counting, verdict, the table and summary;
 //! * [`timeline`]: the ASCII bars;
 //! * [`cli`]: the example's command line.
 
 pub mod cli;
 pub mod fire;
+pub mod fire_report;
 pub mod histogram;
 pub mod load;
-pub mod report;
 pub mod timeline;
 pub mod url;
 
 pub use fire::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, FireConfig, Outcome, Reply, RequestError, fire,
 };
+pub use fire_report::FireReport;
 pub use histogram::Histogram;
 pub use load::{LoadConfig, LoadReport, Progress, Threads, load, load_with_progress};
-pub use report::FireReport;
 pub use url::{Url, UrlError};

@@ -18,7 +18,7 @@
 //! # Example
 //!
 //! ```
-//! use socketserver::client::Histogram;
+//! use course::client::Histogram;
 //!
 //! let mut h = Histogram::new();
 //! for v in 1..=100 {

@@ -1,4 +1,5 @@
-//! The command line of `examples/client.rs`, parsed by hand (no dependency) and tested here.
+//! The command line of `examples/client.rs`: lexopt splits the arguments; the meanings, ranges and
+//! messages are written here, with the help text, and tested here.
 
 use std::time::Duration;
 
@@ -116,12 +117,20 @@ impl Args {
     }
 }
 
+/// `-c` and `-t`: a whole number from 1 to `max`.
+fn whole(flag: &str, v: &str, max: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(k) if (1..=max).contains(&k) => Ok(k),
+        _ => Err(format!("{flag} wants a whole number from 1 to {max}, not {v:?}")),
+    }
+}
+
 /// Parses a duration: `10s`, `500ms`, `2m`, `1h`, `1.5s` or plain seconds (`10`). More than 0
 /// and at most [`MAX_DURATION`].
 ///
 /// ```
 /// use std::time::Duration;
-/// use socketserver::client::cli::parse_duration;
+/// use course::client::cli::parse_duration;
 ///
 /// assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
 /// assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
@@ -158,7 +167,7 @@ pub enum Command {
 /// prints it with [`USAGE`] and exits with status 2.
 ///
 /// ```
-/// use socketserver::client::cli::{Command, parse};
+/// use course::client::cli::{Command, parse};
 ///
 /// let Ok(Command::Run(args)) = parse(["-n", "5", "http://127.0.0.1:8000/hello"]) else {
 ///     panic!("should parse");
@@ -171,6 +180,7 @@ where
     I: IntoIterator<Item = S>,
     S: Into<String>,
 {
+    use lexopt::Arg::{Long, Short, Value};
     let mut n: Option<String> = None;
     let mut timeout = DEFAULT_TIMEOUT;
     let mut url: Option<String> = None;
@@ -180,33 +190,32 @@ where
     let mut per_connection = false;
     let mut duration: Option<Duration> = None;
     let mut close = false;
-    let mut only_positional = false;
-    let mut args = args.into_iter().map(Into::into);
-    while let Some(arg) = args.next() {
-        // `--name=value` and `--name value` both work; so do `-n5`, `-c8`, `-t2` and `-d2s`.
-        let short_glued = ["-n", "-c", "-t", "-d"].into_iter().find(|f| arg.starts_with(f) && arg.len() > 2);
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if arg.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => match short_glued {
-                Some(f) => (f.to_string(), Some(arg[2..].to_string())),
-                None => (arg.clone(), None),
-            },
-        };
-        let mut value = |name: &str| {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            _ if only_positional || !arg.starts_with('-') || arg == "-" => {
-                if url.replace(arg.clone()).is_some() {
-                    return Err(format!("more than one URL given ({arg:?} is extra)"));
+    // lexopt splits the spellings (`--timeout 2`, `--timeout=2`, `-n5`, `-n=5`, `--`); what each
+    // option means, its range and the message when it is wrong stay here.
+    let mut parser = lexopt::Parser::from_args(args.into_iter().map(Into::<String>::into));
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let name = match arg {
+            Short(c) => format!("-{c}"),
+            Long(l) => format!("--{l}"),
+            Value(v) => {
+                // Lossy is lossless here: the arguments came in as Strings.
+                let v = v.to_string_lossy().into_owned();
+                if url.replace(v.clone()).is_some() {
+                    return Err(format!("more than one URL given ({v:?} is extra)"));
                 }
+                continue;
             }
-            "--" => only_positional = true,
+        };
+        let mut value = || match parser.value() {
+            Ok(v) => Ok(v.to_string_lossy().into_owned()),
+            Err(_) => Err(format!("{name} needs a value")),
+        };
+        match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             // Checked after the loop, when the mode (and so the allowed range) is known.
-            "-n" => n = Some(value("-n")?),
+            "-n" => n = Some(value()?),
             "--timeout" => {
-                let v = value("--timeout")?;
+                let v = value()?;
                 timeout = match v.parse::<f64>() {
                     Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
                     _ => {
@@ -217,31 +226,11 @@ where
                 };
             }
             "--load" => load = true,
-            "-c" => {
-                let v = value("-c")?;
-                connections = match v.parse::<usize>() {
-                    Ok(k) if (1..=MAX_CONNECTIONS).contains(&k) => Some(k),
-                    _ => {
-                        return Err(format!(
-                            "-c wants a whole number from 1 to {MAX_CONNECTIONS}, not {v:?}"
-                        ));
-                    }
-                };
-            }
-            "-t" => {
-                let v = value("-t")?;
-                threads = match v.parse::<usize>() {
-                    Ok(k) if (1..=MAX_CONNECTIONS).contains(&k) => Some(k),
-                    _ => {
-                        return Err(format!(
-                            "-t wants a whole number from 1 to {MAX_CONNECTIONS}, not {v:?}"
-                        ));
-                    }
-                };
-            }
+            "-c" => connections = Some(whole(&name, &value()?, MAX_CONNECTIONS)?),
+            "-t" => threads = Some(whole(&name, &value()?, MAX_CONNECTIONS)?),
             "--thread-per-connection" => per_connection = true,
             "-d" => {
-                let v = value("-d")?;
+                let v = value()?;
                 duration = match parse_duration(&v) {
                     Some(d) => Some(d),
                     None => {
@@ -253,7 +242,7 @@ where
                 };
             }
             "--close" => close = true,
-            _ => return Err(format!("unknown option {arg:?}")),
+            _ => return Err(format!("unknown option {name:?}")),
         }
     }
     let mode = if load {
@@ -365,6 +354,7 @@ mod tests {
             (&["--load"], load(32, None, None, true)),
             (&["--load", "-c", "8", "-d", "5s"], load(8, Some(5000), None, true)),
             (&["-c8", "-d500ms", "--load"], load(8, Some(500), None, true)),
+            (&["-c=8", "-d=500ms", "--load"], load(8, Some(500), None, true)),
             (&["--load", "-n", "10000"], load(32, None, Some(10_000), true)),
             (&["--load", "-n10000000", "-d", "2"], load(32, Some(2000), Some(10_000_000), true)),
             (&["--load", "--close", "-c", "1", "-d", "1.5m"], load(1, Some(90_000), None, false)),
@@ -451,7 +441,8 @@ mod tests {
             (&["--load", "-d", "0s"], "-d wants a duration"),
             (&["--load", "-d", "2h"], "-d wants a duration"),
             (&["--load", "-d", "soon"], "-d wants a duration"),
-            (&["--load", "-d=5s"], "-d wants a duration"),
+            (&["--load", "-d", "=5s"], "-d wants a duration"),
+            (&["--load=yes"], "--load"),
         ];
         for (args, expected) in table {
             let e = err(args);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::report::FireReport;
+use super::fire_report::FireReport;
 use super::url::Url;
 
 /// Default time allowed for each TCP connect: 5 s.

@@ -16,7 +16,7 @@
 //! | `POST`, `PUT`, ... on a path | 405 with `Allow: GET, HEAD` |
 //! | a method HTTP does not define | 501 |
 //!
-//! Every response carries `X-Pid`, `X-Tid`, `X-Start`, `X-Elapsed` (see [`crate::http`]).
+//! Every response carries `X-Pid`, `X-Tid`, `X-Start`, `X-Elapsed` (see [`socketserver::http`]).
 //! The first line on stdout is Python `http.server`'s:
 //! `Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...`
 
@@ -29,11 +29,9 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::concurrency::{Concurrency, Forking, Pool, Prefork, Sequential, Threading};
-use crate::http::{HttpHandler, Request, Response};
-use crate::server::Server;
-use crate::shutdown::shutdown_on_signals;
-use crate::trace::Who;
+use socketserver::http::{HttpHandler, Request, Response};
+use socketserver::trace::Who;
+use socketserver::{Concurrency, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals};
 
 /// Longest `/delay` allowed, in seconds.
 pub const MAX_DELAY_SECS: f64 = 60.0;
@@ -62,7 +60,7 @@ Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
 /// method gets 501 (as Python's `http.server` answers an unknown method).
 const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
-/// The example endpoints as a [`crate::http::Service`] function.
+/// The example endpoints as a [`socketserver::http::Service`] function.
 pub fn service(req: &Request) -> Response {
     let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic");
     match req.method() {
@@ -315,12 +313,22 @@ impl ServerArgs {
     /// # Errors
     /// [`ArgsError::Help`] for `-h`/`--help`, [`ArgsError::Bad`] otherwise.
     pub fn parse(kind: Kind, args: impl IntoIterator<Item = String>) -> Result<ServerArgs, ArgsError> {
+        use lexopt::Arg::{Long, Short, Value};
         let mut out = ServerArgs::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let mut value =
-                |name: &str| args.next().ok_or_else(|| ArgsError::Bad(format!("{name} needs a value")));
-            match arg.as_str() {
+        // lexopt splits the spellings (`--port 0`, `--port=0`, `-p0`); the meanings are below.
+        let mut parser = lexopt::Parser::from_args(args);
+        while let Some(arg) = parser.next().map_err(|e| ArgsError::Bad(e.to_string()))? {
+            let name = match arg {
+                Short(c) => format!("-{c}"),
+                Long(l) => format!("--{l}"),
+                Value(v) => return Err(ArgsError::Bad(format!("unknown argument {v:?}"))),
+            };
+            let mut value = |name: &str| match parser.value() {
+                // Lossy is lossless here: the arguments came in as Strings.
+                Ok(v) => Ok(v.to_string_lossy().into_owned()),
+                Err(_) => Err(ArgsError::Bad(format!("{name} needs a value"))),
+            };
+            match name.as_str() {
                 "-h" | "--help" => return Err(ArgsError::Help),
                 "--host" => out.host = value("--host")?,
                 "--port" | "-p" => {
@@ -362,7 +370,7 @@ impl ServerArgs {
                         _ => return Err(ArgsError::Bad(format!("--warn-after {v}: need seconds above 0"))),
                     }
                 }
-                other => return Err(ArgsError::Bad(format!("unknown argument {other:?}"))),
+                _ => return Err(ArgsError::Bad(format!("unknown argument {name:?}"))),
             }
         }
         Ok(out)
@@ -459,7 +467,7 @@ pub fn options_or_exit<T>(parsed: Result<Option<T>, String>, usage: &str) -> Res
 
 /// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
 /// same for every strategy, prefork's workers included.
-pub fn handler(args: &ServerArgs) -> HttpHandler<impl crate::http::Service> {
+pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Service> {
     let mut h = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
     if let Some(d) = args.read_timeout {
         h = h.read_timeout(d);
@@ -552,7 +560,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 ///
 /// # Errors
 /// If the address cannot be bound, or the signal thread cannot be started.
-pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
+pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()> {
     let handler = handler(args);
     let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
     // Before any other thread exists: the signal mask is inherited by threads made later.
@@ -583,7 +591,7 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> crate::Result<()> {
 ///
 /// # Errors
 /// If the address cannot be bound, or the master's signal machinery fails.
-pub fn serve_prefork(args: &ServerArgs) -> crate::Result<()> {
+pub fn serve_prefork(args: &ServerArgs) -> socketserver::Result<()> {
     let mut prefork = Prefork::new(args.workers.unwrap_or(DEFAULT_WORKERS))
         .reuse_port(args.reuse_port)
         .exclusive_wakeup(!args.wake_all);
@@ -637,6 +645,13 @@ mod tests {
         let a = ServerArgs::parse(Kind::Forking, args(&["--port", "0", "--max-children", "2", "--quiet"]))
             .unwrap();
         assert_eq!((a.port, a.max_children, a.quiet), (0, Some(2), true));
+        let glued = ServerArgs::parse(Kind::Forking, args(&["--port=0", "--max-children=2", "-q"])).unwrap();
+        assert_eq!(glued, a, "--name=value spells the same");
+        assert!(matches!(ServerArgs::parse(Kind::Sequential, args(&["extra"])), Err(ArgsError::Bad(_))));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Sequential, args(&["--quiet=yes"])),
+            Err(ArgsError::Bad(_))
+        ));
         assert!(matches!(
             ServerArgs::parse(Kind::Threading, args(&["--max-children", "2"])),
             Err(ArgsError::Bad(_))
@@ -713,8 +728,8 @@ mod tests {
     fn bytes_endpoint_sizes_and_bounds() {
         let get = |target: &str| {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
-            match crate::http::parse_request(raw.as_bytes(), &crate::http::Limits::default()) {
-                crate::http::Parsed::Complete { request, .. } => service(&request),
+            match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
+                socketserver::http::Parsed::Complete { request, .. } => service(&request),
                 other => panic!("{other:?}"),
             }
         };
