@@ -123,6 +123,7 @@ pub mod error;
 pub mod handler;
 pub mod http;
 pub mod listener;
+mod reactor;
 pub mod server;
 pub mod shutdown;
 pub mod trace;
