@@ -220,11 +220,17 @@ impl<T> std::fmt::Debug for Reactor<T> {
 const EVENTS_PER_WAIT: usize = 256;
 
 impl<T: AsFd> Reactor<T> {
-    /// An empty reactor with its waker registered.
+    /// An empty reactor with a new waker registered.
+    #[cfg(test)]
     pub(crate) fn new() -> io::Result<Reactor<T>> {
+        Reactor::with_waker(Arc::new(Waker::new()?))
+    }
+
+    /// An empty reactor woken by `waker`: a waker made before the reactor (and kept by the
+    /// threads that wake it) survives a reactor that is replaced.
+    pub(crate) fn with_waker(waker: Arc<Waker>) -> io::Result<Reactor<T>> {
         // Close-on-exec: the epoll set means nothing in an exec'd program.
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let waker = Arc::new(Waker::new()?);
         epoll.add(waker.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, WAKER_DATA))?;
         Ok(Reactor {
             epoll,
@@ -239,6 +245,7 @@ impl<T: AsFd> Reactor<T> {
     }
 
     /// The waker that ends this reactor's wait, for other threads.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn waker(&self) -> Arc<Waker> {
         Arc::clone(&self.waker)
     }
@@ -249,6 +256,7 @@ impl<T: AsFd> Reactor<T> {
     }
 
     /// How many timers are pending.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn timers(&self) -> usize {
         self.timers.len()
     }
@@ -297,11 +305,6 @@ impl<T: AsFd> Reactor<T> {
         slot.entry.as_mut()
     }
 
-    /// Whether `token` names a live entry.
-    pub(crate) fn contains(&self, token: Token) -> bool {
-        self.entry(token).is_some()
-    }
-
     /// The entry `token` names, if it is still there.
     pub(crate) fn get(&self, token: Token) -> Option<&T> {
         self.entry(token).map(|e| &e.value)
@@ -316,7 +319,8 @@ impl<T: AsFd> Reactor<T> {
     /// An error for a stale token is `NotFound`.
     pub(crate) fn set_interest(&mut self, token: Token, interest: Interest) -> io::Result<()> {
         let epoll = &self.epoll;
-        let Some(entry) = self.slots.get_mut(token.index as usize).filter(|s| s.generation == token.generation)
+        let Some(entry) =
+            self.slots.get_mut(token.index as usize).filter(|s| s.generation == token.generation)
         else {
             return Err(io::ErrorKind::NotFound.into());
         };
@@ -371,6 +375,7 @@ impl<T: AsFd> Reactor<T> {
     }
 
     /// Cancels a timer; `false` if it had fired or was cancelled already.
+    #[cfg_attr(not(test), allow(dead_code))] // API for users of one key per timer
     pub(crate) fn cancel_timer(&mut self, key: TimerKey) -> bool {
         self.timers.remove(&key).is_some()
     }

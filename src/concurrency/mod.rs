@@ -15,7 +15,7 @@
 //! * [`Threading`]: a new thread per connection.
 //! * [`Forking`]: a new process per connection, with child reaping.
 //! * [`Pool`]: a fixed set of worker threads fed by a bounded queue; idle keep-alive
-//!   connections are *parked* (watched by `poll(2)`, holding no thread).
+//!   connections are *parked* (watched by one epoll reactor, holding no thread).
 //!
 //! One more sits *above* a server rather than inside it: [`Prefork`] forks N worker processes up
 //! front, each running its own [`Server`](crate::Server) (with `Sequential` or a `Pool` inside)
