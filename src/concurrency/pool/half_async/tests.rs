@@ -184,6 +184,9 @@ fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
         while !s.load(Ordering::SeqCst) {
             {
                 let mut pool = p.lock().unwrap();
+                // As the server loop does, once per pass (it pre-starts the byte-stream workers,
+                // which the first sans-IO connection stops again).
+                pool.service_actions();
                 if !pool.has_capacity() {
                     pool.wait_for_capacity(Duration::from_millis(20));
                     continue;
@@ -266,6 +269,12 @@ fn pipelined_lines_are_answered_in_order() {
     let got = read_lines(&mut c, lines.len());
     let want: Vec<String> = lines.iter().map(|l| l.to_uppercase()).collect();
     assert_eq!(got, want);
+    let pool = served.pool.lock().unwrap();
+    // Two workers, the half-async ones: the byte-stream workers are gone, and nothing parked
+    // with their poller.
+    assert_eq!((pool.workers(), pool.busy()), (2, 0));
+    assert!(pool.shared.is_none() && pool.poller.is_none());
+    drop(pool);
     let pool = served.close();
     assert_eq!(pool.workers(), 0, "close joined the workers");
 }
