@@ -88,7 +88,8 @@
 //! # Configure this
 //! * [`Pool::new`]`(threads)`: the number of workers (at least 1).
 //! * [`Pool::queue_size`]: room for accepted connections waiting for a worker (default
-//!   threads × 4, see [`DEFAULT_QUEUE_PER_THREAD`]).
+//!   threads × 4, see [`DEFAULT_QUEUE_PER_THREAD`]); on the half-sync/half-async path, room
+//!   for complete requests waiting for a worker.
 //! * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
 //! * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
 //!   (Python's `block_on_close`, default `true`).
