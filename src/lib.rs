@@ -175,6 +175,7 @@ mod error;
 mod handler;
 pub mod http;
 mod listener;
+mod reactor;
 mod server;
 mod shutdown;
 mod sys;

@@ -76,12 +76,16 @@ impl AsRawFd for Waker {
 /// `i32::MAX` ms (24 days) is capped there.
 pub(crate) fn poll_timeout(timeout: Option<Duration>) -> PollTimeout {
     match timeout {
-        Some(t) => {
-            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-        }
+        Some(t) => PollTimeout::try_from(ceil_millis(t)).unwrap_or(PollTimeout::MAX),
         None => PollTimeout::NONE,
     }
+}
+
+/// `d` in whole milliseconds, rounded *up* and capped at `i32::MAX`: the unit `poll(2)` and
+/// `epoll_wait(2)` take. Rounding down would wake a waiter up to 1 ms before its deadline, to
+/// find it not yet due and wait again with 0 ms: a busy spin instead of one late-by-<1 ms wake.
+pub(crate) fn ceil_millis(d: Duration) -> i32 {
+    d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
 }
 
 /// One `poll(2)` on one descriptor: what happened to it (`revents`) within `timeout`

@@ -304,3 +304,54 @@ fn a_pipelined_request_is_served_before_parking_and_close_closes_parked_connecti
     assert!(all.contains("Hello, world!\n") && all.contains("GET /hello"), "{all}");
     assert_eq!(server.concurrency().parked(), 0);
 }
+
+/// A byte-stream handler (no HTTP): echoes one read, then parks until the next.
+struct EchoThenPark(Duration);
+
+impl RequestHandler for EchoThenPark {
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let mut buf = [0u8; 256];
+        let n = conn.stream().read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        conn.stream().write_all(&buf[..n])?;
+        conn.park(self.0);
+        Ok(())
+    }
+}
+
+#[test]
+fn two_hundred_parked_byte_stream_connections_on_two_workers_are_served_then_idle_closed() {
+    let (addr, stop, t) = start(Pool::new(2), EchoThenPark(Duration::from_millis(500)));
+    let mut clients: Vec<TcpStream> = Vec::new();
+    let echo = |s: &mut TcpStream, msg: &str| {
+        s.write_all(msg.as_bytes()).unwrap();
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(String::from_utf8(buf).unwrap(), msg);
+    };
+    for i in 0..200 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        echo(&mut s, &format!("first {i}\n"));
+        clients.push(s);
+    }
+    // Every connection is parked on the reactor now, or soon; each is woken by its own
+    // readiness and answered again, on two workers.
+    for (i, s) in clients.iter_mut().enumerate().rev() {
+        echo(s, &format!("second {i}\n"));
+    }
+    // Idle past 500 ms: each one's reactor timer closes it (EOF, nothing sent).
+    let t0 = Instant::now();
+    for s in &mut clients {
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed silently");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5), "idle close took {:?}", t0.elapsed());
+    stop.shutdown().unwrap();
+    let mut server = t.join().unwrap();
+    let pool = server.concurrency();
+    assert_eq!((pool.parked(), pool.busy(), pool.workers()), (0, 0, 2));
+    server.server_close();
+}

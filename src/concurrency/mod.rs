@@ -18,9 +18,6 @@ mod sequential;
 mod threading;
 
 pub use dispatcher::Dispatcher;
-// pool.rs still says `Job`, the dispatcher's old name; the merger switches it to `Dispatcher`
-// and drops this alias.
-pub(crate) use dispatcher::Dispatcher as Job;
 pub use forking::Forking;
 pub use pool::Pool;
 pub use prefork::{Prefork, PreforkServer};

@@ -1,0 +1,741 @@
+//! The [`Pool`](super::Pool) as *half-sync/half-async* (Schmidt & Cranor's pattern; Tomcat NIO,
+//! Apache's event MPM): for a protocol written as a state machine with no I/O in it
+//! ([`ConnMachine`]), no thread ever waits on a client.
+//!
+//! ```text
+//!  accept thread     reactor thread (async half)                     workers (sync half: N)
+//!  ─────────────     ───────────────────────────                     ──────────────────────
+//!  accept() ──────▶  every connection, non-blocking, in one Reactor
+//!  (only while       read what is there ─▶ machine.received ─▶ next_request
+//!   has_capacity)      complete request + token ──────▶ bounded queue ──▶ call(request)
+//!                    respond ◀── channel + Waker ◀──────────── Answer ◀──┘
+//!                    write output until WouldBlock; interest from wants(),
+//!                    a reactor timer from deadline()
+//! ```
+//!
+//! What each side may do:
+//! * The **reactor** never blocks: its sockets are non-blocking, it reads at most a budget per
+//!   readiness event (level-triggered: the rest is reported again), and it writes until
+//!   `WouldBlock`, then waits for writability. A client that sends slowly, or reads slowly, or
+//!   not at all, costs a slot in the slab, its machine's buffers and a timer — not a thread.
+//! * A **worker** only runs the service on a request that is complete, and sends the answer
+//!   back. It never touches a socket.
+//!
+//! **Order.** At most one request per connection is out at a time: after `next_request`
+//! returns one, the machine says [`Want::Service`] and the reactor takes the socket out of epoll
+//! until the answer is back, so pipelined requests wait (in the kernel or the machine's buffer)
+//! and are answered in order.
+//!
+//! **Back-pressure.** The queue between the halves is bounded. When it is full (every worker
+//! busy, `queue_size` requests waiting), the reactor stops reading: a connection that is
+//! readable is *stalled* (out of epoll, its deadline suspended — the wait is the server's
+//! fault, not the client's) in FIFO order until a worker takes a request, and
+//! [`has_room`](HalfAsync::has_room) is `false`, so the server stops accepting and new clients
+//! wait in the listen backlog. Memory stays bounded: requests waiting ≤ queue size, bytes
+//! buffered ≤ connections × the machine's own limits.
+
+// Until the merge gives `process_request` its `sans_io()` route, only this module's tests drive
+// the driver; without the allowance every item here would be dead code outside tests.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::reactor::{Event, Interest, Reactor, Token, Waker};
+
+/// What a connection wants from its driver next (the contract's `http::conn::Want`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Want {
+    /// Read more bytes. Also the state of an idle keep-alive connection.
+    Read,
+    /// Output is pending: write `output()`.
+    Write,
+    /// A request is out and its answer awaited: neither read nor write.
+    Service,
+    /// Done: close (once `output()` is empty).
+    Close,
+}
+
+/// A connection as a state machine with no I/O in it: bytes in, requests out; answers in,
+/// bytes out. The reactor drives it; the HTTP layer's `HttpConn` implements it.
+pub(crate) trait ConnMachine: Send + 'static {
+    /// A complete request, handed to a worker.
+    type Request: Send + 'static;
+    /// What the service made of it, handed back.
+    type Answer: Send + 'static;
+    /// Space to read into (never empty while the machine wants to read).
+    fn read_buf(&mut self) -> &mut [u8];
+    /// `n` bytes were read into `read_buf()`; `n == 0` is EOF.
+    fn received(&mut self, n: usize, now: Instant);
+    /// The next complete request, in order; `None` while one is out (until `respond`).
+    fn next_request(&mut self, now: Instant) -> Option<Self::Request>;
+    /// The answer to the request last handed out.
+    fn respond(&mut self, request: Self::Request, answer: Self::Answer, now: Instant);
+    /// Bytes to write; then `sent(n)`.
+    fn output(&self) -> &[u8];
+    /// `n` bytes of `output()` were written.
+    fn sent(&mut self, n: usize, now: Instant);
+    /// The peer reset, or a read or write failed: the connection is over.
+    fn failed(&mut self);
+    /// What it wants next.
+    fn wants(&self) -> Want;
+    /// When `timed_out` is due if nothing happens before; `None`: no deadline.
+    fn deadline(&self) -> Option<Instant>;
+    /// The deadline passed.
+    fn timed_out(&mut self, now: Instant);
+    /// The server is stopping: close when idle, finish what is in progress.
+    fn stopping(&mut self, now: Instant);
+    /// Whether no byte of a next request has come.
+    fn is_idle(&self) -> bool;
+}
+
+/// Makes machines and runs the service: the contract's `SansIo`, typed. `HttpHandler` is one
+/// (through its `sans_io()` hook).
+pub(crate) trait Machines: Send + Sync + 'static {
+    /// The connection machine.
+    type Conn: ConnMachine;
+    /// A new connection's machine.
+    fn new_conn(&self, peer: SocketAddr, now: Instant) -> Self::Conn;
+    /// Runs the service on a complete request (on a worker thread).
+    fn call(&self, request: &Req<Self>) -> Ans<Self>;
+}
+
+type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
+type Ans<M> = <<M as Machines>::Conn as ConnMachine>::Answer;
+
+/// A request for a worker, type-erased: it runs the service, sends the answer back and wakes
+/// the reactor. Workers need not know the protocol.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// How much the reactor reads from one connection per readiness event. Level-triggered epoll
+/// reports what is left, so a client that sends fast cannot keep the loop to itself.
+const READ_BUDGET: usize = 64 * 1024;
+
+/// How long a closed connection is drained (after our FIN) for the peer's EOF, so that closing
+/// with unread input does not send a reset that destroys the response the peer has not read.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// How many bytes a lingering close reads (and drops) at most.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// The reactor's and the workers' shared state.
+struct Shared {
+    state: Mutex<State>,
+    /// Workers wait here for requests.
+    work: Condvar,
+    /// An accept thread waits here (in `wait_for_room`) for room in the queue.
+    room: Condvar,
+    waker: Arc<Waker>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    /// Accepted, not yet seen by the reactor.
+    incoming: Vec<(TcpStream, SocketAddr)>,
+    busy: usize,
+    idle_workers: usize,
+    room_waiters: usize,
+    /// Kept up to date by the reactor: connections it holds, those with a request out, and
+    /// those stalled by a full queue.
+    connections: usize,
+    in_service: usize,
+    stalled: usize,
+    closing: bool,
+    reactor_done: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update below is complete at each step: a poisoned lock holds nothing half-done.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Numbers for tests and accessors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Stats {
+    /// Connections on the reactor.
+    pub(crate) connections: usize,
+    /// Connections waiting for an answer (their request queued or running).
+    pub(crate) in_service: usize,
+    /// Connections stalled by a full queue.
+    pub(crate) stalled: usize,
+    /// Requests in the queue.
+    pub(crate) queued: usize,
+    /// Workers running a request.
+    pub(crate) busy: usize,
+}
+
+/// The running half-sync/half-async machinery of a Pool: a reactor thread and N workers.
+pub(crate) struct HalfAsync {
+    shared: Arc<Shared>,
+    reactor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HalfAsync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HalfAsync").field("stats", &self.stats()).finish()
+    }
+}
+
+impl HalfAsync {
+    /// Starts the reactor thread and `threads` workers for `machines`, with room for `capacity`
+    /// requests in the queue.
+    pub(crate) fn start<M: Machines>(
+        machines: Arc<M>,
+        threads: usize,
+        capacity: usize,
+        stack_size: Option<usize>,
+    ) -> io::Result<HalfAsync> {
+        let waker = Arc::new(Waker::new()?);
+        let reactor = Reactor::with_waker(Arc::clone(&waker))?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            waker,
+            capacity: capacity.max(1),
+        });
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let mut b = std::thread::Builder::new().name(format!("pool-worker-{}", i + 1));
+            if let Some(bytes) = stack_size {
+                b = b.stack_size(bytes);
+            }
+            let s = Arc::clone(&shared);
+            match b.spawn(move || worker_loop(&s)) {
+                Ok(h) => workers.push(h),
+                // Fewer workers than asked is still a pool; none is not.
+                Err(e) if !workers.is_empty() => {
+                    log::error!("cannot start a pool worker: {e}");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let s = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new().name("pool-reactor".into()).spawn(move || {
+            let (tx, rx) = mpsc::channel();
+            let mut driver = Driver {
+                reactor,
+                machines,
+                shared: s,
+                answers: rx,
+                answers_tx: tx,
+                stalled: VecDeque::new(),
+                in_service: 0,
+                stopping: false,
+                events: Vec::new(),
+            };
+            driver.run();
+        });
+        let reactor = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                // Let the workers end: they wait for a reactor that will not come.
+                let mut st = shared.lock();
+                st.closing = true;
+                st.reactor_done = true;
+                drop(st);
+                shared.work.notify_all();
+                return Err(e);
+            }
+        };
+        Ok(HalfAsync { shared, reactor: Some(reactor), workers })
+    }
+
+    /// Hands an accepted connection to the reactor (it never waits: back-pressure is
+    /// [`has_room`](HalfAsync::has_room), asked before `accept`).
+    pub(crate) fn submit(&self, stream: TcpStream, peer: SocketAddr) {
+        let mut st = self.shared.lock();
+        if st.reactor_done {
+            // Nobody would serve it: dropping it closes it.
+            return;
+        }
+        st.incoming.push((stream, peer));
+        drop(st);
+        self.shared.waker.wake();
+    }
+
+    /// Whether the server should accept now: room in the request queue and nobody stalled.
+    pub(crate) fn has_room(&self) -> bool {
+        let st = self.shared.lock();
+        !st.closing && st.queue.len() < self.shared.capacity && st.stalled == 0
+    }
+
+    /// Waits, at most `timeout`, for [`has_room`](HalfAsync::has_room).
+    pub(crate) fn wait_for_room(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        while !st.closing && (st.queue.len() >= self.shared.capacity || st.stalled > 0) {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+            st.room_waiters += 1;
+            st = self.shared.room.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
+            st.room_waiters -= 1;
+        }
+    }
+
+    /// The numbers of the moment.
+    pub(crate) fn stats(&self) -> Stats {
+        let st = self.shared.lock();
+        Stats {
+            connections: st.connections + st.incoming.len(),
+            in_service: st.in_service,
+            stalled: st.stalled,
+            queued: st.queue.len(),
+            busy: st.busy,
+        }
+    }
+
+    /// Worker threads alive.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.is_finished()).count()
+    }
+
+    /// Stops: connections are told the server is stopping (idle ones close, requests in
+    /// progress finish), then the threads end. With `block`, waits for that.
+    pub(crate) fn close(&mut self, block: bool) {
+        self.shared.lock().closing = true;
+        self.shared.waker.wake();
+        self.shared.work.notify_all();
+        self.shared.room.notify_all();
+        if block {
+            if let Some(r) = self.reactor.take() {
+                // Err: the reactor panicked (a bug); its connections were dropped, hence closed.
+                let _ = r.join();
+            }
+            for w in self.workers.drain(..) {
+                let _ = w.join();
+            }
+        } else {
+            self.reactor = None;
+            self.workers.clear();
+        }
+    }
+}
+
+/// A worker: take a job, run it, repeat; end when closing, the reactor gone and the queue empty.
+fn worker_loop(shared: &Shared) {
+    loop {
+        let job = {
+            let mut st = shared.lock();
+            loop {
+                if let Some(job) = st.queue.pop_front() {
+                    st.busy += 1;
+                    // Room now: the reactor may have stalled connections, an accept thread may
+                    // wait for room.
+                    if st.stalled > 0 {
+                        shared.waker.wake();
+                    }
+                    if st.room_waiters > 0 {
+                        shared.room.notify_all();
+                    }
+                    break job;
+                }
+                if st.reactor_done {
+                    return;
+                }
+                st.idle_workers += 1;
+                st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                st.idle_workers -= 1;
+            }
+        };
+        // The job's service catches its own panics (the HTTP layer turns them into 500s); this
+        // is for a bug anywhere else, so that it costs a request (the job's guard tells the
+        // reactor), not the worker.
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            log::error!("a pool job panicked outside the service; its connection is closed");
+        }
+        shared.lock().busy -= 1;
+    }
+}
+
+/// What comes back from a worker.
+enum Back<R, A> {
+    Answer(Token, R, A),
+    /// The job died without an answer: close the connection.
+    Lost(Token),
+}
+
+/// Sends `Lost` if a job ends without sending its answer (a panic), so no connection waits
+/// for ever.
+struct LostGuard<R, A> {
+    token: Token,
+    tx: Option<Sender<Back<R, A>>>,
+    waker: Arc<Waker>,
+}
+
+impl<R, A> Drop for LostGuard<R, A> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Back::Lost(self.token));
+            self.waker.wake();
+        }
+    }
+}
+
+/// One connection on the reactor.
+struct Conn<C> {
+    stream: TcpStream,
+    machine: C,
+    /// A request is out (queued or running).
+    in_service: bool,
+    /// Stalled by a full queue (in `Driver::stalled`).
+    stalled: bool,
+    /// The peer's EOF was read.
+    eof: bool,
+    /// Closed by the machine: our FIN is sent; we read and drop until the peer's EOF or this
+    /// instant.
+    linger: Option<(Instant, usize)>,
+}
+
+impl<C> AsFd for Conn<C> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+/// The reactor thread's state.
+struct Driver<M: Machines> {
+    reactor: Reactor<Conn<M::Conn>>,
+    machines: Arc<M>,
+    shared: Arc<Shared>,
+    answers: Receiver<Back<Req<M>, Ans<M>>>,
+    answers_tx: Sender<Back<Req<M>, Ans<M>>>,
+    /// Connections that could not hand out a request (queue full), first come first served.
+    stalled: VecDeque<Token>,
+    in_service: usize,
+    stopping: bool,
+    events: Vec<Event>,
+}
+
+/// Marks the reactor gone, however its thread ends, and lets the workers finish.
+struct ReactorDone<'a>(&'a Shared);
+
+impl Drop for ReactorDone<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.reactor_done = true;
+        st.connections = 0;
+        st.stalled = 0;
+        st.in_service = 0;
+        drop(st);
+        self.0.work.notify_all();
+        self.0.room.notify_all();
+    }
+}
+
+impl<M: Machines> Driver<M> {
+    fn run(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        let _done = ReactorDone(&shared);
+        loop {
+            self.events.clear();
+            let mut events = std::mem::take(&mut self.events);
+            if let Err(e) = self.reactor.react(None, &mut events) {
+                // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
+                // (dropping them closes them) rather than spin.
+                log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
+                return;
+            }
+            let now = Instant::now();
+            let (incoming, closing) = {
+                let mut st = self.shared.lock();
+                (std::mem::take(&mut st.incoming), st.closing)
+            };
+            for (stream, peer) in incoming {
+                self.accept(stream, peer, now);
+            }
+            // Answers first: they free workers' results and may let stalled connections on.
+            while let Ok(back) = self.answers.try_recv() {
+                match back {
+                    Back::Answer(token, request, answer) => {
+                        if let Some(c) = self.reactor.get_mut(token) {
+                            c.in_service = false;
+                            c.machine.respond(request, answer, now);
+                            self.in_service -= 1;
+                            self.advance(token, now, false);
+                        }
+                    }
+                    Back::Lost(token) => {
+                        if let Some(c) = self.reactor.get_mut(token) {
+                            c.in_service = false;
+                            c.machine.failed();
+                            self.in_service -= 1;
+                            self.advance(token, now, false);
+                        }
+                    }
+                }
+            }
+            self.unstall(now);
+            for &event in &events {
+                match event {
+                    Event::Io(token, _) => self.advance(token, now, false),
+                    Event::Timer(token) => {
+                        let Some(c) = self.reactor.get_mut(token) else { continue };
+                        if c.linger.is_some() {
+                            // The peer never sent its EOF: close now.
+                            self.reactor.remove(token);
+                            continue;
+                        }
+                        c.machine.timed_out(now);
+                        self.advance(token, now, false);
+                    }
+                    Event::Woken => {}
+                }
+            }
+            self.events = events;
+            if closing && !self.stopping {
+                self.stopping = true;
+                for token in self.reactor.tokens() {
+                    if let Some(c) = self.reactor.get_mut(token)
+                        && c.linger.is_none()
+                    {
+                        c.machine.stopping(now);
+                        self.advance(token, now, false);
+                    }
+                }
+            }
+            self.publish();
+            if self.stopping && self.reactor.len() == 0 {
+                return;
+            }
+        }
+    }
+
+    /// The counters others read.
+    fn publish(&self) {
+        let mut st = self.shared.lock();
+        st.connections = self.reactor.len();
+        st.in_service = self.in_service;
+        st.stalled = self.stalled.len();
+        let room = st.room_waiters > 0 && st.queue.len() < self.shared.capacity && self.stalled.is_empty();
+        drop(st);
+        if room {
+            self.shared.room.notify_all();
+        }
+    }
+
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        // Non-blocking: the reactor must never wait on one client. If this fails the socket is
+        // unusable (EBADF): drop it.
+        if let Err(e) = stream.set_nonblocking(true) {
+            log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
+            return;
+        }
+        let mut machine = self.machines.new_conn(peer, now);
+        if self.stopping {
+            machine.stopping(now);
+        }
+        let conn = Conn { stream, machine, in_service: false, stalled: false, eof: false, linger: None };
+        // Registered with no interest: `advance` reads at once (the request is often there
+        // already) and sets the interest from what the machine wants.
+        match self.reactor.insert(conn, Interest::NONE) {
+            Ok(token) => self.advance(token, now, false),
+            Err((_, e)) => log::error!("pool reactor: cannot take a connection from {peer}: {e}"),
+        }
+    }
+
+    /// Lets stalled connections hand out their requests while there is room.
+    fn unstall(&mut self, now: Instant) {
+        while let Some(&token) = self.stalled.front() {
+            if self.queue_full() {
+                break;
+            }
+            self.stalled.pop_front();
+            if let Some(c) = self.reactor.get_mut(token) {
+                c.stalled = false;
+                self.advance(token, now, true);
+            }
+        }
+    }
+
+    fn queue_full(&self) -> bool {
+        self.shared.lock().queue.len() >= self.shared.capacity
+    }
+
+    /// Hands a request to the workers.
+    fn enqueue(&mut self, token: Token, request: Req<M>) {
+        let machines = Arc::clone(&self.machines);
+        let guard =
+            LostGuard { token, tx: Some(self.answers_tx.clone()), waker: Arc::clone(&self.shared.waker) };
+        let job: Job = Box::new(move || {
+            let mut guard = guard;
+            let answer = machines.call(&request);
+            if let Some(tx) = guard.tx.take() {
+                // Err: the reactor is gone, and the connection with it.
+                let _ = tx.send(Back::Answer(token, request, answer));
+                guard.waker.wake();
+            }
+        });
+        let mut st = self.shared.lock();
+        st.queue.push_back(job);
+        let idle = st.idle_workers > 0;
+        drop(st);
+        if idle {
+            self.shared.work.notify_one();
+        }
+        self.in_service += 1;
+    }
+
+    /// Does everything connection `token` can do now without blocking, then sets its epoll
+    /// interest and its timer from what its machine wants. `turn`: a stalled connection's turn
+    /// has come (it goes before the others still stalled).
+    fn advance(&mut self, token: Token, now: Instant, turn: bool) {
+        let mut budget = READ_BUDGET;
+        let interest = loop {
+            let Some(c) = self.reactor.get_mut(token) else { return };
+            if c.stalled {
+                // Its turn comes in `unstall`.
+                return;
+            }
+            if let Some((until, drained)) = c.linger {
+                match drain(&mut c.stream, drained) {
+                    Some(n) => {
+                        c.linger = Some((until, n));
+                        break Interest::READ;
+                    }
+                    None => {
+                        self.reactor.remove(token);
+                        return;
+                    }
+                }
+            }
+            if c.in_service {
+                break Interest::NONE;
+            }
+            let want = c.machine.wants();
+            if want == Want::Service {
+                break Interest::NONE;
+            }
+            if !c.machine.output().is_empty() {
+                match (&c.stream).write(c.machine.output()) {
+                    // A write of 0 bytes on a non-empty buffer: the socket cannot take more
+                    // ever. Treat it as a failed write.
+                    Ok(0) => c.machine.failed(),
+                    Ok(n) => c.machine.sent(n, now),
+                    // The send buffer is full (the client reads slowly, or not at all): wait
+                    // for room, holding no thread. Its deadline (send rate) stays armed.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Interest::WRITE,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // EPIPE, ECONNRESET: the client is gone. Not an error of ours.
+                    Err(_) => c.machine.failed(),
+                }
+                continue;
+            }
+            if want == Want::Close {
+                self.close(token, now);
+                return;
+            }
+            // Read (or Write with nothing left to write: read then).
+            let full = self.shared.lock().queue.len() >= self.shared.capacity;
+            if full || (!turn && !self.stalled.is_empty()) {
+                // Back-pressure: the queue is full (or others wait for it first). Stop reading
+                // this connection until there is room, and suspend its deadline: waiting now
+                // is the server's doing, not the client's.
+                c.stalled = true;
+                if turn {
+                    self.stalled.push_front(token);
+                } else {
+                    self.stalled.push_back(token);
+                }
+                // Out of epoll while stalled (level-triggered: it would be reported in a loop).
+                let _ = self.reactor.set_interest(token, Interest::NONE);
+                self.reactor.set_deadline(token, None);
+                return;
+            }
+            if let Some(request) = c.machine.next_request(now) {
+                c.in_service = true;
+                self.enqueue(token, request);
+                continue;
+            }
+            if budget == 0 || c.eof {
+                // Budget spent: level-triggered epoll reports the rest. EOF: nothing more will
+                // come; the machine decides (its deadline, or Close).
+                break if c.eof { Interest::NONE } else { Interest::READ };
+            }
+            let buf = c.machine.read_buf();
+            if buf.is_empty() {
+                // The machine has no room for more (it should not want Read then): wait for its
+                // deadline rather than read 0 bytes and take it for EOF.
+                break Interest::NONE;
+            }
+            match (&c.stream).read(buf) {
+                Ok(n) => {
+                    budget = budget.saturating_sub(n.max(1));
+                    if n == 0 {
+                        c.eof = true;
+                    }
+                    c.machine.received(n, now);
+                }
+                // Spurious wake-up, or all that was there is read: wait for more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Interest::READ,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ECONNRESET and the like: the client is gone.
+                Err(_) => c.machine.failed(),
+            }
+        };
+        let deadline = self.reactor.get(token).and_then(|c| match c.linger {
+            Some((until, _)) => Some(until),
+            None if c.in_service => None,
+            None => c.machine.deadline(),
+        });
+        if let Err(e) = self.reactor.set_interest(token, interest) {
+            // ENOMEM, or a descriptor epoll refuses: the connection cannot be watched; close it.
+            log::error!("pool reactor: cannot watch a connection: {e}; closing it");
+            self.reactor.remove(token);
+            return;
+        }
+        self.reactor.set_deadline(token, deadline);
+    }
+
+    /// The machine is done: FIN, then linger for the peer's EOF (bounded), or close at once if
+    /// it came already.
+    fn close(&mut self, token: Token, now: Instant) {
+        let Some(c) = self.reactor.get_mut(token) else { return };
+        if c.eof {
+            self.reactor.remove(token);
+            return;
+        }
+        // FIN after what we sent; ENOTCONN means the peer is gone already: close.
+        if c.stream.shutdown(Shutdown::Write).is_err() {
+            self.reactor.remove(token);
+            return;
+        }
+        c.linger = Some((now + LINGER, 0));
+        self.advance(token, now, false);
+    }
+}
+
+/// Reads and drops what a lingering connection sends; `None` when it is over (EOF, an error,
+/// or too much), else the total drained.
+fn drain(stream: &mut TcpStream, mut drained: usize) -> Option<usize> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => {
+                drained += n;
+                if drained > LINGER_BYTES {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(drained),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

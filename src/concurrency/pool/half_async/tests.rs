@@ -1,0 +1,388 @@
+//! The driver end to end over real sockets, with a tiny protocol standing in for `HttpConn`: a
+//! request is a line, the answer is the line upper-cased.
+
+use super::*;
+use crate::Pool;
+use crate::concurrency::Concurrency;
+use crate::handler::{Connection, ServerContext};
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Longest line accepted; a longer one is refused with `ERR\n` and a close.
+const MAX_LINE: usize = 4096;
+
+struct LineConn {
+    buf: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+    out_now: bool,
+    eof: bool,
+    closing: bool,
+    stopping: bool,
+    idle: Duration,
+    last: Instant,
+}
+
+impl ConnMachine for LineConn {
+    type Request = Vec<u8>;
+    type Answer = Vec<u8>;
+
+    fn read_buf(&mut self) -> &mut [u8] {
+        let want = (self.filled + 1024).min(MAX_LINE);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+    fn received(&mut self, n: usize, now: Instant) {
+        self.last = now;
+        if n == 0 {
+            self.eof = true;
+        }
+        self.filled += n;
+    }
+    fn next_request(&mut self, _now: Instant) -> Option<Vec<u8>> {
+        if self.out_now || self.closing {
+            return None;
+        }
+        match self.buf[..self.filled].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let line = self.buf[..i].to_vec();
+                self.buf.copy_within(i + 1..self.filled, 0);
+                self.filled -= i + 1;
+                self.out_now = true;
+                Some(line)
+            }
+            None => {
+                if self.filled >= MAX_LINE {
+                    self.out.extend_from_slice(b"ERR\n");
+                    self.closing = true;
+                }
+                None
+            }
+        }
+    }
+    fn respond(&mut self, _request: Vec<u8>, answer: Vec<u8>, now: Instant) {
+        self.out.extend_from_slice(&answer);
+        self.out.push(b'\n');
+        self.out_now = false;
+        self.last = now;
+        if self.stopping {
+            self.closing = true;
+        }
+    }
+    fn output(&self) -> &[u8] {
+        &self.out[self.out_pos..]
+    }
+    fn sent(&mut self, n: usize, now: Instant) {
+        self.out_pos += n;
+        self.last = now;
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+    }
+    fn failed(&mut self) {
+        self.closing = true;
+        self.out.clear();
+        self.out_pos = 0;
+    }
+    fn wants(&self) -> Want {
+        if self.out_now {
+            Want::Service
+        } else if !self.output().is_empty() {
+            Want::Write
+        } else if self.closing || (self.eof && !self.buf[..self.filled].contains(&b'\n')) {
+            Want::Close
+        } else {
+            Want::Read
+        }
+    }
+    fn deadline(&self) -> Option<Instant> {
+        if self.out_now { None } else { Some(self.last + self.idle) }
+    }
+    fn timed_out(&mut self, _now: Instant) {
+        self.closing = true;
+    }
+    fn stopping(&mut self, _now: Instant) {
+        self.stopping = true;
+        if self.is_idle() {
+            self.closing = true;
+        }
+    }
+    fn is_idle(&self) -> bool {
+        self.filled == 0 && !self.out_now && self.output().is_empty()
+    }
+}
+
+/// The service: upper-cases; waits at a gate while it is closed (the slow service).
+struct Upper {
+    idle: Duration,
+    calls: AtomicUsize,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Upper {
+    fn new(idle: Duration, open: bool) -> Arc<Upper> {
+        Arc::new(Upper { idle, calls: AtomicUsize::new(0), open: Mutex::new(open), opened: Condvar::new() })
+    }
+    fn open_gate(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl Machines for Upper {
+    type Conn = LineConn;
+    fn new_conn(&self, _peer: SocketAddr, now: Instant) -> LineConn {
+        LineConn {
+            buf: Vec::new(),
+            filled: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            out_now: false,
+            eof: false,
+            closing: false,
+            stopping: false,
+            idle: self.idle,
+            last: now,
+        }
+    }
+    fn call(&self, request: &Vec<u8>) -> Vec<u8> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        request.to_ascii_uppercase()
+    }
+}
+
+/// A pool serving `machines` on 127.0.0.1:0 through an accept loop that does what `Server`
+/// does: accept only while `has_capacity`, else `wait_for_capacity`.
+struct Served {
+    addr: SocketAddr,
+    pool: Arc<Mutex<Pool>>,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let pool = Arc::new(Mutex::new(pool));
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let (p, s, a) = (Arc::clone(&pool), Arc::clone(&stop), Arc::clone(&accepted));
+    let thread = std::thread::spawn(move || {
+        let ctx = ServerContext::standalone(addr).unwrap();
+        while !s.load(Ordering::SeqCst) {
+            {
+                let mut pool = p.lock().unwrap();
+                // As the server loop does, once per pass (it pre-starts the byte-stream workers,
+                // which the first sans-IO connection stops again).
+                pool.service_actions();
+                if !pool.has_capacity() {
+                    pool.wait_for_capacity(Duration::from_millis(20));
+                    continue;
+                }
+            }
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    let m = Arc::clone(&machines);
+                    p.lock().unwrap().process_machine(Connection::new(stream, peer, ctx.clone()), || m);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Wait for a connection (bounded, so `stop` is seen).
+                    let fd = listener.as_raw_fd();
+                    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    // SAFETY: one valid pollfd on the stack, for the duration of the call.
+                    unsafe { libc::poll(&mut pfd, 1, 20) };
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    });
+    Served { addr, pool, stop, accepted, thread: Some(thread) }
+}
+
+impl Served {
+    fn stats(&self) -> Stats {
+        self.pool.lock().unwrap().half_async.as_ref().map(|h| h.stats()).unwrap_or_default()
+    }
+    fn close(mut self) -> Pool {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        let mut pool = self.pool.lock().unwrap();
+        pool.server_close();
+        std::mem::replace(&mut *pool, Pool::new(1))
+    }
+}
+
+/// Waits (bounded) until `cond` holds.
+fn until(mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if cond() {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    cond()
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads `n` lines.
+fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    let mut lines = 0;
+    while lines < n {
+        let k = s.read(&mut buf).expect("read");
+        assert!(k > 0, "EOF after {lines} lines");
+        lines += buf[..k].iter().filter(|&&b| b == b'\n').count();
+        all.extend_from_slice(&buf[..k]);
+    }
+    String::from_utf8(all).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn pipelined_lines_are_answered_in_order() {
+    let served = serve(Pool::new(2), Upper::new(Duration::from_secs(10), true));
+    let mut c = client(served.addr);
+    let lines: Vec<String> = (0..200).map(|i| format!("line {i} abc")).collect();
+    // All in one write: the reactor reads them at once, and hands them out one at a time.
+    c.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    let got = read_lines(&mut c, lines.len());
+    let want: Vec<String> = lines.iter().map(|l| l.to_uppercase()).collect();
+    assert_eq!(got, want);
+    let pool = served.pool.lock().unwrap();
+    // Two workers, the half-async ones: the byte-stream workers are gone, and nothing parked
+    // with their poller.
+    assert_eq!((pool.workers(), pool.busy()), (2, 0));
+    assert!(pool.shared.is_none() && pool.poller.is_none());
+    drop(pool);
+    let pool = served.close();
+    assert_eq!(pool.workers(), 0, "close joined the workers");
+}
+
+#[test]
+fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline() {
+    // One worker: if the silent client held it, nobody else would be answered.
+    let served = serve(Pool::new(1), Upper::new(Duration::from_millis(300), true));
+    let mut silent = client(served.addr);
+    assert!(until(|| served.stats().connections == 1), "{:?}", served.stats());
+    let mut other = client(served.addr);
+    other.write_all(b"hello\n").unwrap();
+    assert_eq!(read_lines(&mut other, 1), vec!["HELLO"]);
+    assert_eq!(served.pool.lock().unwrap().busy(), 0);
+    // The silent one is closed at its idle deadline (EOF, not a reset), by a reactor timer.
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    assert_eq!(silent.read(&mut b).expect("a clean close"), 0);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    served.close();
+}
+
+#[test]
+fn a_slow_reader_holds_no_worker() {
+    let upper = Upper::new(Duration::from_secs(30), true);
+    let served = serve(Pool::new(1), Arc::clone(&upper));
+    // A client that sends 16 MB of lines and reads nothing: the answers fill the socket buffers
+    // (its receive buffer is made small) and the reactor waits for writability, no worker held.
+    let line = "x".repeat(999) + "\n";
+    let n_lines = 16_000;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&served.addr.into()).unwrap();
+    let mut slow: TcpStream = sock.into();
+    slow.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut writer = slow.try_clone().unwrap();
+    let w = std::thread::spawn(move || {
+        for _ in 0..n_lines {
+            if writer.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    assert!(until(|| upper.calls.load(Ordering::SeqCst) >= 500));
+    // The only worker is free for someone else while the slow reader's output waits.
+    let mut other = client(served.addr);
+    other.write_all(b"still served\n").unwrap();
+    assert_eq!(read_lines(&mut other, 1), vec!["STILL SERVED"]);
+    let calls = upper.calls.load(Ordering::SeqCst);
+    assert!(calls < n_lines, "the slow reader's lines were not all served yet: {calls}");
+    // Now it reads: everything arrives, in order.
+    let got = read_lines(&mut slow, n_lines);
+    assert!(got.iter().all(|l| l.len() == 999 && l.bytes().all(|b| b == b'X')));
+    w.join().unwrap();
+    served.close();
+}
+
+#[test]
+fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    // One worker, room for two requests: at most three requests are out at a time.
+    let served = serve(Pool::new(1).queue_size(2), Arc::clone(&upper));
+    let n = 30;
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    // The worker is in the (closed) service, the queue is full.
+    assert!(until(|| {
+        let s = served.stats();
+        s.busy == 1 && s.queued == 2
+    }));
+    // Back-pressure: no room, so the server accepts no more; nothing beyond the bound queued.
+    assert!(!served.pool.lock().unwrap().has_capacity());
+    let s = served.stats();
+    assert_eq!((s.busy, s.queued, s.in_service), (1, 2, 3), "{s:?}");
+    assert_eq!(upper.calls.load(Ordering::SeqCst), 1);
+    // Every other connection the reactor took is stalled (read at most once, not read again).
+    assert_eq!(s.connections, s.in_service + s.stalled, "{s:?}");
+    let accepted_while_full = served.accepted.load(Ordering::SeqCst);
+    assert!(accepted_while_full <= n);
+    // Open the gate: everyone is answered, the backlog accepted as room appears.
+    upper.open_gate();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
+    }
+    assert_eq!(served.accepted.load(Ordering::SeqCst), n);
+    assert_eq!(upper.calls.load(Ordering::SeqCst), n);
+    served.close();
+}
+
+#[test]
+fn close_closes_idle_connections_and_finishes_the_one_in_progress() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    let served = serve(Pool::new(1), Arc::clone(&upper));
+    let mut idle = client(served.addr);
+    let mut busy = client(served.addr);
+    busy.write_all(b"last\n").unwrap();
+    assert!(until(|| served.stats().busy == 1 && served.stats().connections == 2));
+    let pool = Arc::clone(&served.pool);
+    let closer = std::thread::spawn(move || served.close());
+    // The idle one is closed at once; the request in progress is answered, then closed.
+    let mut b = [0u8; 16];
+    assert_eq!(idle.read(&mut b).expect("a clean close"), 0);
+    upper.open_gate();
+    assert_eq!(read_lines(&mut busy, 1), vec!["LAST"]);
+    assert_eq!(busy.read(&mut b).expect("then a clean close"), 0);
+    let pool_back = closer.join().unwrap();
+    assert_eq!(pool_back.workers(), 0);
+    drop(pool);
+}
