@@ -120,6 +120,7 @@
 //! `X-Tid`, `X-Start` and `X-Elapsed` that let a reader see which process and thread served a
 //! request, and when.
 
+mod chunked;
 mod date;
 mod request;
 mod response;
