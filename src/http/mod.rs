@@ -121,6 +121,9 @@
 //! request, and when.
 
 mod chunked;
+mod conn;
+#[doc(hidden)]
+pub mod conn_cases;
 mod date;
 mod request;
 mod response;
@@ -128,6 +131,8 @@ mod service;
 mod status;
 
 pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
+#[doc(hidden)]
+pub use conn::{Answer, ConnConfig, HttpConn, LINGER_BYTES, LINGER_TIME, STOP_GRACE, SansIo, Want};
 pub use response::Response;
 pub use service::{HttpHandler, Service};
 pub use status::reason_phrase;

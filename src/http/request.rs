@@ -336,6 +336,12 @@ impl RequestReader {
         matches!(self.state, State::Body { expect_continue: true, .. })
     }
 
+    /// `true` once the head of the current request is parsed and its body is being collected:
+    /// the connection then measures the body's receive rate instead of the header timeout.
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self.state, State::Body { .. })
+    }
+
     /// Looks at `buf`, which must start where the current request starts and extend the
     /// buffer of the previous call, and says what it holds.
     pub fn advance(&mut self, buf: &[u8]) -> Parsed {
