@@ -345,8 +345,11 @@ impl HttpConn {
         self.reader.recycle(request);
     }
 
-    /// Bytes to write; then [`sent`](HttpConn::sent).
+    /// Bytes to write; then [`sent`](HttpConn::sent). Empty once the connection is closed.
     pub fn output(&self) -> &[u8] {
+        if self.closed {
+            return &[];
+        }
         self.out.get(self.out_pos..).unwrap_or(&[])
     }
 
@@ -422,7 +425,8 @@ impl HttpConn {
             Want::Close | Want::Service => None,
             Want::Write => {
                 let stalled = after(self.last_progress, cfg.write_timeout);
-                let slow = self.blocked_since.and_then(|b| cfg.min_send_rate.deadline(b, self.sent_since_block));
+                let slow =
+                    self.blocked_since.and_then(|b| cfg.min_send_rate.deadline(b, self.sent_since_block));
                 Some(slow.map_or(stalled, |s| s.min(stalled)))
             }
             Want::Drain => self.drain.map(|(until, _)| until),
@@ -575,7 +579,14 @@ impl HttpConn {
     }
 
     /// The request's log line, Python's `log_message`.
-    fn log(&self, request: Option<&Request>, status: u16, who: trace::Who, started: Instant, elapsed: Duration) {
+    fn log(
+        &self,
+        request: Option<&Request>,
+        status: u16,
+        who: trace::Who,
+        started: Instant,
+        elapsed: Duration,
+    ) {
         // log_enabled! asks the logger's filter too, not only the global level, so a filtered
         // line costs one check and no formatting.
         if !(self.cfg.log_requests && log::log_enabled!(target: "socketserver::http", log::Level::Info)) {
@@ -602,4 +613,327 @@ impl HttpConn {
 /// not overflow `Instant` (which would panic), so it is capped at a day.
 pub(crate) fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d.min(Duration::from_secs(86_400))).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HttpHandler, conn_cases};
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn handler() -> HttpHandler<fn(&Request) -> Response> {
+        HttpHandler::new(conn_cases::service as fn(&Request) -> Response)
+            .server_name("t")
+            .trace_headers(false)
+            .log_requests(false)
+    }
+
+    fn conn(h: &HttpHandler<fn(&Request) -> Response>, now: Instant) -> HttpConn {
+        HttpConn::new(h.conn_config(), SocketAddr::from(([127, 0, 0, 1], 9)), now)
+    }
+
+    fn recv(c: &mut HttpConn, bytes: &[u8], now: Instant) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let buf = c.read_buf();
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            c.received(n, now);
+            rest = &rest[n..];
+        }
+    }
+
+    /// Writes everything pending, returning it.
+    fn flush(c: &mut HttpConn, now: Instant) -> Vec<u8> {
+        let out = c.output().to_vec();
+        c.sent(out.len(), now);
+        out
+    }
+
+    /// Serves the request that is ready with the table's service.
+    fn serve(h: &HttpHandler<fn(&Request) -> Response>, c: &mut HttpConn, now: Instant) {
+        let request = c.next_request(now).expect("a request is ready");
+        assert!(c.next_request(now).is_none(), "one request out at a time");
+        assert_eq!((c.wants(), c.deadline()), (Want::Service, None));
+        let answer = conn_cases::call(h, &request);
+        c.respond(request, answer, now);
+    }
+
+    fn status(out: &[u8]) -> &[u8] {
+        &out[..12.min(out.len())]
+    }
+
+    #[test]
+    fn first_byte_within_read_timeout_then_head_within_header_timeout() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        assert_eq!((c.wants(), c.deadline()), (Want::Read, Some(t0 + 30 * SEC)));
+        assert!(c.is_idle());
+        recv(&mut c, b"GET / HTTP/1.1\r\n", t0 + 2 * SEC);
+        assert!(!c.is_idle());
+        assert_eq!(c.deadline(), Some(t0 + 12 * SEC), "header_timeout from the first byte");
+        c.timed_out(t0 + 11 * SEC);
+        assert_eq!(c.wants(), Want::Read, "an early call does nothing");
+        c.timed_out(t0 + 12 * SEC);
+        assert_eq!(c.wants(), Want::Write);
+        let out = flush(&mut c, t0 + 12 * SEC);
+        assert_eq!(status(&out), b"HTTP/1.1 408");
+        assert!(conn_cases::normalise(&out).ends_with(b"Connection: close\r\n\r\n408 Request Timeout\n"));
+        assert_eq!((c.wants(), c.deadline()), (Want::Drain, Some(t0 + 12 * SEC + LINGER_TIME)));
+        c.timed_out(t0 + 12 * SEC + LINGER_TIME);
+        assert_eq!(c.wants(), Want::Close);
+    }
+
+    #[test]
+    fn read_timeout_bounds_the_whole_request_when_it_is_shorter() {
+        let h = handler().read_timeout(3 * SEC);
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET", t0 + SEC);
+        assert_eq!(c.deadline(), Some(t0 + 4 * SEC));
+    }
+
+    #[test]
+    fn silence_before_the_first_byte_closes_without_a_word() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        c.timed_out(t0 + 30 * SEC);
+        assert_eq!((c.wants(), c.output()), (Want::Close, &b""[..]));
+    }
+
+    #[test]
+    fn a_body_slower_than_the_minimum_rate_gets_408() {
+        let h = handler().min_body_rate(500, 10 * SEC);
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", t0);
+        assert_eq!(c.deadline(), Some(t0 + 10 * SEC), "the grace, counted from the end of the head");
+        recv(&mut c, &[b'x'; 1000], t0 + 5 * SEC);
+        assert_eq!(c.deadline(), Some(t0 + 12 * SEC), "two more seconds for 1000 bytes at 500 bytes/s");
+        recv(&mut c, &[b'x'; 10_000][..2500], t0 + 11 * SEC);
+        assert_eq!(c.deadline(), Some(t0 + 17 * SEC));
+        c.timed_out(t0 + 17 * SEC);
+        assert_eq!(status(&flush(&mut c, t0 + 17 * SEC)), b"HTTP/1.1 408");
+        // The whole-request bound still applies with the rate off.
+        let h = handler().min_body_rate(0, SEC);
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n", t0);
+        assert_eq!(c.deadline(), Some(t0 + 30 * SEC));
+    }
+
+    #[test]
+    fn a_kept_alive_connection_idles_for_idle_timeout_then_closes_silently() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        assert_eq!(c.deadline(), Some(t0 + 30 * SEC), "write_timeout while output is pending");
+        flush(&mut c, t0 + SEC);
+        assert!(c.is_idle());
+        assert_eq!(c.deadline(), Some(t0 + 6 * SEC), "idle_timeout after the response");
+        c.timed_out(t0 + 6 * SEC);
+        assert_eq!((c.wants(), c.output()), (Want::Close, &b""[..]));
+    }
+
+    #[test]
+    fn a_slow_reader_is_cut_at_the_minimum_send_rate_and_a_stalled_one_at_write_timeout() {
+        let h = handler().min_send_rate(1000, 10 * SEC);
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        let body = vec![b'x'; 16];
+        recv(&mut c, b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 16\r\n\r\n", t0);
+        recv(&mut c, &body, t0);
+        serve(&h, &mut c, t0);
+        let total = c.output().len();
+        c.sent(100, t0);
+        assert_eq!(c.deadline(), Some(t0 + 10 * SEC), "what the kernel took at once buys no time");
+        c.sent(2, t0 + 5 * SEC);
+        assert_eq!(c.deadline(), Some(t0 + 10 * SEC + Duration::from_millis(2)));
+        c.timed_out(t0 + 11 * SEC);
+        assert_eq!((c.wants(), c.output().len()), (Want::Close, 0), "half-sent: a clean close");
+        assert!(total > 102);
+
+        let h = handler().min_send_rate(0, SEC).write_timeout(2 * SEC);
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        c.sent(3, t0 + SEC);
+        assert_eq!(c.deadline(), Some(t0 + 3 * SEC), "write_timeout counts from the last progress");
+        c.sent(0, t0 + 2 * SEC);
+        assert_eq!(c.deadline(), Some(t0 + 3 * SEC), "no progress, no extension");
+    }
+
+    #[test]
+    fn a_stopping_server_lets_idle_connections_go_after_the_grace() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        c.stopping(t0 + Duration::from_millis(100));
+        assert_eq!((c.wants(), c.deadline()), (Want::Read, Some(t0 + STOP_GRACE)));
+        c.timed_out(t0 + STOP_GRACE);
+        assert_eq!(c.wants(), Want::Close);
+        let mut c = conn(&h, t0);
+        c.stopping(t0 + SEC);
+        assert_eq!(c.wants(), Want::Close, "idle past the grace: at once");
+    }
+
+    #[test]
+    fn a_request_in_progress_when_stopping_is_answered_with_connection_close() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        c.stopping(t0);
+        serve(&h, &mut c, t0);
+        let out = flush(&mut c, t0);
+        assert!(
+            conn_cases::normalise(&out).ends_with(b"Content-Length: 8\r\nConnection: close\r\n\r\nhello /a")
+        );
+        assert_eq!(c.wants(), Want::Close);
+    }
+
+    #[test]
+    fn expect_100_continue_is_sent_once_and_only_if_the_body_is_not_there() {
+        let h = handler();
+        let t0 = Instant::now();
+        let head = b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+        let mut c = conn(&h, t0);
+        recv(&mut c, head, t0);
+        assert_eq!((c.wants(), c.output()), (Want::Write, CONTINUE));
+        assert_eq!(flush(&mut c, t0), CONTINUE);
+        assert_eq!(c.wants(), Want::Read);
+        recv(&mut c, b"pi", t0);
+        assert_eq!(c.wants(), Want::Read, "no second 100");
+        recv(&mut c, b"ng", t0);
+        serve(&h, &mut c, t0);
+        assert!(flush(&mut c, t0).ends_with(b"\r\n\r\nping"));
+        // Head and body together: the client has not waited, so no 100.
+        let mut c = conn(&h, t0);
+        recv(&mut c, &[head.as_slice(), b"ping"].concat(), t0);
+        serve(&h, &mut c, t0);
+        assert_eq!(status(&flush(&mut c, t0)), b"HTTP/1.1 200");
+    }
+
+    #[test]
+    fn a_refusal_drains_up_to_linger_bytes_or_eof() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GARBAGE\r\n\r\n", t0);
+        flush(&mut c, t0);
+        assert_eq!(c.wants(), Want::Drain);
+        recv(&mut c, &vec![0u8; LINGER_BYTES - 1], t0);
+        assert_eq!((c.wants(), c.output()), (Want::Drain, &b""[..]), "drained bytes are thrown away");
+        recv(&mut c, b"x", t0);
+        assert_eq!(c.wants(), Want::Close);
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GARBAGE\r\n\r\n", t0);
+        flush(&mut c, t0);
+        c.received(0, t0);
+        assert_eq!(c.wants(), Want::Close);
+    }
+
+    #[test]
+    fn eof_inside_a_request_closes_silently_and_failure_closes() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET / HTTP/1.1\r\nHo", t0);
+        c.received(0, t0);
+        assert_eq!((c.wants(), c.output(), c.deadline()), (Want::Close, &b""[..], None));
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        c.failed();
+        assert_eq!(c.wants(), Want::Close);
+    }
+
+    #[test]
+    fn pipelined_requests_wait_in_the_buffer_while_a_response_is_unwritten() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        let many = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n".repeat(50);
+        recv(&mut c, &many, t0);
+        serve(&h, &mut c, t0);
+        let one = c.output().len();
+        assert!(c.next_request(t0).is_none(), "not before the output is written");
+        c.sent(1, t0);
+        assert!(c.next_request(t0).is_none());
+        assert_eq!(c.output().len(), one - 1);
+        flush(&mut c, t0);
+        let mut served = 1;
+        while c.wants() == Want::Service {
+            serve(&h, &mut c, t0);
+            flush(&mut c, t0);
+            served += 1;
+        }
+        assert_eq!((served, c.wants()), (50, Want::Read));
+    }
+
+    #[test]
+    fn trace_headers_come_from_the_answer() {
+        let h = handler().trace_headers(true);
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        let request = c.next_request(t0).expect("ready");
+        let answer = Answer {
+            response: Response::text(200, "x"),
+            panicked: None,
+            started: trace::epoch() + Duration::from_millis(1500),
+            elapsed: Duration::from_millis(250),
+            who: trace::Who { pid: 7, tid: 8 },
+        };
+        c.respond(request, answer, t0);
+        let out = flush(&mut c, t0);
+        let want =
+            b"Content-Length: 1\r\nX-Pid: 7\r\nX-Tid: 8\r\nX-Start: 1.500000\r\nX-Elapsed: 0.250000\r\n\r\nx";
+        assert!(out.ends_with(want), "{}", String::from_utf8_lossy(&out));
+    }
+
+    #[test]
+    fn keep_alive_off_and_a_panic_close_and_the_panic_is_kept() {
+        let h = handler().keep_alive(false);
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        assert!(conn_cases::normalise(&flush(&mut c, t0)).ends_with(b"Connection: close\r\n\r\nhello /a"));
+        assert_eq!((c.wants(), c.panicked()), (Want::Close, None));
+        let h = handler();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        assert_eq!(status(&flush(&mut c, t0)), b"HTTP/1.1 500");
+        assert_eq!((c.wants(), c.panicked()), (Want::Close, Some("the table's /panic")));
+    }
+
+    #[test]
+    fn the_read_buffer_grows_after_a_full_read() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        assert_eq!(c.read_buf().len(), FIRST_READ_CHUNK);
+        let n = c.read_buf().len();
+        c.read_buf().fill(b'a');
+        c.received(n, t0);
+        assert_eq!(c.read_buf().len(), READ_CHUNK);
+    }
+
+    #[test]
+    fn a_pipelined_request_after_a_response_gets_read_timeout_from_then() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b", t0);
+        serve(&h, &mut c, t0);
+        flush(&mut c, t0 + SEC);
+        assert!(!c.is_idle());
+        assert_eq!(c.deadline(), Some(t0 + 11 * SEC), "header_timeout from when it became current");
+    }
 }

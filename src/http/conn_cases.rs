@@ -183,7 +183,12 @@ macro_rules! cases {
 
 /// The case called `name`.
 pub fn find(name: &str) -> Case {
-    CASES.iter().copied().find(|c| c.name == name).unwrap_or(Case { name: "missing", input: b"", output: b"?", end: Want::Close })
+    CASES.iter().copied().find(|c| c.name == name).unwrap_or(Case {
+        name: "missing",
+        input: b"",
+        output: b"?",
+        end: Want::Close,
+    })
 }
 
 cases! {
@@ -312,7 +317,11 @@ pub(super) mod tests {
     pub(crate) fn check_every_way(case: Case) {
         let h = handler();
         check(case, "whole", drive(&h, case.input, false, |_| usize::MAX));
-        check(case, "byte by byte", drive(&h, case.input, false, |s| if s == Step::ReadWhileWriting { 0 } else { 1 }));
+        check(
+            case,
+            "byte by byte",
+            drive(&h, case.input, false, |s| if s == Step::ReadWhileWriting { 0 } else { 1 }),
+        );
         for split in 1..case.input.len() {
             let mut first = true;
             let schedule = |s: Step| match s {
@@ -356,8 +365,11 @@ pub(super) mod tests {
     #[test]
     fn the_canned_panic_answer_is_what_a_real_panic_gives() {
         let h = handler();
-        let parsed = crate::http::parse_request(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n", &Limits::default());
-        let crate::http::Parsed::Complete { request, .. } = parsed else { panic!("a valid request: {parsed:?}") };
+        let parsed =
+            crate::http::parse_request(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n", &Limits::default());
+        let crate::http::Parsed::Complete { request, .. } = parsed else {
+            panic!("a valid request: {parsed:?}")
+        };
         let real = h.call(&request);
         let canned = call(&h, &request);
         assert_eq!(real.response, canned.response);

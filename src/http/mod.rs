@@ -130,9 +130,9 @@ mod response;
 mod service;
 mod status;
 
-pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 #[doc(hidden)]
 pub use conn::{Answer, ConnConfig, HttpConn, LINGER_BYTES, LINGER_TIME, STOP_GRACE, SansIo, Want};
+pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 pub use response::Response;
 pub use service::{HttpHandler, Service};
 pub use status::reason_phrase;

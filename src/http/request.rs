@@ -1,8 +1,8 @@
 //! The request side: [`Request`], the pure incremental parser ([`RequestReader`],
 //! [`parse_request`]) and its [`Limits`].
 //!
-//! Nothing in this file does I/O. The connection loop in `service.rs` appends whatever the
-//! socket gave it to one buffer and asks [`RequestReader::advance`] what that buffer holds now:
+//! Nothing in this file does I/O. The connection (`conn.rs`, the sans-IO `HttpConn`) appends
+//! whatever the socket gave it to one buffer and asks [`RequestReader::advance`] what that buffer holds now:
 //! a complete request, not enough yet ([`Parsed::Partial`]), or a reason to refuse it with a
 //! status code. Because the answer depends only on the bytes, the tests can replay every input
 //! byte by byte and split at every position and demand the same answer.
