@@ -8,10 +8,62 @@
 //! input the same output and the same open-or-closing end as the input fed whole.
 //!
 //! 256 cases per property by default; more: `PROPTEST_CASES=10000 cargo test --test http_conn`.
+//!
+//! And the same table over real sockets: the blocking driver under `Sequential`, `Threading`
+//! and (today's) `Pool` must send exactly the bytes the sans-IO runs produce.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use socketserver::http::Want;
-use socketserver::http::conn_cases::{CASES, Step, drive, handler};
+use socketserver::http::conn_cases::{CASES, Step, drive, handler, normalise};
+use socketserver::{Concurrency, Pool, Sequential, Server, Threading};
+
+/// Serves the table's handler with `c` on a thread; runs every case against it (send the
+/// input, half-close, read to EOF); stops it. Returns the cases whose bytes differed.
+fn over_sockets<C: Concurrency + Send + 'static>(c: C) -> Vec<String> {
+    let mut server = Server::bind("127.0.0.1:0", c, handler()).expect("bind");
+    let addr: SocketAddr = server.local_addr();
+    let stop = server.shutdown_handle();
+    let t = thread::spawn(move || {
+        server.serve_forever().expect("serve_forever");
+        server.server_close();
+    });
+    let mut wrong = Vec::new();
+    for case in CASES {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        // A safety net so a broken case fails instead of hanging; never reached when passing.
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(case.input).expect("send the input");
+        s.shutdown(Shutdown::Write).expect("half-close");
+        let mut out = Vec::new();
+        let got = s.read_to_end(&mut out).map(|_| normalise(&out));
+        if got.as_deref().ok() != Some(case.output) {
+            wrong.push(format!("{}: {:?}", case.name, got.map(|o| String::from_utf8_lossy(&o).into_owned())));
+        }
+    }
+    stop.shutdown().expect("shutdown");
+    t.join().expect("server thread");
+    wrong
+}
+
+#[test]
+fn the_table_over_sockets_sequential() {
+    assert_eq!(over_sockets(Sequential), Vec::<String>::new());
+}
+
+#[test]
+fn the_table_over_sockets_threading() {
+    assert_eq!(over_sockets(Threading::new()), Vec::<String>::new());
+}
+
+#[test]
+fn the_table_over_sockets_pool() {
+    assert_eq!(over_sockets(Pool::new(2)), Vec::<String>::new());
+}
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
