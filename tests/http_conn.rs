@@ -142,3 +142,97 @@ proptest! {
         prop_assert_eq!(eof.1, Want::Close);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The slow-client defences, through the blocking driver on real sockets.
+
+use socketserver::http::{HttpHandler, Request, Response};
+use std::time::Instant;
+
+/// Serves `h` with `Sequential` on a thread; returns the address and a stopper.
+fn serve(h: HttpHandler<fn(&Request) -> Response>) -> (SocketAddr, impl FnOnce()) {
+    let mut server = Server::bind("127.0.0.1:0", Sequential, h).expect("bind");
+    let addr = server.local_addr();
+    let stop = server.shutdown_handle();
+    let t = thread::spawn(move || {
+        server.serve_forever().expect("serve_forever");
+        server.server_close();
+    });
+    (addr, move || {
+        stop.shutdown().expect("shutdown");
+        t.join().expect("server thread");
+    })
+}
+
+/// 8 MiB for `/big`, more than any socket buffers take at once; `hello` otherwise.
+fn big(req: &Request) -> Response {
+    match req.path() {
+        "/big" => Response::new(200).with_body(vec![b'x'; 8 << 20]),
+        _ => Response::text(200, "hello"),
+    }
+}
+
+fn quiet(h: HttpHandler<fn(&Request) -> Response>) -> HttpHandler<fn(&Request) -> Response> {
+    h.log_requests(false).trace_headers(false)
+}
+
+/// Sends `bytes`, then reads until the server closes; returns what came and when it ended.
+fn send_and_wait(addr: SocketAddr, bytes: &[u8]) -> (Vec<u8>, Duration) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let t0 = Instant::now();
+    s.write_all(bytes).expect("send");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (out, t0.elapsed())
+}
+
+#[test]
+fn a_head_that_does_not_finish_within_header_timeout_gets_408() {
+    let h =
+        quiet(HttpHandler::new(big as fn(&Request) -> Response)).header_timeout(Duration::from_millis(300));
+    let (addr, stop) = serve(h);
+    let (out, took) = send_and_wait(addr, b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaa");
+    assert!(out.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&out));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{took:?}");
+    stop();
+}
+
+#[test]
+fn a_body_below_the_minimum_rate_gets_408_before_the_read_timeout() {
+    let h = quiet(HttpHandler::new(big as fn(&Request) -> Response))
+        .min_body_rate(1000, Duration::from_millis(300))
+        .read_timeout(Duration::from_secs(30));
+    let (addr, stop) = serve(h);
+    let (out, took) = send_and_wait(addr, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\nabc");
+    assert!(out.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&out));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{took:?}");
+    stop();
+}
+
+#[test]
+fn a_reader_below_the_minimum_send_rate_is_let_go_before_the_write_timeout() {
+    let h = quiet(HttpHandler::new(big as fn(&Request) -> Response))
+        .write_timeout(Duration::from_secs(30))
+        .min_send_rate(1 << 20, Duration::from_millis(300));
+    let (addr, stop) = serve(h);
+    // A small, fixed receive buffer (which turns off autotuning) and a client that reads
+    // nothing until the server has given up: the server is cut loose by the rate alone.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    sock.connect(&addr.into()).expect("connect");
+    let mut s: TcpStream = sock.into();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n").expect("send");
+    // The server is Sequential: a probe is answered only once it let go of the slow reader.
+    let t0 = Instant::now();
+    let (probe, _) = send_and_wait(addr, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let took = t0.elapsed();
+    assert!(probe.starts_with(b"HTTP/1.1 200 "), "{}", String::from_utf8_lossy(&probe));
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(10), "{took:?}");
+    // What the slow reader gets: part of the response, then the end of the connection.
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.starts_with(b"HTTP/1.1 200 ") && got.len() < (8 << 20), "got {} bytes", got.len());
+    stop();
+}
