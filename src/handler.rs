@@ -68,6 +68,14 @@ pub trait RequestHandler: Send + Sync + 'static {
         true
     }
 
+    /// The sans-IO HTTP layer behind this handler, if it is one: lets a reactor-driven
+    /// strategy read and write the connection itself and lend a worker only to run the
+    /// service. Only [`HttpHandler`](crate::http::HttpHandler) overrides it.
+    #[doc(hidden)]
+    fn sans_io(&self) -> Option<&dyn crate::http::SansIo> {
+        None
+    }
+
     /// Python's `BaseServer.handle_error`: called when `setup`, `handle` or `finish` returned an
     /// error or panicked. Default: log it at error level with the peer address and go on.
     fn handle_error(&self, peer_addr: &SocketAddr, error: &HandlerError) {

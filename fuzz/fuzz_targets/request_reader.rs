@@ -13,7 +13,7 @@
 //! | 6, 7 | seed of the chunk sizes |
 //!
 //! The harness, shared with the property tests, is `tests/support/reader.rs`. It feeds the
-//! bytes to the reader the way the connection loop in `src/http/service.rs` does: ask what the buffer holds before reading more, append each chunk to one growing buffer,
+//! bytes to the reader the way the connection in `src/http/conn.rs` does: ask what the buffer holds before reading more, append each chunk to one growing buffer,
 //! drain `consumed` bytes after each `Complete` and go on with the pipelined rest, stop at the
 //! first `Error`. The properties checked:
 //!

@@ -88,12 +88,18 @@
 //! `X-Tid`, `X-Start` and `X-Elapsed` that let a reader see which process and thread served a
 //! request, and when.
 
+mod chunked;
+mod conn;
+#[doc(hidden)]
+pub mod conn_cases;
 mod date;
 mod request;
 mod response;
 mod service;
 mod status;
 
+#[doc(hidden)]
+pub use conn::{Answer, ConnConfig, HttpConn, LINGER_BYTES, LINGER_TIME, STOP_GRACE, SansIo, Want};
 pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 pub use response::Response;
 pub use service::{HttpHandler, Service};

@@ -1,8 +1,8 @@
 //! The request side: [`Request`], the pure incremental parser ([`RequestReader`],
 //! [`parse_request`]) and its [`Limits`].
 //!
-//! Nothing in this file does I/O. The connection loop in `service.rs` appends whatever the
-//! socket gave it to one buffer and asks [`RequestReader::advance`] what that buffer holds now:
+//! Nothing in this file does I/O. The connection (`conn.rs`, the sans-IO `HttpConn`) appends
+//! whatever the socket gave it to one buffer and asks [`RequestReader::advance`] what that buffer holds now:
 //! a complete request, not enough yet ([`Parsed::Partial`]), or a reason to refuse it with a
 //! status code. Because the answer depends only on the bytes, the tests can replay every input
 //! byte by byte and split at every position and demand the same answer.
@@ -11,6 +11,8 @@ use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
+
+use super::chunked::{Chunk, decode_chunked};
 
 /// The HTTP version of a request. Only HTTP/1.0 and HTTP/1.1 are spoken here; anything else is
 /// refused with 505 before a [`Request`] exists.
@@ -239,9 +241,6 @@ pub fn parse_request(buf: &[u8], limits: &Limits) -> Parsed {
     RequestReader::new(*limits).advance(buf)
 }
 
-/// Longest chunk-size line (size, extensions, CRLF) accepted in a chunked body.
-const MAX_CHUNK_LINE: usize = 4096;
-
 /// The incremental request parser: call [`advance`](RequestReader::advance) with the whole
 /// buffer each time more bytes arrive, and [`reset`](RequestReader::reset) after a request has
 /// been taken out of it.
@@ -295,18 +294,6 @@ enum BodyState {
     Chunked { pos: usize, phase: Chunk },
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    /// Expecting `hex-size[;ext]CRLF`.
-    Size,
-    /// Inside chunk data, with this many bytes still to come.
-    Data(u64),
-    /// Expecting the CRLF after chunk data.
-    DataEnd,
-    /// After the last (size 0) chunk: trailer fields, ignored, until an empty line.
-    Trailers,
-}
-
 impl RequestReader {
     /// A reader that enforces `limits`.
     pub fn new(limits: Limits) -> RequestReader {
@@ -347,6 +334,12 @@ impl RequestReader {
     /// body.
     pub fn expects_continue(&self) -> bool {
         matches!(self.state, State::Body { expect_continue: true, .. })
+    }
+
+    /// `true` once the head of the current request is parsed and its body is being collected:
+    /// the connection then measures the body's receive rate instead of the header timeout.
+    pub(crate) fn in_body(&self) -> bool {
+        matches!(self.state, State::Body { .. })
     }
 
     /// Looks at `buf`, which must start where the current request starts and extend the
@@ -600,87 +593,6 @@ fn parse_digits(value: &[u8]) -> Option<u64> {
 
 fn trim(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
-}
-
-/// Advances the chunked decoder over `buf` from `*pos`, appending data to `body`. Returns the
-/// end of the message when the last chunk and the trailers are in, `None` if more is needed.
-fn decode_chunked(
-    buf: &[u8],
-    pos: &mut usize,
-    phase: &mut Chunk,
-    body: &mut Vec<u8>,
-    head_len: usize,
-    limits: &Limits,
-) -> Result<Option<usize>, u16> {
-    loop {
-        // The raw chunked bytes may exceed the decoded size (chunk lines, extensions), but not
-        // by without limit: that would let a client make us buffer megabytes of `;ext` noise.
-        let raw = pos.saturating_sub(head_len);
-        if raw > limits.max_body.saturating_mul(2).saturating_add(limits.max_header_bytes) {
-            return Err(413);
-        }
-        let rest = buf.get(*pos..).unwrap_or(&[]);
-        match *phase {
-            Chunk::Size => {
-                // Window the line for the same reason as the head: decide at the limit.
-                let window = rest.get(..rest.len().min(MAX_CHUNK_LINE)).unwrap_or(rest);
-                match httparse::parse_chunk_size(window) {
-                    Ok(httparse::Status::Complete((n, size))) => {
-                        *pos += n;
-                        if size == 0 {
-                            *phase = Chunk::Trailers;
-                        } else if (body.len() as u64).saturating_add(size) > limits.max_body as u64 {
-                            return Err(413);
-                        } else {
-                            *phase = Chunk::Data(size);
-                        }
-                    }
-                    Ok(httparse::Status::Partial) if rest.len() >= MAX_CHUNK_LINE => {
-                        return Err(400);
-                    }
-                    Ok(httparse::Status::Partial) => return Ok(None),
-                    Err(httparse::InvalidChunkSize) => return Err(400),
-                }
-            }
-            Chunk::Data(remaining) => {
-                if rest.is_empty() {
-                    return Ok(None);
-                }
-                let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(rest.len());
-                body.extend_from_slice(rest.get(..take).unwrap_or(&[]));
-                *pos += take;
-                let left = remaining - take as u64;
-                *phase = if left == 0 { Chunk::DataEnd } else { Chunk::Data(left) };
-            }
-            Chunk::DataEnd => match rest {
-                [b'\r', b'\n', ..] => {
-                    *pos += 2;
-                    *phase = Chunk::Size;
-                }
-                [] | [b'\r'] => return Ok(None),
-                _ => return Err(400),
-            },
-            Chunk::Trailers => {
-                // Trailer fields are read and thrown away: nothing here uses them, and merging
-                // them into the headers after the fact is a known source of confusion.
-                let window = rest.get(..rest.len().min(limits.max_header_bytes)).unwrap_or(rest);
-                let Some(nl) = window.iter().position(|&b| b == b'\n') else {
-                    if rest.len() >= limits.max_header_bytes {
-                        return Err(431);
-                    }
-                    return Ok(None);
-                };
-                let line = rest.get(..nl).unwrap_or(&[]);
-                *pos += nl + 1;
-                if line.is_empty() || line == b"\r" {
-                    return Ok(Some(*pos));
-                }
-                if !line.contains(&b':') {
-                    return Err(400);
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

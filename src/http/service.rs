@@ -1,19 +1,22 @@
-//! [`Service`] (what the application does with a request) and [`HttpHandler`] (the connection
-//! loop that turns a [`RequestHandler`] into an HTTP/1.1 server).
+//! [`Service`] (what the application does with a request) and [`HttpHandler`], which turns a
+//! [`RequestHandler`] into an HTTP/1.1 server: the *blocking driver* of the sans-IO
+//! connection in `conn.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags};
 
-use super::request::{Limits, Parsed, Request, RequestReader, Version};
-use super::response::{ConnectionHeader, Response, TraceHeaders, WriteOptions};
+use super::conn::{Answer, ConnConfig, HttpConn, MinRate, SansIo, Want};
+use super::request::{Limits, Request};
+use super::response::Response;
 use crate::error::{Error, HandlerError, panic_message};
-use crate::handler::{Connection, RequestHandler};
+use crate::handler::{Connection, RequestHandler, ServerContext};
 use crate::trace;
 
 /// The application: one request in, one response out. Python's `do_GET`, `do_POST`, ... in
@@ -49,43 +52,31 @@ impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Service for F {
 /// # Configure this
 /// Consuming setters, each with its default:
 ///
-/// | setter | default |
-/// |---|---|
-/// | [`max_body`](HttpHandler::max_body) | 1 MiB |
-/// | [`limits`](HttpHandler::limits) | [`Limits::default`] |
-/// | [`read_timeout`](HttpHandler::read_timeout) | 30 s |
-/// | [`idle_timeout`](HttpHandler::idle_timeout) | 5 s |
-/// | [`write_timeout`](HttpHandler::write_timeout) | 30 s |
-/// | [`server_name`](HttpHandler::server_name) | `socketserver/<crate version>` |
-/// | [`trace_headers`](HttpHandler::trace_headers) | on |
-/// | [`log_requests`](HttpHandler::log_requests) | on |
-/// | [`keep_alive`](HttpHandler::keep_alive) | on |
-/// | [`slow_request_warning`](HttpHandler::slow_request_warning) | off |
+/// | setter | default | the same defence elsewhere |
+/// |---|---|---|
+/// | [`max_body`](HttpHandler::max_body) | 1 MiB | nginx `client_max_body_size` |
+/// | [`limits`](HttpHandler::limits) | [`Limits::default`] | nginx `large_client_header_buffers` |
+/// | [`header_timeout`](HttpHandler::header_timeout) | 10 s | nginx `client_header_timeout`, Apache `RequestReadTimeout header=` |
+/// | [`read_timeout`](HttpHandler::read_timeout) | 30 s | Apache `Timeout` |
+/// | [`min_body_rate`](HttpHandler::min_body_rate) | 500 bytes/s after 10 s | Apache `RequestReadTimeout body=10,MinRate=500` |
+/// | [`idle_timeout`](HttpHandler::idle_timeout) | 5 s | nginx `keepalive_timeout`, Apache `KeepAliveTimeout` |
+/// | [`write_timeout`](HttpHandler::write_timeout) | 30 s | nginx `send_timeout` |
+/// | [`min_send_rate`](HttpHandler::min_send_rate) | 500 bytes/s after 10 s | (nginx and Apache have none; Tomcat NIO and gunicorn's async workers rely on the reactor) |
+/// | [`server_name`](HttpHandler::server_name) | `socketserver/<crate version>` | |
+/// | [`trace_headers`](HttpHandler::trace_headers) | on | |
+/// | [`log_requests`](HttpHandler::log_requests) | on | |
+/// | [`keep_alive`](HttpHandler::keep_alive) | on | |
+/// | [`slow_request_warning`](HttpHandler::slow_request_warning) | off | |
 #[derive(Debug, Clone)]
 pub struct HttpHandler<S> {
     service: S,
-    limits: Limits,
-    read_timeout: Duration,
-    idle_timeout: Duration,
-    write_timeout: Duration,
-    server_name: String,
-    trace_headers: bool,
-    log_requests: bool,
-    keep_alive: bool,
+    /// Shared by every connection: one reference count per connection, not a copy.
+    config: Arc<ConnConfig>,
     slow_request_warning: Option<Duration>,
 }
 
 /// The `Server` header value unless [`HttpHandler::server_name`] says otherwise.
 pub(crate) const DEFAULT_SERVER_NAME: &str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
-
-/// Bytes asked of the kernel per `read`. Large enough that a typical request arrives in one
-/// call; the request parser, not this number, bounds how much is buffered.
-const READ_CHUNK: usize = 16 * 1024;
-
-/// The read buffer a connection starts with; it grows to [`READ_CHUNK`] the first time a read
-/// fills it. Zeroing 16 KiB for every connection was, in `--close` mode, a third of the
-/// instructions the server spent per request, for requests that are mostly under 1 KiB.
-const FIRST_READ_CHUNK: usize = 4 * 1024;
 
 /// A socket timeout may be this much longer than the time left before a deadline without being
 /// set again: one `setsockopt` saved per request in the common case, at the price of noticing
@@ -107,48 +98,73 @@ fn readable_within(stream: &std::net::TcpStream, ms: u8) -> bool {
     matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
-/// How long a connection must have been silent before a stopping server lets go of it.
-const STOP_GRACE: Duration = Duration::from_millis(500);
-
-/// How long, and for how many bytes, to keep reading (and discarding) after refusing a request.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 1024 * 1024;
-
 impl<S: Service> HttpHandler<S> {
     /// A handler that answers every request with `service`, with the default configuration.
     pub fn new(service: S) -> Self {
+        let rate = MinRate { bytes_per_sec: 500, grace: Duration::from_secs(10) };
         HttpHandler {
             service,
-            limits: Limits::default(),
-            read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(30),
-            server_name: DEFAULT_SERVER_NAME.to_string(),
-            trace_headers: true,
-            log_requests: true,
-            keep_alive: true,
+            config: Arc::new(ConnConfig {
+                limits: Limits::default(),
+                read_timeout: Duration::from_secs(30),
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(5),
+                write_timeout: Duration::from_secs(30),
+                min_body_rate: rate,
+                min_send_rate: rate,
+                keep_alive: true,
+                trace_headers: true,
+                log_requests: true,
+                server_name: DEFAULT_SERVER_NAME.to_string(),
+            }),
             slow_request_warning: None,
         }
     }
 
+    /// The configuration, to change (copied first if a connection still shares it).
+    fn cfg(&mut self) -> &mut ConnConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
     /// Largest request body accepted, after chunked decoding; larger ones get 413. (Default: 1 MiB.)
     pub fn max_body(mut self, bytes: usize) -> Self {
-        self.limits.max_body = bytes;
+        self.cfg().limits.max_body = bytes;
         self
     }
 
     /// All size limits at once (this replaces an earlier [`max_body`](HttpHandler::max_body)).
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.cfg().limits = limits;
         self
     }
 
     /// Time a whole request (head and body) has to arrive, counted from its first byte; a
-    /// client that is still sending then gets 408. This is the defence against slowloris: a
-    /// per-`read` timeout alone lets a client trickle one byte per period forever. The first
+    /// client that is still sending then gets 408. This is the outer bound against slowloris:
+    /// a per-`read` timeout alone lets a client trickle one byte per period forever. The first
     /// request of a connection also has this long for its first byte. (Default: 30 s.)
     pub fn read_timeout(mut self, d: Duration) -> Self {
-        self.read_timeout = d;
+        self.cfg().read_timeout = d;
+        self
+    }
+
+    /// Time the request *head* (request line and header fields) has to arrive, counted from its
+    /// first byte; a client still sending it then gets 408. nginx's `client_header_timeout`
+    /// (60 s there), Apache's `RequestReadTimeout header=20-40`: a slowloris client sends a
+    /// header a few bytes at a time, and a head has no reason to take long, so this is shorter
+    /// than [`read_timeout`](HttpHandler::read_timeout), which still bounds the whole request.
+    /// (Default: 10 s.)
+    pub fn header_timeout(mut self, d: Duration) -> Self {
+        self.cfg().header_timeout = d;
+        self
+    }
+
+    /// The slowest a request *body* may arrive: `grace` from the end of the head, then one
+    /// more second for every `bytes_per_sec` bytes received; a client slower than that gets
+    /// 408. Apache's `RequestReadTimeout body=10,MinRate=500`, the defence against a slow POST
+    /// (`slowhttptest -B`). `bytes_per_sec` 0 switches it off, leaving
+    /// [`read_timeout`](HttpHandler::read_timeout). (Default: 500 bytes/s after 10 s.)
+    pub fn min_body_rate(mut self, bytes_per_sec: u64, grace: Duration) -> Self {
+        self.cfg().min_body_rate = MinRate { bytes_per_sec, grace };
         self
     }
 
@@ -158,46 +174,59 @@ impl<S: Service> HttpHandler<S> {
     /// [`Pool`](crate::Pool) it is *parked* instead ([`Connection::park`]) and holds only a file
     /// descriptor while it waits. (Default: 5 s.)
     pub fn idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = d;
+        self.cfg().idle_timeout = d;
         self
     }
 
-    /// Time one `write` may block on a client that does not read (`SO_SNDTIMEO`). (Default: 30 s.)
+    /// Time a response may make no progress at all (the client reads nothing) before the
+    /// connection is closed. (Default: 30 s.)
     ///
-    /// It bounds each blocked write, not the whole response, like nginx's `send_timeout`: a
-    /// client that stops reading is given up once a write has made no progress for this long.
-    /// While the kernel grows the socket's send buffer, writes still make some progress, so
-    /// that can take a few timeouts (`docs/reliability.md` measures about 3 s for 1 s); a
-    /// client that keeps reading a trickle is not cut at all.
+    /// It bounds each stall, not the whole response, like nginx's `send_timeout`: a client
+    /// that stops reading is given up once a write has made no progress for this long. While
+    /// the kernel grows the socket's send buffer, writes still make some progress, so that can
+    /// take a few timeouts (`docs/reliability.md` measures about 3 s for 1 s). A client that
+    /// keeps reading a trickle is cut by [`min_send_rate`](HttpHandler::min_send_rate) instead.
     pub fn write_timeout(mut self, d: Duration) -> Self {
-        self.write_timeout = d;
+        self.cfg().write_timeout = d;
+        self
+    }
+
+    /// The slowest a client may read a response: counted from the first write the kernel could
+    /// not take whole (what fits in the socket's buffers at once buys no time), `grace`, then
+    /// one more second for every `bytes_per_sec` bytes the client takes. A slower client is
+    /// disconnected (the response is half-sent, so no status can follow). The defence against
+    /// a slow reader of a large response (`slowhttptest -X`), which `write_timeout` does not
+    /// catch because the reader keeps making a little progress. `bytes_per_sec` 0 switches it
+    /// off. (Default: 500 bytes/s after 10 s.)
+    pub fn min_send_rate(mut self, bytes_per_sec: u64, grace: Duration) -> Self {
+        self.cfg().min_send_rate = MinRate { bytes_per_sec, grace };
         self
     }
 
     /// The `Server` header value. (Default: `socketserver/<crate version>`.)
     pub fn server_name(mut self, s: impl Into<String>) -> Self {
-        self.server_name = s.into();
+        self.cfg().server_name = s.into();
         self
     }
 
     /// Whether to add `X-Pid`, `X-Tid`, `X-Start` (seconds since server start when the request
     /// was complete) and `X-Elapsed` (seconds the service took) to every response. (Default: on.)
     pub fn trace_headers(mut self, on: bool) -> Self {
-        self.trace_headers = on;
+        self.cfg().trace_headers = on;
         self
     }
 
     /// Whether to log one `info` line per request (target `socketserver::http`), like Python's
     /// `log_message`, with pid, tid, peer, request line, status, start offset and duration. (Default: on.)
     pub fn log_requests(mut self, on: bool) -> Self {
-        self.log_requests = on;
+        self.cfg().log_requests = on;
         self
     }
 
     /// Whether connections may serve more than one request. Off: every response says
     /// `Connection: close`. (Default: on.)
     pub fn keep_alive(mut self, on: bool) -> Self {
-        self.keep_alive = on;
+        self.cfg().keep_alive = on;
         self
     }
 
@@ -221,142 +250,19 @@ impl<S: Service> HttpHandler<S> {
     pub fn service(&self) -> &S {
         &self.service
     }
-}
 
-impl<S: Service> RequestHandler for HttpHandler<S> {
-    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
-        let peer = conn.peer_addr();
-        let server = conn.server().clone();
-        // Read before `io` borrows the stream: may this connection wait for its next request
-        // without a thread (Pool), or must this call wait for it (every other strategy)?
-        let parkable = conn.can_park();
-        let mut io = Io::new(conn, peer);
-        // Small responses are written in one piece and the client waits for all of it; Nagle's
-        // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
-        // Failure only costs latency, so it is not an error.
-        let _ = io.conn.stream().set_nodelay(true);
-        // The write timeout is set when a write first has to wait (Io::write_all), not here: a
-        // response that fits in the socket's send buffer never waits, and most do.
-        io.write_timeout = at_least_1ms(self.write_timeout);
-
-        let mut reader = RequestReader::new(self.limits);
-        // The first request gets read_timeout for everything, its first byte included: the
-        // client has just connected, it has no reason to wait.
-        let mut deadline = after(self.read_timeout);
-        // When the connection last became idle (connected, or answered a request).
-        let mut idle_since = Instant::now();
-        let mut in_request = false;
-        let mut sent_continue = false;
-        loop {
-            // Parse before reading: pipelined requests may already be in the buffer.
-            let parsed = if io.buf.is_empty() { Parsed::Partial } else { reader.advance(&io.buf) };
-            match parsed {
-                Parsed::Complete { mut request, consumed } => {
-                    request.set_peer_addr(peer);
-                    io.buf.drain(..consumed.min(io.buf.len()));
-                    reader.reset();
-                    sent_continue = false;
-                    let stop = server.is_stopping();
-                    match self.respond(&mut io, &request, stop) {
-                        // Its buffers serve the next request on this connection.
-                        Outcome::KeepGoing => reader.recycle(request),
-                        Outcome::Close => {
-                            io.close(!io.buf.is_empty());
-                            return Ok(());
-                        }
-                        Outcome::Gone => return Ok(()),
-                        Outcome::Panicked(msg) => {
-                            io.close(!io.buf.is_empty());
-                            return Err(Box::new(Error::HandlerPanicked(msg)));
-                        }
-                    }
-                    // Bytes already buffered belong to the next request, which has therefore
-                    // started; otherwise the connection is idle.
-                    in_request = !io.buf.is_empty();
-                    // A busy keep-alive client (a load generator, a page fetching its assets) sends
-                    // its next request within microseconds of reading the response. Parking
-                    // and waking it costs a round trip through the pool's poller: two context
-                    // switches and half a dozen system calls. So linger a moment first, and park
-                    // only a connection that stays quiet. The price: a client queued behind this
-                    // worker may wait up to PARK_LINGER longer. And no lingering, nor serving
-                    // this client's next request, while other connections wait for a worker:
-                    // park, to the back of the line, so that busy clients take turns instead of
-                    // one holding a worker for as long as it keeps sending.
-                    if parkable
-                        && !in_request
-                        && (io.conn.others_waiting() || !readable_within(io.conn.stream(), PARK_LINGER_MS))
-                    {
-                        // Idle, and nothing of ours is buffered (the poller watches the socket,
-                        // not `io.buf`, so a pipelined request must be served here first): give
-                        // the thread back and be called again when the client sends more. The
-                        // next call starts like this one, so the request that wakes it gets the
-                        // same read_timeout from its first byte; the idle_timeout is the
-                        // poller's to enforce.
-                        drop(io);
-                        conn.park(self.idle_timeout);
-                        return Ok(());
-                    }
-                    let wait = if in_request { self.read_timeout } else { self.idle_timeout };
-                    deadline = after(wait);
-                    idle_since = Instant::now();
-                }
-                Parsed::Error(status) => {
-                    self.refuse(&mut io, status);
-                    return Ok(());
-                }
-                Parsed::Partial => {
-                    if reader.expects_continue() && !sent_continue {
-                        // The client holds the body back until it hears this (RFC 9110 §10.1.1).
-                        sent_continue = true;
-                        if let Err(e) = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
-                            return quiet(e);
-                        }
-                    }
-                    // Between requests, wait in slices and let go of the connection once the
-                    // server is stopping: a graceful stop must not wait out a browser's idle
-                    // keep-alive connection (5 s by default). But not before STOP_GRACE of
-                    // silence: a client that has just connected, or just read a response, may be
-                    // writing its request this very moment, and that request deserves an answer.
-                    let stopping =
-                        || !in_request && idle_since.elapsed() >= STOP_GRACE && server.is_stopping();
-                    match io.read_more(deadline, (!in_request).then_some(IDLE_SLICE), stopping) {
-                        Ok(ReadOutcome::Data) if !in_request => {
-                            in_request = true;
-                            deadline = after(self.read_timeout);
-                        }
-                        Ok(ReadOutcome::Data) => {}
-                        // EOF between requests is the normal end of a connection; EOF inside
-                        // one means the client gave up, and there is nobody to answer.
-                        Ok(ReadOutcome::Eof) => return Ok(()),
-                        Ok(ReadOutcome::TimedOut) => {
-                            if in_request {
-                                self.refuse(&mut io, 408);
-                            }
-                            return Ok(());
-                        }
-                        Err(e) => return quiet(e),
-                    }
-                }
-            }
-        }
+    /// The configuration every connection of this handler shares.
+    pub(crate) fn conn_config(&self) -> &Arc<ConnConfig> {
+        &self.config
     }
-}
 
-/// What to do with the connection after a response.
-enum Outcome {
-    KeepGoing,
-    Close,
-    /// The client went away while we wrote.
-    Gone,
-    Panicked(String),
-}
-
-impl<S: Service> HttpHandler<S> {
-    /// Calls the service for `request` and writes its response.
-    fn respond(&self, io: &mut Io<'_>, request: &Request, stop: bool) -> Outcome {
+    /// Runs the service on `request` on the calling thread (a pool worker, or the blocking
+    /// driver's own thread): catches a panic, times the call, warns if it was slow.
+    pub(crate) fn call_service(&self, request: &Request) -> Answer {
         let started = Instant::now();
         // AssertUnwindSafe: the service sees the request only by shared reference, and after a
-        // panic we drop the connection and everything it read, so no broken state survives.
+        // panic the connection is closed and everything it read dropped, so no broken state
+        // survives.
         let result = catch_unwind(AssertUnwindSafe(|| self.service.call(request)));
         let elapsed = started.elapsed();
         if let Some(limit) = self.slow_request_warning
@@ -367,7 +273,7 @@ impl<S: Service> HttpHandler<S> {
                 "slow request: \"{} {}\" from {} took {} in {} (warn-after {})",
                 request.method(),
                 request.target(),
-                io.peer,
+                request.peer_addr(),
                 trace::secs(elapsed),
                 trace::Who::current(),
                 trace::secs(limit)
@@ -379,230 +285,233 @@ impl<S: Service> HttpHandler<S> {
                 (Response::text(500, "500 Internal Server Error\n"), Some(panic_message(&*payload)))
             }
         };
-        let keep = self.keep_alive
-            && request.wants_keep_alive()
-            && panicked.is_none()
-            && !response.asks_close()
-            // A server that is shutting down finishes this request, then lets go of the
-            // connection instead of waiting out the idle timeout for another.
-            && !stop;
-        let connection = match (keep, request.version()) {
-            (false, _) => ConnectionHeader::Close,
-            (true, Version::Http10) => ConnectionHeader::KeepAlive,
-            (true, Version::Http11) => ConnectionHeader::None,
-        };
-        let line = RequestLine::Of(request);
-        let written =
-            self.send(io, &response, request.method() == "HEAD", connection, started, elapsed, line);
-        match (panicked, written) {
-            (Some(msg), _) => Outcome::Panicked(msg),
-            (None, false) => Outcome::Gone,
-            (None, true) if keep => Outcome::KeepGoing,
-            (None, true) => Outcome::Close,
-        }
-    }
-
-    /// Answers a request the layer itself refuses, then closes the connection.
-    fn refuse(&self, io: &mut Io<'_>, status: u16) {
-        let now = Instant::now();
-        let body = format!("{status} {}\n", super::reason_phrase(status));
-        let response = Response::text(status, body);
-        if self.send(io, &response, false, ConnectionHeader::Close, now, Duration::ZERO, RequestLine::Unknown)
-        {
-            // The client may still be sending the body we refused: read it away before closing.
-            io.close(true);
-        }
-    }
-
-    /// Serializes and writes one response, and logs it. `false` if the client is gone.
-    #[allow(clippy::too_many_arguments)]
-    fn send(
-        &self,
-        io: &mut Io<'_>,
-        response: &Response,
-        head_only: bool,
-        connection: ConnectionHeader,
-        started: Instant,
-        elapsed: Duration,
-        line: RequestLine<'_>,
-    ) -> bool {
         // Remembered per thread: the kernel is asked once per thread, not twice per request.
-        let who = trace::Who::cached();
-        let start = started.saturating_duration_since(trace::epoch());
-        let trace = self.trace_headers.then_some(TraceHeaders { pid: who.pid, tid: who.tid, start, elapsed });
-        let opts = WriteOptions { server_name: &self.server_name, head_only, connection, trace };
-        response.serialize(&mut io.out, &opts);
-        let out = std::mem::take(&mut io.out);
-        let result = io.write_all(&out);
-        io.out = out;
-        // log_enabled! asks the logger's filter too, not only the global level, so a filtered
-        // line costs one check and no formatting.
-        if self.log_requests && log::log_enabled!(target: "socketserver::http", log::Level::Info) {
-            let status = response.status();
-            let (start, elapsed) = (start.as_secs_f64(), elapsed.as_secs_f64());
-            match line {
-                RequestLine::Of(r) => log::info!(
-                    target: "socketserver::http",
-                    "{who} {} \"{} {} {}\" {status} +{start:.3}s {elapsed:.3}s",
-                    io.peer, r.method(), r.target(), r.version()
-                ),
-                RequestLine::Unknown => log::info!(
-                    target: "socketserver::http",
-                    "{who} {} \"-\" {status} +{start:.3}s {elapsed:.3}s",
-                    io.peer
-                ),
-            }
-        }
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                // Every write error means the response did not get through and the connection
-                // is over; none of them is the server's fault, so none is reported as an error.
-                log::debug!(target: "socketserver::http", "{}: write failed: {e}", io.peer);
-                false
-            }
-        }
+        Answer { response, panicked, started, elapsed, who: trace::Who::cached() }
     }
 }
 
-/// The request line for the log, when there is one.
-#[derive(Clone, Copy)]
-enum RequestLine<'a> {
-    Of(&'a Request),
-    Unknown,
+impl<S: Service> SansIo for HttpHandler<S> {
+    fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn {
+        HttpConn::new(self.conn_config(), peer, now)
+    }
+
+    fn call(&self, request: &Request) -> Answer {
+        self.call_service(request)
+    }
 }
 
-enum ReadOutcome {
-    Data,
-    Eof,
-    TimedOut,
+impl<S: Service> RequestHandler for HttpHandler<S> {
+    /// The blocking driver: read, call the service, write, until the connection is done.
+    fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+        let server = conn.server().clone();
+        // May this connection wait for its next request without a thread (Pool), or must this
+        // call wait for it (every other strategy)?
+        let parkable = conn.can_park();
+        // Small responses are written in one piece and the client waits for all of it; Nagle's
+        // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
+        // Failure only costs latency, so it is not an error.
+        let _ = conn.stream().set_nodelay(true);
+        let mut http = HttpConn::new(&self.config, conn.peer_addr(), Instant::now());
+        let mut io = Blocking::new(conn);
+        // A response was just written: the moment to consider parking.
+        let mut answered = false;
+        loop {
+            match http.wants() {
+                Want::Read => {
+                    // A busy keep-alive client (a load generator, a page fetching its assets)
+                    // sends its next request within microseconds of reading the response.
+                    // Parking and waking it costs a round trip through the pool's poller: two
+                    // context switches and half a dozen system calls. So linger a moment first,
+                    // and park only a connection that stays quiet. The price: a client queued
+                    // behind this worker may wait up to PARK_LINGER longer. And no lingering,
+                    // nor serving this client's next request, while other connections wait for
+                    // a worker: park, to the back of the line, so that busy clients take turns.
+                    if answered
+                        && parkable
+                        && http.is_idle()
+                        && (io.conn.others_waiting() || !readable_within(io.conn.stream(), PARK_LINGER_MS))
+                    {
+                        // Idle, and nothing of ours is buffered (the poller watches the socket,
+                        // not our buffer): give the thread back and be called again when the
+                        // client sends more. The next call starts like this one, so the request
+                        // that wakes it gets read_timeout from its first byte; the idle_timeout
+                        // is the poller's to enforce.
+                        io.conn.park(self.config.idle_timeout);
+                        return Ok(());
+                    }
+                    answered = false;
+                    io.read(&mut http, &server)?;
+                }
+                Want::Service => {
+                    // Only this loop takes requests out, one at a time, so one is here.
+                    let Some(request) = http.next_request(Instant::now()) else { break };
+                    if server.is_stopping() {
+                        http.stopping(Instant::now());
+                    }
+                    let answer = self.call_service(&request);
+                    http.respond(request, answer, Instant::now());
+                    answered = true;
+                }
+                Want::Write => io.write(&mut http),
+                Want::Drain => io.drain(&mut http),
+                Want::Close => break,
+            }
+        }
+        match http.panicked() {
+            Some(msg) => Err(Box::new(Error::HandlerPanicked(msg.to_string()))),
+            None => Ok(()),
+        }
+    }
+
+    fn sans_io(&self) -> Option<&dyn SansIo> {
+        Some(self)
+    }
 }
 
-/// One connection's socket and reused buffers.
-struct Io<'a> {
+/// The blocking driver's side of a connection: the socket and the timeouts set on it.
+struct Blocking<'a> {
     conn: &'a mut Connection,
-    peer: SocketAddr,
-    /// Bytes received and not yet consumed by a complete request.
-    buf: Vec<u8>,
-    /// Where `read` puts bytes before they are appended to `buf`.
-    scratch: Vec<u8>,
-    /// The serialized response.
-    out: Vec<u8>,
     /// The `SO_RCVTIMEO` currently set, so it is set again only when it must change. `None`
     /// until the first read that has to wait.
     read_timeout: Option<Duration>,
-    /// The `SO_SNDTIMEO` to set when a write first has to wait.
-    write_timeout: Duration,
-    /// Whether it has been set.
-    write_timeout_set: bool,
+    /// The `SO_SNDTIMEO` currently set; `None` until the first write that has to wait.
+    write_timeout: Option<Duration>,
+    /// `shutdown(Write)` was sent (before draining).
+    shut: bool,
 }
 
-impl<'a> Io<'a> {
-    fn new(conn: &'a mut Connection, peer: SocketAddr) -> Io<'a> {
-        Io {
-            conn,
-            peer,
-            buf: Vec::with_capacity(READ_CHUNK),
-            scratch: vec![0; FIRST_READ_CHUNK],
-            out: Vec::with_capacity(1024),
-            read_timeout: None,
-            write_timeout: Duration::from_secs(30),
-            write_timeout_set: false,
-        }
+impl<'a> Blocking<'a> {
+    fn new(conn: &'a mut Connection) -> Blocking<'a> {
+        Blocking { conn, read_timeout: None, write_timeout: None, shut: false }
     }
 
-    /// Appends `n` bytes just read into `scratch` to `buf`.
-    fn got(&mut self, n: usize) {
-        self.buf.extend_from_slice(self.scratch.get(..n).unwrap_or(&[]));
-        if n == self.scratch.len() && n < READ_CHUNK {
-            // A full read: more is likely waiting, so ask for more at a time.
-            self.scratch.resize(READ_CHUNK, 0);
-        }
-    }
-
-    /// Writes all of `bytes`. First without waiting (`MSG_DONTWAIT`): a response that fits in
-    /// the socket's send buffer goes out in one call and needs no timeout. Only if the buffer
-    /// is full does it set `SO_SNDTIMEO` (once per connection) and wait, at most that long per
-    /// blocked write. That saves a `setsockopt` on every connection, which is one system call
-    /// in about fourteen when each request has a connection of its own.
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut sent = 0;
-        if !self.write_timeout_set {
-            let fd = self.conn.stream().as_raw_fd();
-            // MSG_NOSIGNAL: a peer that is gone gives EPIPE, not SIGPIPE (std's writes do the same).
-            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-            while sent < bytes.len() {
-                match socket::send(fd, &bytes[sent..], flags) {
-                    Ok(n) => sent += n,
-                    Err(Errno::EINTR) => {}
-                    // The send buffer is full: from here on, wait (with the timeout).
-                    Err(Errno::EAGAIN) => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if sent == bytes.len() {
-                return Ok(());
-            }
-            self.conn.stream().set_write_timeout(Some(self.write_timeout))?;
-            self.write_timeout_set = true;
-        }
-        self.conn.stream().write_all(&bytes[sent..])
-    }
-
-    /// Reads once (retrying interruptions and early timeouts) and appends to `buf`; gives up at
-    /// `deadline`.
-    ///
-    /// With `slice`, each wait lasts at most that long, and `give_up` is asked after each one
-    /// that ends empty-handed: `true` ends the wait as a timeout.
-    fn read_more(
-        &mut self,
-        deadline: Instant,
-        slice: Option<Duration>,
-        give_up: impl Fn() -> bool,
-    ) -> io::Result<ReadOutcome> {
+    /// Reads once into the connection, waiting at most until its deadline (and, while it is
+    /// idle, in slices, to notice a stopping server); a deadline that passes is `timed_out`.
+    fn read(&mut self, http: &mut HttpConn, server: &ServerContext) -> Result<(), HandlerError> {
         if self.read_timeout.is_none() {
             // No SO_RCVTIMEO set yet: first see whether the bytes are already here, as they
             // usually are when a client connects and sends at once (or a parked connection is
             // handed back because it is readable). Then no timeout is needed at all, which saves
             // a `setsockopt` per connection.
             let fd = self.conn.stream().as_raw_fd();
-            match socket::recv(fd, &mut self.scratch, MsgFlags::MSG_DONTWAIT) {
-                Ok(0) => return Ok(ReadOutcome::Eof),
+            match socket::recv(fd, http.read_buf(), MsgFlags::MSG_DONTWAIT) {
                 Ok(n) => {
-                    self.got(n);
-                    return Ok(ReadOutcome::Data);
+                    http.received(n, Instant::now());
+                    return Ok(());
                 }
                 // Nothing yet (or a signal): wait below, with the timeout.
                 Err(Errno::EAGAIN | Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return quiet(e.into()),
             }
         }
         loop {
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                return Ok(ReadOutcome::TimedOut);
+            let now = Instant::now();
+            let Some(left) = time_left(http, now) else {
+                http.timed_out(now);
+                return Ok(());
             };
-            self.set_read_timeout(slice.map_or(left, |s| left.min(s)))?;
-            match self.conn.stream().read(&mut self.scratch) {
-                Ok(0) => return Ok(ReadOutcome::Eof),
+            let idle = http.is_idle();
+            self.set_read_timeout(if idle { left.min(IDLE_SLICE) } else { left }).or_else(quiet)?;
+            match self.conn.stream().read(http.read_buf()) {
                 Ok(n) => {
-                    self.got(n);
-                    return Ok(ReadOutcome::Data);
+                    http.received(n, Instant::now());
+                    return Ok(());
                 }
                 // A signal arrived during the read; nothing was lost.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // SO_RCVTIMEO expired (Linux reports EAGAIN, i.e. WouldBlock). The socket timeout
                 // may be shorter than the deadline (see set_read_timeout), so check the deadline
-                // again instead of giving up.
+                // again (at the top) instead of giving up.
                 //
-                // Asked only now, after a wait that found nothing: bytes the client has already
-                // sent are always read and answered, even when the server is stopping.
+                // The stop is asked only now, after a wait that found nothing: bytes the client
+                // has already sent are always read and answered, even when the server is stopping.
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    if give_up() {
-                        return Ok(ReadOutcome::TimedOut);
+                    if idle && server.is_stopping() {
+                        http.stopping(Instant::now());
+                        if http.wants() == Want::Close {
+                            return Ok(());
+                        }
                     }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return quiet(e),
             }
+        }
+    }
+
+    /// Writes the connection's output. First without waiting (`MSG_DONTWAIT`): a response that
+    /// fits in the socket's send buffer goes out in one call and needs no timeout. Only if the
+    /// buffer is full does it set `SO_SNDTIMEO` (to the connection's deadline) and wait. That
+    /// saves a `setsockopt` on every connection, which is one system call in about fourteen
+    /// when each request has a connection of its own. Every write error means the response did
+    /// not get through and the connection is over; none of them is the server's fault, so
+    /// none is reported as an error.
+    fn write(&mut self, http: &mut HttpConn) {
+        if self.write_timeout.is_none() {
+            let fd = self.conn.stream().as_raw_fd();
+            // MSG_NOSIGNAL: a peer that is gone gives EPIPE, not SIGPIPE (std's writes do the same).
+            let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+            while http.wants() == Want::Write {
+                match socket::send(fd, http.output(), flags) {
+                    Ok(n) => http.sent(n, Instant::now()),
+                    Err(Errno::EINTR) => {}
+                    // The send buffer is full: from here on, wait (with the timeout).
+                    Err(Errno::EAGAIN) => break,
+                    Err(e) => return self.write_failed(http, e.into()),
+                }
+            }
+        }
+        while http.wants() == Want::Write {
+            let now = Instant::now();
+            let Some(left) = time_left(http, now) else {
+                http.timed_out(now);
+                return;
+            };
+            if let Err(e) = self.set_write_timeout(left) {
+                return self.write_failed(http, e);
+            }
+            match self.conn.stream().write(http.output()) {
+                Ok(0) => return self.write_failed(http, io::ErrorKind::WriteZero.into()),
+                Ok(n) => http.sent(n, Instant::now()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // SO_SNDTIMEO expired with nothing written: the deadline is checked at the top.
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) => return self.write_failed(http, e),
+            }
+        }
+    }
+
+    fn write_failed(&mut self, http: &mut HttpConn, e: io::Error) {
+        log::debug!(target: "socketserver::http", "{}: write failed: {e}", http.peer());
+        http.failed();
+    }
+
+    /// The lingering close: FIN first, so the response is delivered and then EOF, and then
+    /// read and discard what the client still sends (closing a socket with unread input makes
+    /// Linux send RST, which can overtake the response), as long as the connection says.
+    fn drain(&mut self, http: &mut HttpConn) {
+        if !self.shut {
+            // Through the Connection, which then knows not to send its own shutdown on close.
+            self.conn.shutdown_write();
+            self.shut = true;
+        }
+        let now = Instant::now();
+        let Some(left) = time_left(http, now) else {
+            http.timed_out(now);
+            return;
+        };
+        if self.set_read_timeout(left).is_err() {
+            return http.failed();
+        }
+        match self.conn.stream().read(http.read_buf()) {
+            Ok(n) => http.received(n, Instant::now()),
+            // Interrupted, or the timeout: the deadline is checked on the next turn.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            // The peer may already be gone; there is nothing to do about it either way.
+            Err(_) => http.failed(),
         }
     }
 
@@ -611,10 +520,7 @@ impl<'a> Io<'a> {
     /// deadline late), not shorter than half of it (we would wake up early for nothing).
     fn set_read_timeout(&mut self, left: Duration) -> io::Result<()> {
         let left = at_least_1ms(left);
-        if let Some(current) = self.read_timeout
-            && current <= left + TIMEOUT_SLACK
-            && current >= left / 2
-        {
+        if close_enough(self.read_timeout, left) {
             return Ok(());
         }
         self.conn.stream().set_read_timeout(Some(left))?;
@@ -622,42 +528,26 @@ impl<'a> Io<'a> {
         Ok(())
     }
 
-    /// Ends the connection from our side. With `linger`, unread input may still be arriving:
-    /// closing a socket with unread data makes Linux send RST instead of FIN, and an RST can
-    /// reach the client before it has read our response, which it then never sees. So send FIN
-    /// first (`shutdown(Write)`: the response is delivered, then EOF), and read and discard
-    /// what the client still sends, for a bounded time and amount, before the socket is closed.
-    fn close(&mut self, linger: bool) {
-        // The peer may already be gone; there is nothing to do about it either way.
-        // Through the Connection, which then knows not to send its own shutdown on close.
-        self.conn.shutdown_write();
-        if !linger {
-            return;
+    /// `SO_SNDTIMEO`, on the same terms as [`set_read_timeout`](Blocking::set_read_timeout).
+    fn set_write_timeout(&mut self, left: Duration) -> io::Result<()> {
+        let left = at_least_1ms(left);
+        if close_enough(self.write_timeout, left) {
+            return Ok(());
         }
-        let until = Instant::now() + LINGER_TIME;
-        let mut total = 0;
-        while total < LINGER_BYTES {
-            let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
-                return;
-            };
-            if self.set_read_timeout(left).is_err() {
-                return;
-            }
-            match self.conn.stream().read(&mut self.scratch) {
-                Ok(0) => return,
-                Ok(n) => total += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return,
-            }
-        }
+        self.conn.stream().set_write_timeout(Some(left))?;
+        self.write_timeout = Some(left);
+        Ok(())
     }
 }
 
-/// The instant `d` from now. A configured `Duration::MAX` means "practically never" and must
-/// not overflow `Instant` (which would panic), so it is capped at a day.
-fn after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d.min(Duration::from_secs(86_400))).unwrap_or(now)
+/// The time left before the connection's deadline, if any is left.
+fn time_left(http: &HttpConn, now: Instant) -> Option<Duration> {
+    http.deadline()?.checked_duration_since(now).filter(|d| !d.is_zero())
+}
+
+/// Whether a socket timeout of `current` may stand for one of `wanted` (see `set_read_timeout`).
+fn close_enough(current: Option<Duration>, wanted: Duration) -> bool {
+    current.is_some_and(|c| c <= wanted + TIMEOUT_SLACK && c >= wanted / 2)
 }
 
 /// A zero `Duration` means "no timeout" to the socket API, which is never what a caller of the

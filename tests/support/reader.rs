@@ -1,6 +1,6 @@
 //! The harness shared by `tests/parser_props.rs` and the fuzz target
 //! `fuzz/fuzz_targets/request_reader.rs` (which includes this file with `#[path]`): feed bytes
-//! to a [`RequestReader`] the way the connection loop in `src/http/service.rs` does, and check
+//! to a [`RequestReader`] the way the connection in `src/http/conn.rs` does, and check
 //! on the way what must hold whatever the bytes are.
 
 use socketserver::http::{Limits, Parsed, RequestReader, Version};
