@@ -93,6 +93,10 @@ impl<T: RequestHandler + ?Sized> RequestHandler for std::sync::Arc<T> {
     fn finish(&self, conn: &mut Connection) -> Result<(), HandlerError> {
         (**self).finish(conn)
     }
+    fn sans_io(&self) -> Option<&dyn crate::http::SansIo> {
+        (**self).sans_io()
+    }
+
     fn verify_request(&self, peer_addr: &SocketAddr) -> bool {
         (**self).verify_request(peer_addr)
     }

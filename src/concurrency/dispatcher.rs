@@ -50,6 +50,12 @@ impl<H: RequestHandler> Dispatcher<H> {
         Dispatcher { handler, server_id, listener_fd }
     }
 
+    /// Which server this dispatcher belongs to (what `HandlerScope` checks a handler's
+    /// `shutdown()` against).
+    pub(crate) fn server_id(&self) -> u64 {
+        self.server_id
+    }
+
     /// The request handler.
     pub(crate) fn handler(&self) -> &Arc<H> {
         &self.handler

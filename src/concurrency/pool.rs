@@ -118,7 +118,9 @@ use crate::reactor::{Event, Interest, Reactor, Waker};
 // Reached from `process_request` once the HTTP layer's `sans_io()` hook exists (the merge of
 // issue 9): until then only its tests drive it. `HttpConn` implements its `ConnMachine`.
 pub(crate) mod half_async;
+mod http;
 use half_async::{HalfAsync, Machines};
+use http::HttpMachines;
 
 /// The default queue has room for this many connections per worker.
 ///
@@ -482,17 +484,27 @@ impl Pool {
     /// request queue is full), so this never blocks.
     ///
     /// `process_request` calls it for a handler whose `sans_io()` is `Some`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn process_machine<M: Machines>(
         &mut self,
         conn: Connection,
-        machines: impl FnOnce() -> Arc<M>,
+        machines: impl FnOnce() -> Option<Arc<M>>,
     ) {
         if self.closed {
             return;
         }
         if self.half_async.is_none() {
-            match HalfAsync::start(machines(), self.threads, self.capacity(), self.stack_size) {
+            let Some(machines) = machines() else {
+                // Only a handler whose sans-IO side comes and goes gets here: it has none now.
+                log::error!("pool: the handler offers no sans-IO side; closing the connection");
+                return;
+            };
+            match HalfAsync::start(
+                machines,
+                self.threads,
+                self.capacity(),
+                self.stack_size,
+                self.accept_only_when_idle,
+            ) {
                 Ok(h) => {
                     self.half_async = Some(h);
                     // The byte-stream workers, if the first service_actions started them, have
@@ -627,6 +639,12 @@ impl Concurrency for Pool {
     }
 
     fn process_request<H: RequestHandler>(&mut self, mut conn: Connection, dispatcher: &Dispatcher<H>) {
+        // An HTTP handler (one with a sans-IO side) runs half-sync/half-async: the connection
+        // lives on the reactor and a worker only ever runs the service on a complete request.
+        if self.half_async.is_some() || dispatcher.handler().sans_io().is_some() {
+            let (handler, id) = (Arc::clone(dispatcher.handler()), dispatcher.server_id());
+            return self.process_machine(conn, move || HttpMachines::new(handler, id).map(Arc::new));
+        }
         let Some(shared) = self.maintain() else {
             // Closed, or could not start: dropping the connection closes it.
             return;

@@ -165,6 +165,9 @@ pub struct Answer {
 pub trait SansIo: Send + Sync {
     /// A connection from `peer`, accepted at `now`, with the handler's configuration.
     fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn;
+    /// The handler's configuration, shared by all its connections (a driver that keeps it can
+    /// make connections without asking the handler again).
+    fn config(&self) -> &Arc<ConnConfig>;
     /// Runs the service on a complete request, on the calling thread.
     fn call(&self, request: &Request) -> Answer;
 }

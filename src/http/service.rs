@@ -295,6 +295,10 @@ impl<S: Service> SansIo for HttpHandler<S> {
         HttpConn::new(self.conn_config(), peer, now)
     }
 
+    fn config(&self) -> &Arc<ConnConfig> {
+        self.conn_config()
+    }
+
     fn call(&self, request: &Request) -> Answer {
         self.call_service(request)
     }

@@ -34,10 +34,6 @@
 //! wait in the listen backlog. Memory stays bounded: requests waiting ≤ queue size, bytes
 //! buffered ≤ connections × the machine's own limits.
 
-// Until the merge gives `process_request` its `sans_io()` route, only this module's tests drive
-// the driver; without the allowance every item here would be dead code outside tests.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -59,7 +55,12 @@ pub(crate) enum Want {
     Write,
     /// A request is out and its answer awaited: neither read nor write.
     Service,
-    /// Done: close (once `output()` is empty).
+    /// Done, but the client may still be sending (a refused request's body, pipelined bytes
+    /// behind a last response): FIN, then read and drop what comes until the client's EOF,
+    /// bounded in time and bytes, then close. Closing at once with unread input would make the
+    /// kernel send a reset, which can destroy the response before the client reads it.
+    Drain,
+    /// Done, nothing unread: FIN and close now.
     Close,
 }
 
@@ -92,8 +93,6 @@ pub(crate) trait ConnMachine: Send + 'static {
     fn timed_out(&mut self, now: Instant);
     /// The server is stopping: close when idle, finish what is in progress.
     fn stopping(&mut self, now: Instant);
-    /// Whether no byte of a next request has come.
-    fn is_idle(&self) -> bool;
 }
 
 /// Makes machines and runs the service: the contract's `SansIo`, typed. `HttpHandler` is one
@@ -134,6 +133,14 @@ struct Shared {
     room: Condvar,
     waker: Arc<Waker>,
     capacity: usize,
+    /// `Some(threads)`: accept only while a worker would be free for one more request
+    /// (`Pool::accept_only_when_idle`, which `Prefork` sets so that a worker whose threads are
+    /// all busy leaves new connections to an idle sibling). Only requests count, never
+    /// connections still sending theirs: counting those would let slow clients stop the
+    /// accepting, which is what this design is for. The price: clients that all connect first
+    /// and send a moment later (the bundled client's fire mode) are spread by connection, not by
+    /// request, and one worker may get more requests than it has threads (docs/05).
+    accept_limit: Option<usize>,
 }
 
 #[derive(Default)]
@@ -141,6 +148,11 @@ struct State {
     queue: VecDeque<Job>,
     /// Accepted, not yet seen by the reactor.
     incoming: Vec<(TcpStream, SocketAddr)>,
+    /// Taken from `incoming` by the reactor in its current pass, not yet counted in
+    /// `in_service` (the pass's `publish` does): without it, a just-accepted connection whose
+    /// request is about to be queued would count nowhere for a moment, and the accept limit
+    /// would let a burst in past it.
+    taken: usize,
     busy: usize,
     idle_workers: usize,
     room_waiters: usize,
@@ -154,6 +166,17 @@ struct State {
 }
 
 impl Shared {
+    /// Whether the accept thread may take another connection: the queue has room, nothing is
+    /// stalled, and (with an accept limit) requests running, queued or about to be (just
+    /// accepted) leave a worker free.
+    fn room(&self, st: &State) -> bool {
+        let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
+        !st.closing
+            && st.queue.len() < self.capacity
+            && st.stalled == 0
+            && self.accept_limit.is_none_or(|n| pending < n)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update below is complete at each step: a poisoned lock holds nothing half-done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -196,6 +219,7 @@ impl HalfAsync {
         threads: usize,
         capacity: usize,
         stack_size: Option<usize>,
+        accept_only_when_idle: bool,
     ) -> io::Result<HalfAsync> {
         let waker = Arc::new(Waker::new()?);
         let reactor = Reactor::with_waker(Arc::clone(&waker))?;
@@ -205,6 +229,7 @@ impl HalfAsync {
             room: Condvar::new(),
             waker,
             capacity: capacity.max(1),
+            accept_limit: accept_only_when_idle.then_some(threads.max(1)),
         });
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
@@ -269,15 +294,14 @@ impl HalfAsync {
 
     /// Whether the server should accept now: room in the request queue and nobody stalled.
     pub(crate) fn has_room(&self) -> bool {
-        let st = self.shared.lock();
-        !st.closing && st.queue.len() < self.shared.capacity && st.stalled == 0
+        self.shared.room(&self.shared.lock())
     }
 
     /// Waits, at most `timeout`, for [`has_room`](HalfAsync::has_room).
     pub(crate) fn wait_for_room(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
-        while !st.closing && (st.queue.len() >= self.shared.capacity || st.stalled > 0) {
+        while !st.closing && !self.shared.room(&st) {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
             st.room_waiters += 1;
             st = self.shared.room.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
@@ -356,7 +380,12 @@ fn worker_loop(shared: &Shared) {
         if catch_unwind(AssertUnwindSafe(job)).is_err() {
             log::error!("a pool job panicked outside the service; its connection is closed");
         }
-        shared.lock().busy -= 1;
+        let mut st = shared.lock();
+        st.busy -= 1;
+        // A worker is free: with an accept limit, that is room for one more connection.
+        if st.room_waiters > 0 && shared.accept_limit.is_some() {
+            shared.room.notify_all();
+        }
     }
 }
 
@@ -451,6 +480,7 @@ impl<M: Machines> Driver<M> {
             let now = Instant::now();
             let (incoming, closing) = {
                 let mut st = self.shared.lock();
+                st.taken = st.incoming.len();
                 (std::mem::take(&mut st.incoming), st.closing)
             };
             for (stream, peer) in incoming {
@@ -518,8 +548,9 @@ impl<M: Machines> Driver<M> {
         let mut st = self.shared.lock();
         st.connections = self.reactor.len();
         st.in_service = self.in_service;
+        st.taken = 0;
         st.stalled = self.stalled.len();
-        let room = st.room_waiters > 0 && st.queue.len() < self.shared.capacity && self.stalled.is_empty();
+        let room = st.room_waiters > 0 && self.shared.room(&st);
         drop(st);
         if room {
             self.shared.room.notify_all();
@@ -615,9 +646,6 @@ impl<M: Machines> Driver<M> {
                 break Interest::NONE;
             }
             let want = c.machine.wants();
-            if want == Want::Service {
-                break Interest::NONE;
-            }
             if !c.machine.output().is_empty() {
                 match (&c.stream).write(c.machine.output()) {
                     // A write of 0 bytes on a non-empty buffer: the socket cannot take more
@@ -633,11 +661,17 @@ impl<M: Machines> Driver<M> {
                 }
                 continue;
             }
-            if want == Want::Close {
+            if want == Want::Drain {
                 self.close(token, now);
                 return;
             }
-            // Read (or Write with nothing left to write: read then).
+            if want == Want::Close {
+                // FIN after what was sent (an error means the peer is gone already), then close.
+                let _ = c.stream.shutdown(Shutdown::Write);
+                self.reactor.remove(token);
+                return;
+            }
+            // Service (a complete request is ready), Read, or Write with nothing left to write.
             let full = self.shared.lock().queue.len() >= self.shared.capacity;
             if full || (!turn && !self.stalled.is_empty()) {
                 // Back-pressure: the queue is full (or others wait for it first). Stop reading
@@ -658,6 +692,11 @@ impl<M: Machines> Driver<M> {
                 c.in_service = true;
                 self.enqueue(token, request);
                 continue;
+            }
+            if want == Want::Service {
+                // Nothing to hand out and nothing out: the machine is waiting for something
+                // else (its deadline). Reading now would buffer past its own back-pressure.
+                break Interest::NONE;
             }
             if budget == 0 || c.eof {
                 // Budget spent: level-triggered epoll reports the rest. EOF: nothing more will

@@ -95,7 +95,7 @@ impl ConnMachine for LineConn {
         } else if !self.output().is_empty() {
             Want::Write
         } else if self.closing || (self.eof && !self.buf[..self.filled].contains(&b'\n')) {
-            Want::Close
+            Want::Drain
         } else {
             Want::Read
         }
@@ -108,12 +108,9 @@ impl ConnMachine for LineConn {
     }
     fn stopping(&mut self, _now: Instant) {
         self.stopping = true;
-        if self.is_idle() {
+        if self.filled == 0 && !self.out_now && self.output().is_empty() {
             self.closing = true;
         }
-    }
-    fn is_idle(&self) -> bool {
-        self.filled == 0 && !self.out_now && self.output().is_empty()
     }
 }
 
@@ -196,7 +193,7 @@ fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
                 Ok((stream, peer)) => {
                     a.fetch_add(1, Ordering::SeqCst);
                     let m = Arc::clone(&machines);
-                    p.lock().unwrap().process_machine(Connection::new(stream, peer, ctx.clone()), || m);
+                    p.lock().unwrap().process_machine(Connection::new(stream, peer, ctx.clone()), || Some(m));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Wait for a connection (bounded, so `stop` is seen).
@@ -269,6 +266,8 @@ fn pipelined_lines_are_answered_in_order() {
     let got = read_lines(&mut c, lines.len());
     let want: Vec<String> = lines.iter().map(|l| l.to_uppercase()).collect();
     assert_eq!(got, want);
+    // The last worker counts itself idle just after it sent the last answer: wait for it.
+    assert!(until(|| served.pool.lock().unwrap().busy() == 0));
     let pool = served.pool.lock().unwrap();
     // Two workers, the half-async ones: the byte-stream workers are gone, and nothing parked
     // with their poller.
@@ -343,9 +342,10 @@ fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
         c.write_all(format!("c{i}\n").as_bytes()).unwrap();
     }
     // The worker is in the (closed) service, the queue is full.
+    // (`in_service` is the reactor's count, published at the end of its pass: wait for it too.)
     assert!(until(|| {
         let s = served.stats();
-        s.busy == 1 && s.queued == 2
+        s.busy == 1 && s.queued == 2 && s.in_service == 3
     }));
     // Back-pressure: no room, so the server accepts no more; nothing beyond the bound queued.
     assert!(!served.pool.lock().unwrap().has_capacity());

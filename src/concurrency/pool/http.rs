@@ -1,0 +1,126 @@
+//! HTTP on the pool's reactor: [`HttpConn`] is the [`ConnMachine`] the half-sync/half-async
+//! driver runs, and [`HttpMachines`] reaches the handler's service through its
+//! [`sans_io`](crate::RequestHandler::sans_io) hook, without knowing the handler's type.
+//!
+//! Nothing here does I/O or keeps state of its own: the connection's behaviour is all in
+//! `http::conn` (the same machine the blocking driver runs, so both answer byte for byte the
+//! same), and the I/O is all in the driver (`half_async`).
+
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::half_async::{ConnMachine, Machines, Want};
+use crate::error::Error;
+use crate::handler::RequestHandler;
+use crate::http::{self, Answer, ConnConfig, HttpConn, Request, Response};
+use crate::shutdown::HandlerScope;
+use crate::trace;
+
+impl ConnMachine for HttpConn {
+    type Request = Request;
+    type Answer = Answer;
+
+    fn read_buf(&mut self) -> &mut [u8] {
+        HttpConn::read_buf(self)
+    }
+
+    fn received(&mut self, n: usize, now: Instant) {
+        HttpConn::received(self, n, now);
+    }
+
+    fn next_request(&mut self, now: Instant) -> Option<Request> {
+        HttpConn::next_request(self, now)
+    }
+
+    fn respond(&mut self, request: Request, answer: Answer, now: Instant) {
+        HttpConn::respond(self, request, answer, now);
+    }
+
+    fn output(&self) -> &[u8] {
+        HttpConn::output(self)
+    }
+
+    fn sent(&mut self, n: usize, now: Instant) {
+        HttpConn::sent(self, n, now);
+    }
+
+    fn failed(&mut self) {
+        HttpConn::failed(self);
+    }
+
+    fn wants(&self) -> Want {
+        match HttpConn::wants(self) {
+            http::Want::Read => Want::Read,
+            http::Want::Write => Want::Write,
+            http::Want::Service => Want::Service,
+            http::Want::Drain => Want::Drain,
+            http::Want::Close => Want::Close,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        HttpConn::deadline(self)
+    }
+
+    fn timed_out(&mut self, now: Instant) {
+        HttpConn::timed_out(self, now);
+    }
+
+    fn stopping(&mut self, now: Instant) {
+        HttpConn::stopping(self, now);
+    }
+}
+
+/// Makes HTTP connections with the handler's configuration and runs its service on a worker.
+pub(crate) struct HttpMachines<H> {
+    handler: Arc<H>,
+    config: Arc<ConnConfig>,
+    server_id: u64,
+}
+
+impl<H: RequestHandler> HttpMachines<H> {
+    /// `None` if the handler has no sans-IO side (it is not an HTTP handler).
+    pub(crate) fn new(handler: Arc<H>, server_id: u64) -> Option<HttpMachines<H>> {
+        let config = Arc::clone(handler.sans_io()?.config());
+        Some(HttpMachines { handler, config, server_id })
+    }
+}
+
+impl<H: RequestHandler> Machines for HttpMachines<H> {
+    type Conn = HttpConn;
+
+    fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn {
+        HttpConn::new(&self.config, peer, now)
+    }
+
+    fn call(&self, request: &Request) -> Answer {
+        // As on every other strategy: a handler that calls `shutdown()` on its own server gets
+        // an error instead of a deadlock, also on a pool worker.
+        let _scope = HandlerScope::enter(self.server_id);
+        let answer = match self.handler.sans_io() {
+            Some(service) => service.call(request),
+            // A handler whose hook said Some when the pool started and None now: nothing to run.
+            // Answer rather than leave the client waiting.
+            None => Answer {
+                response: Response::text(500, "500 Internal Server Error\n"),
+                panicked: None,
+                started: Instant::now(),
+                elapsed: Duration::ZERO,
+                who: trace::Who::cached(),
+            },
+        };
+        if let Some(message) = &answer.panicked {
+            // The blocking driver returns the panic from `handle`, and the dispatcher reports
+            // it; here the worker reports it the same way, to the same hook.
+            let error: crate::HandlerError = Box::new(Error::HandlerPanicked(message.clone()));
+            // handle_error is user code too: a panic in it must not take the worker down.
+            let report = || self.handler.handle_error(&request.peer_addr(), &error);
+            if catch_unwind(AssertUnwindSafe(report)).is_err() {
+                log::error!("handle_error panicked while reporting: {error}");
+            }
+        }
+        answer
+    }
+}
