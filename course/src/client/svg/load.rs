@@ -18,8 +18,8 @@ const BINS_PER_OCTAVE: f64 = 8.0;
 /// The percentiles marked, with their labels.
 const MARKS: [(f64, &str); 3] = [(50.0, "p50"), (99.0, "p99"), (99.9, "p99.9")];
 
-/// `10^k` nanoseconds as an axis label: `1 us`, `10 ms`, `1 s`.
-fn decade_label(ns: f64) -> String {
+/// A 1-2-5 value of nanoseconds as an axis label: `1 us`, `20 us`, `500 ms`, `2 s`.
+fn axis_label(ns: f64) -> String {
     let ns = ns.round() as u64;
     match ns {
         0..1_000 => format!("{ns} ns"),
@@ -27,6 +27,22 @@ fn decade_label(ns: f64) -> String {
         1_000_000..1_000_000_000 => format!("{} ms", ns / 1_000_000),
         _ => format!("{} s", ns / 1_000_000_000),
     }
+}
+
+/// The values 1, 2 and 5 × 10^k (k ≥ 0) from the largest at or below `min` to the smallest at
+/// or above `max`: the latency axis's ticks and its ends, tight around the data whatever its
+/// spread.
+fn one_two_five(min: u64, max: u64) -> Vec<f64> {
+    let (min, max) = (min.max(1) as f64, max.max(1) as f64);
+    let mut all = Vec::new();
+    let mut decade = 1.0f64;
+    while decade <= 1e19 {
+        all.extend([decade, 2.0 * decade, 5.0 * decade]);
+        decade *= 10.0;
+    }
+    let first = all.iter().rposition(|&v| v <= min).unwrap_or(0);
+    let last = all.iter().position(|&v| v >= max).unwrap_or(all.len() - 1).max(first + 1);
+    all[first..=last].to_vec()
 }
 
 /// The load report as two charts, one above the other: the latency distribution (log-scale
@@ -91,19 +107,17 @@ fn latency(doc: &mut Doc, report: &LoadReport, top: f64) {
         let i = (bin_of(low) - first).clamp(0, last - first) as usize;
         counts[i] += count;
     }
-    // The axis runs over whole decades around the data.
-    let lo = 10f64.powf((l.min().max(1) as f64).log10().floor());
-    let hi = 10f64.powf(((l.max().max(1) as f64).log10() + 1e-9).ceil()).max(lo * 10.0);
+    // The axis runs between the 1-2-5 values around the data, with a tick at each of them.
+    let marks = one_two_five(l.min(), l.max());
+    let (lo, hi) = (marks[0], marks[marks.len() - 1]);
     let at = |v: f64| PLOT_X + (v.max(lo).log10() - lo.log10()) / (hi.log10() - lo.log10()) * PLOT_W;
     let fullest = counts.iter().copied().max().unwrap_or(1).max(1) as f64;
     count_axis(doc, base, fullest, &|v| format!("{v:.0}"));
     let (_, step) = ticks(fullest, 4);
     let scale_top = ((fullest / step).ceil() * step).max(fullest);
-    let mut decade = lo;
-    while decade <= hi * 1.0001 {
-        doc.line((at(decade), base), (at(decade), base + 4.0), "axis", "");
-        doc.text(at(decade), base + 14.0, "mute", "middle", &decade_label(decade));
-        decade *= 10.0;
+    for &v in &marks {
+        doc.line((at(v), base), (at(v), base + 4.0), "axis", "");
+        doc.text(at(v), base + 14.0, "mute", "middle", &axis_label(v));
     }
     for (i, &count) in counts.iter().enumerate() {
         if count == 0 {
@@ -231,7 +245,9 @@ mod tests {
         let mark = |p: f64, name: &str| format!("{name} {}", format_nanos(l.percentile(p)));
         assert!(mark(50.0, "p50").starts_with("p50 1.0") && mark(99.9, "p99.9").starts_with("p99.9 4.1"));
         let marks = [mark(50.0, "p50"), mark(99.0, "p99"), mark(99.9, "p99.9")];
-        let axis = ["1 us", "10 us", "100 us", "mean 1011 req/s"].map(String::from);
+        // The axis: 1-2-5 values from 1 us (at or below 1024 ns) to 100 us (at or above 65536).
+        let axis = ["1 us", "2 us", "5 us", "10 us", "20 us", "50 us", "100 us", "mean 1011 req/s"]
+            .map(String::from);
         for label in marks.iter().chain(&axis) {
             assert!(texts.iter().any(|t| t == label), "{label}: {texts:?}");
         }
@@ -241,6 +257,18 @@ mod tests {
         assert_eq!(rate.attr("d").unwrap().matches('L').count(), 10 * 2 + 1);
         assert!(texts[0] == "load http://127.0.0.1:8000/hello for 1 s", "{texts:?}");
         assert!(texts[1].ends_with("1011 requests in 1.00 s, 1011.0 req/s, 0 errors"), "{texts:?}");
+    }
+
+    #[test]
+    fn the_axis_is_tight_around_the_data() {
+        assert_eq!(one_two_five(10_500_000, 112_000_000), vec![1e7, 2e7, 5e7, 1e8, 2e8]);
+        assert_eq!(one_two_five(1000, 1000), vec![1e3, 2e3]);
+        assert_eq!(one_two_five(0, 3), vec![1.0, 2.0, 5.0]);
+        assert_eq!(one_two_five(u64::MAX, u64::MAX).len(), 2);
+        assert_eq!(
+            (axis_label(2e7), axis_label(5e2), axis_label(2e9)),
+            ("20 ms".into(), "500 ns".into(), "2 s".into())
+        );
     }
 
     #[test]
