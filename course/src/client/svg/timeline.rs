@@ -7,6 +7,7 @@
 //! the same story.
 
 use super::{Bars, Doc, FONT, PALETTE, secs_label, text_width, ticks};
+use crate::client::fire::Outcome;
 use crate::client::fire_report::FireReport;
 use crate::client::timeline::{self, MIN_SPAN};
 
@@ -41,7 +42,7 @@ fn plan(report: &FireReport) -> Rows {
     let headings = (layout.groups.len() + usize::from(!layout.failed.is_empty())) as f64;
     let roomy_height = (rows + headings) * LINE;
     if roomy_height <= MAX_ROWS_HEIGHT {
-        let widest = report.outcomes.iter().map(|o| text_width(&row_label(report, o))).fold(0.0, f64::max);
+        let widest = report.outcomes.iter().map(|o| text_width(&row_label(o))).fold(0.0, f64::max);
         return Rows { roomy: true, row: LINE, height: roomy_height, label_w: widest + 10.0 };
     }
     // Thin rows: every request keeps a row of its own (the staircase stays visible), the
@@ -58,7 +59,7 @@ fn plan(report: &FireReport) -> Rows {
 }
 
 /// `#3`, or `#3 404`, `#3 refused`: a row's label, with the ASCII timeline's note.
-fn row_label(_report: &FireReport, o: &crate::client::fire::Outcome) -> String {
+fn row_label(o: &Outcome) -> String {
     match &o.result {
         Ok(r) if (200..300).contains(&r.status) => format!("#{}", o.index),
         Ok(r) => format!("#{} {}", o.index, r.status),
@@ -96,22 +97,21 @@ fn draw(doc: &mut Doc, report: &FireReport, x: f64, y: f64, width: f64, span: f6
             doc.text(plot_x - 8.0, mid, "fg", "end", heading);
         }
     };
-    let mut rows_drawn =
-        |doc: &mut Doc, top: &mut f64, outcomes: &[&crate::client::fire::Outcome], colour: Option<usize>| {
-            for o in outcomes {
-                let mid = *top + plan.row / 2.0;
-                let ((sent, done), part) = layout.intervals(o);
-                let bars = if colour.is_some() { &mut wait } else { &mut failed };
-                bars.add(at(sent), mid, at(done) - at(sent), MIN_BAR);
-                if let (Some(c), Some((a, b))) = (colour, part) {
-                    handled[c].add(at(a), mid, at(b) - at(a), MIN_BAR);
-                }
-                if plan.roomy {
-                    doc.text(plot_x - 8.0, mid, "mute", "end", &row_label(report, o));
-                }
-                *top += plan.row;
+    let mut rows_drawn = |doc: &mut Doc, top: &mut f64, outcomes: &[&Outcome], colour: Option<usize>| {
+        for o in outcomes {
+            let mid = *top + plan.row / 2.0;
+            let ((sent, done), part) = layout.intervals(o);
+            let bars = if colour.is_some() { &mut wait } else { &mut failed };
+            bars.add(at(sent), mid, at(done) - at(sent), MIN_BAR);
+            if let (Some(c), Some((a, b))) = (colour, part) {
+                handled[c].add(at(a), mid, at(b) - at(a), MIN_BAR);
             }
-        };
+            if plan.roomy {
+                doc.text(plot_x - 8.0, mid, "mute", "end", &row_label(o));
+            }
+            *top += plan.row;
+        }
+    };
     for (i, group) in layout.groups.iter().enumerate() {
         group_label(doc, top, group.rows.len(), &group.heading);
         if plan.roomy {
@@ -239,7 +239,7 @@ pub fn timelines_side_by_side(title: &str, panels: &[(&str, &FireReport)]) -> St
 mod tests {
     use super::super::check;
     use super::*;
-    use crate::client::fire::{ErrorKind, Outcome, Reply, RequestError};
+    use crate::client::fire::{ErrorKind, Reply, RequestError};
 
     fn reply(pid: u32, tid: u32, start: f64, elapsed: f64) -> Result<Reply, RequestError> {
         Ok(Reply {
