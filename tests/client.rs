@@ -412,6 +412,21 @@ fn multiplexed_connections_need_not_divide_evenly_among_threads() {
 }
 
 #[test]
+fn every_response_is_in_the_throughput_series() {
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let report = load(&cfg(mode, &server.url, 2, None, Some(Duration::from_millis(350))));
+        assert_no_errors(&report);
+        let t = &report.throughput;
+        // However late the sampling thread woke, no response is lost or counted twice.
+        assert_eq!(t.counts.iter().sum::<u64>(), report.responses(), "{:?}", t.counts);
+        // 350 ms in 100 ms intervals: at most three whole ones and the rest.
+        assert!((1..=4).contains(&t.counts.len()), "{:?}", t.counts);
+        assert_eq!(t.interval, course::client::load::SAMPLE_INTERVAL);
+    }
+}
+
+#[test]
 fn load_close_mode_opens_a_connection_per_request() {
     for mode in MODES {
         let server = KeepAliveServer::start(ok_or_404);

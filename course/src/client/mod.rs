@@ -45,6 +45,7 @@
 //! * [`histogram`]: the latency histogram load mode records into;
 //! * [`fire_report`]: the fire report: in-flight counting, verdict, the table and summary;
 //! * [`timeline`]: the ASCII bars;
+//! * [`svg`]: the same timeline, and load mode's charts, as SVG pictures (`--svg FILE`);
 //! * [`cli`]: the example's command line.
 
 pub mod cli;
@@ -52,6 +53,7 @@ pub mod fire;
 pub mod fire_report;
 pub mod histogram;
 pub mod load;
+pub mod svg;
 pub mod timeline;
 pub mod url;
 
@@ -60,5 +62,5 @@ pub use fire::{
 };
 pub use fire_report::FireReport;
 pub use histogram::Histogram;
-pub use load::{LoadConfig, LoadReport, Progress, Threads, load, load_with_progress};
+pub use load::{LoadConfig, LoadReport, Progress, Threads, Throughput, load, load_with_progress};
 pub use url::{Url, UrlError};

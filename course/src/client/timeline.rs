@@ -29,7 +29,7 @@ pub const WAITING: char = '-';
 pub const IDLE: char = '.';
 
 /// Shortest time axis drawn, in seconds.
-const MIN_SPAN: f64 = 0.01;
+pub(crate) const MIN_SPAN: f64 = 0.01;
 
 /// Who served a reply, as far as the headers say: `(X-Pid, X-Tid)`.
 type Worker = (Option<u32>, Option<u32>);
@@ -105,16 +105,42 @@ fn start_key(o: &Outcome, offset: Option<f64>) -> f64 {
     }
 }
 
-/// Draws the timeline section: heading, groups of bars, the axis and a legend.
-pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
-    let width = width.max(10);
-    let offset = server_clock_offset(outcomes);
-    // Below 10 ms the bars would magnify scheduling noise (a refused connect takes 0.1 ms) into
-    // full-width shapes that mean nothing; such a volley is drawn on a 10 ms axis.
-    let span = wall.max(MIN_SPAN);
-    let label_w = outcomes.len().to_string().len() + 1;
-    let pad = " ".repeat(2 + label_w + 1);
+/// One group of rows: the requests one worker served, in the order it began handling them.
+pub(crate) struct Group<'a> {
+    /// `pid 4242 tid 4243`, `pid 4300`, or that the server did not say.
+    pub(crate) heading: String,
+    /// Its requests, in order of when handling began.
+    pub(crate) rows: Vec<&'a Outcome>,
+}
 
+/// How a volley is laid out on one axis: shared by this ASCII drawing and the SVG one
+/// ([`svg`](super::svg)), so the two always agree on groups, order and clocks.
+pub(crate) struct Layout<'a> {
+    /// The server-clock offset ([`server_clock_offset`]).
+    pub(crate) offset: Option<f64>,
+    /// The groups, in the order of the first request each served.
+    pub(crate) groups: Vec<Group<'a>>,
+    /// Requests that got no response, in request order.
+    pub(crate) failed: Vec<&'a Outcome>,
+}
+
+impl Layout<'_> {
+    /// The parts of one request's bar on the client's clock: the whole time it was in flight
+    /// (`[sent, done]`, drawn as waiting), and the part the server was handling it, if known
+    /// (or, without server timing, the whole flight: there is nothing to tell apart).
+    pub(crate) fn intervals(&self, o: &Outcome) -> ((f64, f64), Option<(f64, f64)>) {
+        let handled = match (&o.result, self.offset) {
+            (Ok(reply), Some(offset)) => reply.server_interval().map(|(s, e)| (s + offset, e + offset)),
+            (Ok(_), None) => Some((o.sent, o.done)),
+            (Err(_), _) => None,
+        };
+        ((o.sent, o.done), handled)
+    }
+}
+
+/// Groups `outcomes` by who served them, orders groups and rows, and lines up the clocks.
+pub(crate) fn layout(outcomes: &[Outcome]) -> Layout<'_> {
+    let offset = server_clock_offset(outcomes);
     // Group replies by worker, in the order the workers first started handling something.
     let mut groups: BTreeMap<Worker, Vec<&Outcome>> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -140,6 +166,22 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
     let pids: BTreeSet<Option<u32>> = ordered.iter().map(|((pid, _), _)| *pid).collect();
     let pid_only =
         pids.len() > 1 && pids.iter().all(|p| ordered.iter().filter(|((pid, _), _)| pid == p).count() == 1);
+    let groups = ordered
+        .into_iter()
+        .map(|(worker, rows)| Group { heading: heading(worker, pid_only), rows })
+        .collect();
+    Layout { offset, groups, failed }
+}
+
+/// Draws the timeline section: heading, groups of bars, the axis and a legend.
+pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
+    let width = width.max(10);
+    let Layout { offset, groups, failed } = layout(outcomes);
+    // Below 10 ms the bars would magnify scheduling noise (a refused connect takes 0.1 ms) into
+    // full-width shapes that mean nothing; such a volley is drawn on a 10 ms axis.
+    let span = wall.max(MIN_SPAN);
+    let label_w = outcomes.len().to_string().len() + 1;
+    let pad = " ".repeat(2 + label_w + 1);
 
     let mut out = String::new();
     let _ = writeln!(out, "timeline (0 to {span:.3} s), one row per request, grouped by who served it");
@@ -152,9 +194,9 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
         };
         let _ = writeln!(out, "  {label:<label_w$} |{}|{note}", bar(o, offset, span, width));
     };
-    for (worker, rows) in &ordered {
-        let _ = writeln!(out, "{}", heading(*worker, pid_only));
-        for o in rows {
+    for group in &groups {
+        let _ = writeln!(out, "{}", group.heading);
+        for o in &group.rows {
             row(&mut out, o);
         }
     }
