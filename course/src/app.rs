@@ -271,6 +271,17 @@ pub struct ServerArgs {
     pub write_timeout: Option<Duration>,
     /// `--idle-timeout SECS`: [`HttpHandler::idle_timeout`] (default: the handler's, 5 s).
     pub idle_timeout: Option<Duration>,
+    /// `--header-timeout SECS`: [`HttpHandler::header_timeout`] (default: the handler's, 10 s).
+    pub header_timeout: Option<Duration>,
+    /// `--min-body-rate BYTES_PER_SEC`: [`HttpHandler::min_body_rate`], after the handler's
+    /// grace (default: the handler's, 500 bytes/s; 0 switches it off).
+    pub min_body_rate: Option<u64>,
+    /// `--min-send-rate BYTES_PER_SEC`: [`HttpHandler::min_send_rate`], after the handler's
+    /// grace (default: the handler's, 500 bytes/s; 0 switches it off).
+    pub min_send_rate: Option<u64>,
+    /// `--blocking-workers` (pool only): workers read and write their connections themselves,
+    /// as before the reactor ([`Pool::half_async`] off), for the throughput comparison.
+    pub blocking_workers: bool,
 }
 
 /// Workers of `prefork_server` when `--workers` is not given.
@@ -293,6 +304,10 @@ impl Default for ServerArgs {
             read_timeout: None,
             write_timeout: None,
             idle_timeout: None,
+            header_timeout: None,
+            min_body_rate: None,
+            min_send_rate: None,
+            blocking_workers: false,
         }
     }
 }
@@ -360,6 +375,16 @@ impl ServerArgs {
                 "--idle-timeout" => {
                     out.idle_timeout = Some(seconds("--idle-timeout", &value("--idle-timeout")?)?)
                 }
+                "--header-timeout" => {
+                    out.header_timeout = Some(seconds("--header-timeout", &value("--header-timeout")?)?)
+                }
+                "--min-body-rate" => {
+                    out.min_body_rate = Some(rate("--min-body-rate", &value("--min-body-rate")?)?)
+                }
+                "--min-send-rate" => {
+                    out.min_send_rate = Some(rate("--min-send-rate", &value("--min-send-rate")?)?)
+                }
+                "--blocking-workers" if kind == Kind::Pool => out.blocking_workers = true,
                 "--quiet" | "-q" => out.quiet = true,
                 "--warn-after" => {
                     let v = value("--warn-after")?;
@@ -381,7 +406,10 @@ impl ServerArgs {
         let extra = match kind {
             Kind::Sequential => "",
             Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
-            Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
+            Kind::Pool => {
+                "  --threads N       worker threads in the pool (default 4)\n  \
+                 --blocking-workers workers read and write connections themselves (no reactor)\n"
+            }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
                  --no-reap         don't reap children between requests (the zombie lesson)\n"
@@ -400,6 +428,9 @@ impl ServerArgs {
              --read-timeout S  seconds a request has to arrive, from its first byte (default 30)\n  \
              --write-timeout S seconds one blocked write may wait for the client (default 30)\n  \
              --idle-timeout S  seconds a keep-alive connection may wait for its next request (default 5)\n  \
+             --header-timeout S seconds the request head has, from its first byte (default 10)\n  \
+             --min-body-rate B slowest body upload in bytes/s, after 10 s (default 500; 0: off)\n  \
+             --min-send-rate B slowest response download in bytes/s, after 10 s (default 500; 0: off)\n  \
              --quiet           no log line per request\n  \
              --warn-after SECS warn about requests whose handler ran longer (default: off)\n  \
              -h, --help        this text\n",
@@ -413,6 +444,11 @@ fn positive(name: &str, v: &str) -> Result<usize, ArgsError> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ArgsError::Bad(format!("{name} {v}: need a whole number above 0"))),
     }
+}
+
+/// A rate in bytes per second: a whole number, 0 switching the check off.
+fn rate(name: &str, v: &str) -> Result<u64, ArgsError> {
+    v.parse::<u64>().map_err(|_| ArgsError::Bad(format!("{name} {v}: need bytes per second (0: off)")))
 }
 
 /// A timeout in seconds: a number above 0 and at most [`MAX_TIMEOUT_SECS`], fractions allowed.
@@ -477,6 +513,16 @@ pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Servic
     }
     if let Some(d) = args.idle_timeout {
         h = h.idle_timeout(d);
+    }
+    if let Some(d) = args.header_timeout {
+        h = h.header_timeout(d);
+    }
+    // The grace stays the handler's default: these flags only move the rate.
+    if let Some(r) = args.min_body_rate {
+        h = h.min_body_rate(r, Duration::from_secs(10)); // the handler's default grace
+    }
+    if let Some(r) = args.min_send_rate {
+        h = h.min_send_rate(r, Duration::from_secs(10)); // the handler's default grace
     }
     h
 }
@@ -545,7 +591,10 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             serve(f, &args)
         }
         Kind::Prefork => serve_prefork(&args),
-        Kind::Pool => serve(Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)), &args),
+        Kind::Pool => serve(
+            Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers),
+            &args,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
