@@ -268,7 +268,25 @@ impl HttpConn {
 
     /// Space to read into (4 KiB at first, 16 KiB after a read that filled it).
     pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.scratch.is_empty() {
+            // Released while the connection was idle (`would_block`): a read is coming.
+            self.scratch.resize(FIRST_READ_CHUNK, 0);
+        }
         &mut self.scratch
+    }
+
+    /// The driver's read found nothing more (`EWOULDBLOCK`): the connection will now wait, for
+    /// a moment or for minutes. If nothing of a request is buffered and nothing is left to
+    /// write, its buffers are given back, so that ten thousand idle keep-alive connections
+    /// cost ten thousand small structs and not ten thousand 4 KiB read buffers;
+    /// [`read_buf`](HttpConn::read_buf) makes a new one when the next readiness comes.
+    pub fn would_block(&mut self) {
+        if self.buf.is_empty() && self.out_pos >= self.out.len() {
+            self.buf = Vec::new();
+            self.scratch = Vec::new();
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
     }
 
     /// `n` bytes were read into [`read_buf`](HttpConn::read_buf); `n == 0` is EOF.
