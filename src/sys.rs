@@ -188,10 +188,10 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
 /// which httparse consults to pick its SIMD parser. Filling it runs `cpuid` several times, and
 /// in a virtual machine every `cpuid` traps to the hypervisor: it was the largest item of a
 /// forking server's CPU per connection after `fork` and the page faults (docs/benchmarks.md,
-/// "A connection per request"). Asking
-/// for one feature fills the whole cache; `avx2` because a baseline x86-64 build cannot answer
-/// it at compile time (for `sse2` the macro would not look). After the first call this is one
-/// load of an atomic, which writes nothing, so it costs the parent no copy-on-write fault.
+/// "A connection per request"). Asking for one feature fills the whole cache; `avx2` because
+/// a baseline x86-64 build cannot answer it at compile time (for `sse2` the macro would not
+/// look). After the first call this is one load of an atomic, which writes nothing, so it
+/// costs the parent no copy-on-write fault.
 fn warm_caches_before_first_fork() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {

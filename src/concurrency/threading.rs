@@ -44,9 +44,10 @@ use crate::handler::{Connection, RequestHandler};
 /// `server_close` needs the handles, since only a join says that a thread is *gone* and not
 /// just done with its request. The thread gives its slot back when it ends, and signals the
 /// condition variable only when someone waits on it (the accept loop, at the cap): std's
-/// `notify_all` is a system call even when nobody waits. The stack is [`Threading::DEFAULT_STACK_SIZE`],
-/// not Rust's 2 MiB, for the reason given there: that one change is most of the difference to
-/// a bare `std::thread::spawn` server (docs/benchmarks.md, "A connection per request").
+/// `notify_all` is a system call even when nobody waits. The stack is
+/// [`Threading::DEFAULT_STACK_SIZE`], not Rust's 2 MiB, for the reason given there: that one
+/// change is most of the difference to a bare `std::thread::spawn` server (docs/benchmarks.md,
+/// "A connection per request").
 /// Joining in batches instead of on every pass, and not naming the threads, measured the
 /// same within the noise, so the simpler code and the names stay.
 ///
