@@ -324,5 +324,10 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$WORK/meta.env"
+# The section between these markers holds bench/spawn.sh's figures (a connection per request,
+# broken down), written from its output by hand: this script does not measure them, so it
+# carries the section over instead of dropping it.
+SPAWN_SECTION=$(sed -n '/^<!-- bench\/spawn.sh -->$/,/^<!-- end bench\/spawn.sh -->$/p' "$BENCH_OUT" 2>/dev/null || true)
 python3 bench/report.py "$WORK/meta.env" "$INDEX" >"$BENCH_OUT"
+if [[ -n $SPAWN_SECTION ]]; then printf '\n%s\n' "$SPAWN_SECTION" >>"$BENCH_OUT"; fi
 log "wrote $BENCH_OUT (raw outputs in $WORK)"
