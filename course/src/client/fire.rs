@@ -276,8 +276,11 @@ pub fn fire(cfg: &FireConfig) -> FireReport {
 
     // The release instant is the moment the first thread left the barrier. A connection that
     // was up before it counts as connected at 0: offsets are never negative.
-    let release =
-        timed.iter().filter_map(|(_, t, _)| t.as_ref().map(|t| t.released)).min().unwrap_or_else(Instant::now);
+    let release = timed
+        .iter()
+        .filter_map(|(_, t, _)| t.as_ref().map(|t| t.released))
+        .min()
+        .unwrap_or_else(Instant::now);
     let since = |at: Instant| at.saturating_duration_since(release).as_secs_f64();
     let outcomes: Vec<Outcome> = timed
         .into_iter()

@@ -244,7 +244,9 @@ impl FireReport {
         let in_flight = self.in_flight();
         match in_flight.basis {
             Basis::NoAnswers => "nothing was answered".to_string(),
-            Basis::Server => "the server's X-Start/X-Elapsed headers: when it handled each request".to_string(),
+            Basis::Server => {
+                "the server's X-Start/X-Elapsed headers: when it handled each request".to_string()
+            }
             Basis::TooQuick { quickest } => format!(
                 "no X-Start/X-Elapsed headers, and the quickest answer took {}: under {:.0} ms, \
                  too quick to tell a staircase from the client's own scheduling",
@@ -561,7 +563,10 @@ mod tests {
         assert_eq!(r.max_in_flight(), 1);
         assert_eq!(r.verdict(), "one at a time");
         let text = r.to_string();
-        assert!(r.basis().contains("no two answers came within 0.501 s of each other: a staircase"), "{text}");
+        assert!(
+            r.basis().contains("no two answers came within 0.501 s of each other: a staircase"),
+            "{text}"
+        );
         // The estimated handling draws the staircase: each bar's `#` starts further right.
         let firsts: Vec<usize> =
             text.lines().filter_map(|l| l.split_once(" |")).filter_map(|(_, bar)| bar.find('#')).collect();
@@ -604,7 +609,8 @@ mod tests {
             done: 0.0,
             result: Err(RequestError::new(ErrorKind::Refused, "connect: refused")),
         };
-        r.outcomes[2].result = Err(RequestError::new(ErrorKind::Timeout, "no complete response within 3.0 s"));
+        r.outcomes[2].result =
+            Err(RequestError::new(ErrorKind::Timeout, "no complete response within 3.0 s"));
         r.outcomes[2].done = 3.0;
         r.wall = 4.003;
         let text = r.to_string();
