@@ -99,9 +99,7 @@ fn main() -> ExitCode {
             cpu / wall
         );
     }
-    println!(
-        "\n(speed-up against 1 child: {one:.3} s; the parent alone took {alone:.3} s; {cores} core(s))"
-    );
+    println!("\n(speed-up against 1 child: {one:.3} s; the parent alone took {alone:.3} s; {cores} core(s))");
     ExitCode::SUCCESS
 }
 

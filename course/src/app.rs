@@ -63,7 +63,8 @@ const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "
 
 /// The example endpoints as a [`socketserver::http::Service`] function.
 pub fn service(req: &Request) -> Response {
-    let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic" | "/count");
+    let known_path =
+        matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic" | "/count");
     match req.method() {
         "GET" | "HEAD" => {}
         m if KNOWN_METHODS.contains(&m) && known_path => {
