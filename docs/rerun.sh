@@ -31,6 +31,7 @@ serve() {
     name=$1
     shift
     out="$TMP/$name.$$.$(date +%s%N).log"
+    : >"$out" # exists before the server opens it, for the banner loop below
     "$EX/$name" --port 0 "$@" >"$out" 2>&1 &
     PID=$!
     SERVERS="$SERVERS $PID"
@@ -51,6 +52,7 @@ for ch in $CHAPTERS; do
         say "chapter 1: ten 1-second requests, one at a time" "client -n 10 /delay?s=1"
         client -n 10 "http://127.0.0.1:$PORT/delay?s=1" || true
         say "chapter 1, try this: Python's HTTPServer, backlog 5, 30 requests" "python3 tests/python/servers.py sequential"
+        : >"$TMP/py.out"
         python3 tests/python/servers.py sequential >"$TMP/py.out" 2>&1 &
         SERVERS="$SERVERS $!"
         until PY=$(sed -n 's/^Serving HTTP on .* port \([0-9]*\) .*/\1/p' "$TMP/py.out") && [ -n "$PY" ]; do sleep 0.05; done
@@ -68,8 +70,9 @@ for ch in $CHAPTERS; do
         say "chapter 2: rounds of work, alone and two at once" "curl /cpu?ms=1000"
         curl -s "http://127.0.0.1:$PORT/cpu?ms=1000"
         curl -s "http://127.0.0.1:$PORT/cpu?ms=1000" &
+        other=$!
         curl -s "http://127.0.0.1:$PORT/cpu?ms=1000"
-        wait
+        wait "$other" # not a bare wait: that would wait for the server too
         ;;
     3)
         serve forking_server
