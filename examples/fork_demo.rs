@@ -1,7 +1,7 @@
 //! Fork in numbers: the same CPU-heavy job in 1, 2, 3, 4 processes at once, timed.
 //!
 //! Run it:
-//!     cargo run --example fork_demo                  # about 1 s of work per process, 1..=4
+//!     cargo run --release --example fork_demo        # about 1 s of work per process, 1..=4
 //!     cargo run --example fork_demo -- --secs 2 --max 6
 //!     cargo run --example fork_demo -- --help
 //!
