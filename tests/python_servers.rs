@@ -85,11 +85,11 @@ fn python_threading_http_server_is_concurrent() {
     let report = volley(&server);
     assert_concurrent(&report);
     assert!(report.basis().contains("overlapped"), "{report}");
-    // Five requests fit in the backlog: at once, they take about one DELAY, where one at a time
-    // would take five.
+    // Five requests fit in the backlog: at once, they take about one DELAY; one at a time they
+    // could not take less than five, the bound checked.
     let url = Url::parse(&format!("http://{}/delay?s={DELAY}", server.addr)).expect("url");
     let five = fire(&FireConfig::new(5, url));
-    assert!(five.all_answered() && five.wall < 4.0 * DELAY, "{five}");
+    assert!(five.all_answered() && five.wall < 5.0 * DELAY, "{five}");
     assert_concurrent(&five);
 }
 
@@ -100,7 +100,7 @@ fn python_forking_http_server_is_concurrent() {
     assert_concurrent(&report);
     let url = Url::parse(&format!("http://{}/delay?s={DELAY}", server.addr)).expect("url");
     let five = fire(&FireConfig::new(5, url));
-    assert!(five.all_answered() && five.wall < 4.0 * DELAY, "{five}");
+    assert!(five.all_answered() && five.wall < 5.0 * DELAY, "{five}");
     assert_concurrent(&five);
 }
 
