@@ -10,8 +10,8 @@ client must judge these servers from what it sees on its own side.
 
 GET /delay?s=0.2 sleeps s seconds and answers; any other path answers at once. PORT 0 (the
 default) picks a free port; the first line on stdout says which, in http.server's own words.
-SIGTERM stops the server (and a forking server's children are its process group's: the test
-kills the group).
+SIGTERM stops the server; the tests' ServerProcess kills a forking server's children too, and
+reaps everything it started.
 """
 import signal
 import sys
