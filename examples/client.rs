@@ -16,7 +16,12 @@
 //! * the timeline: a staircase under a single `pid ... tid ...` heading means one at a time;
 //!   parallel bars under five `tid` headings (threads) or five `pid` headings (processes)
 //!   mean concurrently. `-` is time a request spent waiting (in the accept backlog, say).
-//! * the summary's `most in flight` and `verdict` lines say the same in words.
+//! * the summary's `most in flight` and `verdict` lines say the same in words. Against a
+//!   server that sends no `X-Start`/`X-Elapsed` headers (Python's `http.server`), a
+//!   `based on` line says the verdict was read from the spacing of the answers.
+//! * `~` in the timeline: a connect the server's full backlog kept waiting (the kernel
+//!   retries a dropped SYN after 1, 3, 7 s ...). Try it against Python's backlog of 5:
+//!   `python3 tests/python/servers.py sequential 8001`, then `-n 30` at port 8001.
 //!
 //! Try `-n 50` against the pool server (its pool is smaller than 50), or a URL on a port
 //! where nothing listens, to see how failures are reported.

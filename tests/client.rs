@@ -560,3 +560,32 @@ fn a_request_count_stops_first_when_both_limits_are_given() {
         assert!(report.elapsed < Duration::from_secs(10), "{report}");
     }
 }
+
+#[test]
+fn a_full_backlog_is_a_connect_timeout_with_its_time_in_the_report() {
+    // A listener with the smallest backlog that never accepts: the kernel queues one or two
+    // connections and drops the other SYNs (retrying them after 1 s, past this timeout). Every
+    // request fails by the deadline, and the failures are timed, not left at 0.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().expect("addr").into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let port = listener.local_addr().expect("local addr").as_socket().expect("inet").port();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let began = Instant::now();
+    let report = fire_at(url, 6, Duration::from_millis(500));
+    assert!(began.elapsed() < Duration::from_secs(5), "{report}");
+    assert_eq!(kinds(&report), [Some(ErrorKind::Timeout); 6], "{report}");
+    let never_connected: Vec<_> = report.outcomes.iter().filter(|o| o.connected.is_none()).collect();
+    assert!(!never_connected.is_empty(), "some SYNs should have been dropped\n{report}");
+    for o in &never_connected {
+        let message = &o.result.as_ref().unwrap_err().message;
+        assert!(message.starts_with("connect: no connection within 0.5 s"), "{message}");
+    }
+    for o in &report.outcomes {
+        assert!(o.done >= 0.5 && o.done <= report.wall, "{report}");
+    }
+    let text = report.to_string();
+    assert!(text.contains("errors             6 timeout (at 0.5"), "{text}");
+    assert!(text.contains("~ connecting"), "{text}");
+    drop(listener);
+}

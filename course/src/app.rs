@@ -52,6 +52,7 @@ GET /delay?s=1    sleep s seconds (0..=60), then answer
 GET /cpu?ms=100   burn ms milliseconds of CPU (0..=60000), then answer
 GET /bytes?n=1024 a body of n bytes (0..=67108864)
 GET /panic        a handler that panics: 500, and the server goes on
+GET /count        a counter kept in this process's memory: one more per call
 
 Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
 ";
@@ -62,7 +63,8 @@ const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "
 
 /// The example endpoints as a [`socketserver::http::Service`] function.
 pub fn service(req: &Request) -> Response {
-    let known_path = matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic");
+    let known_path =
+        matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic" | "/count");
     match req.method() {
         "GET" | "HEAD" => {}
         m if KNOWN_METHODS.contains(&m) && known_path => {
@@ -79,8 +81,21 @@ pub fn service(req: &Request) -> Response {
         "/cpu" => cpu(req),
         "/bytes" => bytes(req),
         "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
+        "/count" => count(),
         _ => not_found(req),
     }
+}
+
+/// The `/count` counter: one per process, in memory, like a session store or a rate limit kept
+/// by the server itself. Threads of one process share it; a forked child counts in its own copy
+/// (which dies with it); each instance behind a load balancer has its own (chapter 11).
+static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `/count`: adds one to this process's counter and says its new value and who holds it.
+fn count() -> Response {
+    // Relaxed: the count orders nothing else; each call only needs its own unique value.
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    Response::text(200, format!("count {n} in {}\n", Who::current()))
 }
 
 fn not_found(req: &Request) -> Response {
@@ -790,6 +805,25 @@ mod tests {
         for bad in [format!("/bytes?n={}", MAX_BYTES + 1), "/bytes?n=-1".into(), "/bytes?n=x".into()] {
             assert_eq!(get(&bad).status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn count_endpoint_counts_up_in_this_process() {
+        let get = |target: &str| {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
+                socketserver::http::Parsed::Complete { request, .. } => service(&request),
+                other => panic!("{other:?}"),
+            }
+        };
+        let value = |r: Response| -> u64 {
+            let body = String::from_utf8_lossy(r.body()).into_owned();
+            body.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{body}"))
+        };
+        // Other tests in this process may count too: strictly increasing is what holds.
+        let (a, b) = (value(get("/count")), value(get("/count")));
+        assert!(b > a && a >= 1, "{a} then {b}");
+        assert!(INDEX.contains("GET /count"));
     }
 
     #[test]

@@ -42,7 +42,8 @@ arguments:
 options:
   -n N            fire: number of concurrent requests, 1 to 10000 (default 10)
                   load: stop after N requests, 1 to 10000000
-  --timeout SECS  seconds allowed per request (default 70)
+  --timeout SECS  seconds allowed per request, the connect included (default
+                  70: a SYN a full backlog drops is retried after 1, 3, 7 s ...)
   --svg FILE      also draw what was measured into FILE, an SVG picture:
                   fire: the timeline; load: latency histogram and req/s
   -h, --help      show this help
@@ -333,7 +334,7 @@ mod tests {
         assert_eq!(a.n, DEFAULT_N);
         assert_eq!(a.timeout, DEFAULT_TIMEOUT);
         assert_eq!(a.url, Url::parse(DEFAULT_URL).unwrap());
-        assert_eq!(a.fire_config().connect_timeout, Duration::from_secs(5));
+        assert_eq!(a.fire_config().timeout, Duration::from_secs(70));
         assert_eq!(a.svg, None);
     }
 

@@ -264,6 +264,7 @@ mod tests {
                 index: i + 1,
                 sent: 0.0,
                 done: (i + 1) as f64 + 0.003,
+                connected: Some(0.0),
                 result: reply(4242, 4242, 10.0 + i as f64, 1.0),
             })
             .collect();
@@ -271,6 +272,7 @@ mod tests {
             index: 6,
             sent: 0.0,
             done: 0.0001,
+            connected: None,
             result: Err(RequestError::new(ErrorKind::Refused, "connect: refused")),
         });
         report(outcomes)
@@ -283,6 +285,7 @@ mod tests {
                     index: i + 1,
                     sent: 0.0,
                     done: 1.004,
+                    connected: Some(0.0),
                     result: reply(4242, 5000 + i as u32, 10.0, 1.0),
                 })
                 .collect(),
@@ -345,6 +348,7 @@ mod tests {
                     index: i + 1,
                     sent: 0.0,
                     done: (i / 32 + 1) as f64,
+                    connected: Some(0.0),
                     result: reply(7, 100 + (i % 32) as u32, (i / 32) as f64, 1.0),
                 })
                 .collect(),
