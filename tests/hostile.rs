@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, burst, eventually, fd_count, get, proc_children, read_reply};
+use common::{
+    ServerProcess, burst, eventually, fd_count, get, proc_children, read_reply, rss_kib, thread_count,
+};
 
 /// The read timeout every server here runs with: long enough to tell "cut at the timeout" from
 /// "cut at once" on a loaded machine, short enough to keep the file's runtime modest.
@@ -647,5 +649,82 @@ fn a_hundred_pipelined_requests_in_one_write_are_answered_in_order() {
         assert!(p.buf.is_empty());
         println!("hostile: 100 pipelined {}: in order in {}", srv.name(), secs(took));
         probe(srv.addr(), srv.name());
+    });
+}
+
+/// Every kind of bad client at once against a pool (its reactor holds them all): slow, silent,
+/// half-closed, resetting and never-reading. While they are there, a probe is answered at once;
+/// once the deadlines have cut them, the server is back where it started: the same threads, the
+/// same descriptors, and its memory not grown past a bound (nothing of theirs is left behind).
+#[test]
+fn a_pool_leaves_nothing_behind_after_every_kind_of_bad_client() {
+    const POOL_2: Strategy =
+        Strategy { name: "pool --threads 2", example: "pool_server", args: &["--threads", "2"] };
+    each(&[POOL_2], |srv| {
+        let pid = srv.server.pid;
+        // Warm: the reactor and workers exist, the allocator has its arenas.
+        for _ in 0..20 {
+            probe(srv.addr(), srv.name());
+        }
+        let (threads0, fds0, rss0) = (thread_count(pid), fd_count(pid), rss_kib(pid));
+        let addr = srv.addr();
+        let slow = hostile_clients(addr, 50, Some(Duration::from_millis(500)));
+        let silent = hostile_clients(addr, 50, None);
+        let mut others = Vec::new();
+        for i in 0..60 {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            match i % 3 {
+                // Half a request, then the client's FIN: nothing more will come.
+                0 => {
+                    s.write_all(b"GET /hello HTTP/1.1\r\nHo").expect("write");
+                    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+                }
+                // A request for 4 MB that is never read (a small receive buffer keeps it out of
+                // the kernel's buffers, in the server's).
+                1 => {
+                    let sock = socket2::SockRef::from(&s);
+                    let _ = sock.set_recv_buffer_size(4096);
+                    s.write_all(b"GET /bytes?n=4000000 HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+                }
+                // Half a request, then a reset (SO_LINGER 0 makes close send RST).
+                _ => {
+                    s.write_all(b"GET /hello HTTP/1.1\r\nHo").expect("write");
+                    let sock = socket2::SockRef::from(&s);
+                    sock.set_linger(Some(Duration::ZERO)).expect("linger");
+                    drop(s);
+                    continue;
+                }
+            }
+            others.push(s);
+        }
+        // Meanwhile a normal client is answered at once.
+        let took = probe(addr, srv.name());
+        assert!(took < PROBE_FAST, "{}: a probe took {took:?} among 210 bad clients", srv.name());
+        let during = (thread_count(pid), fd_count(pid), rss_kib(pid));
+        assert_eq!(during.0, threads0, "no thread per bad client");
+        assert_cut("slow x50 (mixed)", slow, (CUT_EARLIEST, CUT_LATEST));
+        assert_cut("silent x50 (mixed)", silent, (CUT_EARLIEST, CUT_LATEST));
+        // The never-readers are cut by the write timeout (no progress for 1 s); the half-closed
+        // ones by the read timeout. Then every descriptor is closed again.
+        let back = eventually(Duration::from_secs(10), || fd_count(pid) == fds0);
+        let after = (thread_count(pid), fd_count(pid), rss_kib(pid));
+        println!(
+            "hostile: 210 mixed bad clients on {}: threads {threads0} -> {} -> {}, fds {fds0} -> {} -> {}, \
+             RSS {rss0} -> {} -> {} KiB",
+            srv.name(),
+            during.0,
+            after.0,
+            during.1,
+            after.1,
+            during.2,
+            after.2
+        );
+        assert!(back, "{}: descriptors {} after, {fds0} before", srv.name(), after.1);
+        assert_eq!(after.0, threads0, "threads back to where they were");
+        // 20 responses of 4 MB were held while their readers did not read; once they are cut,
+        // the memory is free again (malloc may keep some: the bound is generous, not zero).
+        assert!(after.2 < rss0 + 32 * 1024, "RSS {rss0} KiB before, {} KiB after", after.2);
+        drop(others);
+        probe(addr, srv.name());
     });
 }
