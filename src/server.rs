@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::concurrency::{Concurrency, Dispatcher, Forking, Pool, Sequential, Threading};
+use crate::concurrency::{Concurrency, Dispatcher, EventLoop, Forking, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
 use crate::handler::{Connection, RequestHandler, ServerContext};
 use crate::listener::{self, ListenOptions};
@@ -55,6 +55,8 @@ pub type ForkingTcpServer<H> = Server<Forking, H>;
 /// A TCP server with a fixed pool of worker threads (no Python counterpart; gunicorn's
 /// `gthread`).
 pub type PoolTcpServer<H> = Server<Pool, H>;
+/// A TCP server whose connections all live on event loops (no Python mixin; asyncio, nginx).
+pub type EventLoopTcpServer<H> = Server<EventLoop, H>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
 ///

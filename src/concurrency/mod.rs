@@ -7,6 +7,7 @@
 use crate::handler::{Connection, RequestHandler};
 
 mod dispatcher;
+mod event_loop;
 mod forking;
 // pool.rs is being rewritten elsewhere (the reactor); its docs still link to its own module,
 // private now, and to `DEFAULT_QUEUE_PER_THREAD`. The merger moves the module essay onto
@@ -18,6 +19,7 @@ mod sequential;
 mod threading;
 
 pub use dispatcher::Dispatcher;
+pub use event_loop::EventLoop;
 pub use forking::Forking;
 pub use pool::Pool;
 pub use prefork::{Prefork, PreforkServer};
@@ -39,7 +41,8 @@ pub use threading::Threading;
 /// The crate's strategies: [`Sequential`](crate::Sequential) (inline on the accept thread),
 /// [`Threading`](crate::Threading) (a thread per connection), [`Forking`](crate::Forking) (a
 /// process per connection), [`Pool`](crate::Pool) (fixed worker threads, idle keep-alive
-/// connections parked without a thread). [`Prefork`](crate::Prefork) sits *above* servers
+/// connections parked without a thread), [`EventLoop`](crate::EventLoop) (every connection on
+/// one reactor thread, the service run there too). [`Prefork`](crate::Prefork) sits *above* servers
 /// rather than inside one.
 ///
 /// # Override this (writing your own)

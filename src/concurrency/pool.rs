@@ -118,8 +118,8 @@ use crate::reactor::{Event, Interest, Reactor, Waker};
 // Reached from `process_request` once the HTTP layer's `sans_io()` hook exists (the merge of
 // issue 9): until then only its tests drive it. `HttpConn` implements its `ConnMachine`.
 pub(crate) mod half_async;
-mod http;
-use half_async::{HalfAsync, Machines};
+pub(crate) mod http;
+use half_async::{HalfAsync, Machines, RunOn, Setup};
 use http::HttpMachines;
 
 /// The default queue has room for this many connections per worker.
@@ -498,13 +498,16 @@ impl Pool {
                 log::error!("pool: the handler offers no sans-IO side; closing the connection");
                 return;
             };
-            match HalfAsync::start(
-                machines,
-                self.threads,
-                self.capacity(),
-                self.stack_size,
-                self.accept_only_when_idle,
-            ) {
+            let setup = Setup {
+                run_on: RunOn::Workers,
+                workers: self.threads,
+                capacity: self.capacity(),
+                stack_size: self.stack_size,
+                accept_only_when_idle: self.accept_only_when_idle,
+                reactor_name: "pool-reactor".into(),
+                worker_prefix: "pool-worker-".into(),
+            };
+            match HalfAsync::start(machines, setup) {
                 Ok(h) => {
                     self.half_async = Some(h);
                     // The byte-stream workers, if the first service_actions started them, have

@@ -102,8 +102,47 @@ pub(crate) trait Machines: Send + Sync + 'static {
     type Conn: ConnMachine;
     /// A new connection's machine.
     fn new_conn(&self, peer: SocketAddr, now: Instant) -> Self::Conn;
-    /// Runs the service on a complete request (on a worker thread).
-    fn call(&self, request: &Req<Self>) -> Ans<Self>;
+    /// Runs the service on a complete request: its answer now, or what makes it later (a
+    /// timer, or work for an offload worker). Called on a worker ([`RunOn::Workers`]), which
+    /// then [waits](Later::wait) for a later answer, or on the reactor thread itself
+    /// ([`RunOn::Loop`]), which does not.
+    fn call(&self, request: &Req<Self>) -> Later<Ans<Self>>;
+}
+
+/// What the service made of a request: an answer now, or the work that makes it later (the
+/// HTTP layer's type, for any answer). The work never panics: the protocol layer catches panics
+/// inside it (HTTP turns them into 500s).
+pub(crate) use crate::http::{Later, Work};
+
+/// Where the service runs: the one thing that differs between the [`Pool`](crate::Pool) and
+/// the [`EventLoop`](crate::EventLoop), which otherwise share this driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunOn {
+    /// On a worker thread (the Pool): the reactor only reads and writes, and a worker waits
+    /// for a later answer (sleeps, or runs the offloaded work inline).
+    Workers,
+    /// On the reactor thread itself (the EventLoop): a later answer is a reactor timer, or a
+    /// job for the offload workers (run on the loop if there are none).
+    Loop,
+}
+
+/// How to start a [`HalfAsync`].
+#[derive(Debug, Clone)]
+pub(crate) struct Setup {
+    /// Where the service runs.
+    pub(crate) run_on: RunOn,
+    /// Worker threads: the Pool's workers, or the EventLoop's offload workers (may be 0 then).
+    pub(crate) workers: usize,
+    /// Room for requests (or offloaded jobs) waiting for a worker.
+    pub(crate) capacity: usize,
+    /// Workers' stack size; `None`: Rust's default.
+    pub(crate) stack_size: Option<usize>,
+    /// `Pool::accept_only_when_idle` (see `Shared::accept_limit`).
+    pub(crate) accept_only_when_idle: bool,
+    /// The reactor thread's name.
+    pub(crate) reactor_name: String,
+    /// The workers' names, numbered from 1 after this prefix.
+    pub(crate) worker_prefix: String,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -212,15 +251,11 @@ impl std::fmt::Debug for HalfAsync {
 }
 
 impl HalfAsync {
-    /// Starts the reactor thread and `threads` workers for `machines`, with room for `capacity`
-    /// requests in the queue.
-    pub(crate) fn start<M: Machines>(
-        machines: Arc<M>,
-        threads: usize,
-        capacity: usize,
-        stack_size: Option<usize>,
-        accept_only_when_idle: bool,
-    ) -> io::Result<HalfAsync> {
+    /// Starts the reactor thread and the workers for `machines`, as `setup` says.
+    pub(crate) fn start<M: Machines>(machines: Arc<M>, setup: Setup) -> io::Result<HalfAsync> {
+        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, .. } = setup;
+        // The Pool needs a worker to run anything; the event loop's offload workers are optional.
+        let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
         let waker = Arc::new(Waker::new()?);
         let reactor = Reactor::with_waker(Arc::clone(&waker))?;
         let shared = Arc::new(Shared {
@@ -232,8 +267,8 @@ impl HalfAsync {
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
         });
         let mut workers = Vec::new();
-        for i in 0..threads.max(1) {
-            let mut b = std::thread::Builder::new().name(format!("pool-worker-{}", i + 1));
+        for i in 0..threads {
+            let mut b = std::thread::Builder::new().name(format!("{}{}", setup.worker_prefix, i + 1));
             if let Some(bytes) = stack_size {
                 b = b.stack_size(bytes);
             }
@@ -249,9 +284,11 @@ impl HalfAsync {
             }
         }
         let s = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new().name("pool-reactor".into()).spawn(move || {
+        let spawned = std::thread::Builder::new().name(setup.reactor_name).spawn(move || {
             let (tx, rx) = mpsc::channel();
             let mut driver = Driver {
+                run_on,
+                workers: threads,
                 reactor,
                 machines,
                 shared: s,
@@ -326,13 +363,19 @@ impl HalfAsync {
         self.workers.iter().filter(|w| !w.is_finished()).count()
     }
 
-    /// Stops: connections are told the server is stopping (idle ones close, requests in
-    /// progress finish), then the threads end. With `block`, waits for that.
-    pub(crate) fn close(&mut self, block: bool) {
+    /// Tells the threads to stop, without waiting: [`close`](HalfAsync::close) does this
+    /// first; several event loops are all told before any is waited for.
+    pub(crate) fn stop(&self) {
         self.shared.lock().closing = true;
         self.shared.waker.wake();
         self.shared.work.notify_all();
         self.shared.room.notify_all();
+    }
+
+    /// Stops: connections are told the server is stopping (idle ones close, requests in
+    /// progress finish), then the threads end. With `block`, waits for that.
+    pub(crate) fn close(&mut self, block: bool) {
+        self.stop();
         if block {
             if let Some(r) = self.reactor.take() {
                 // Err: the reactor panicked (a bug); its connections were dropped, hence closed.
@@ -414,7 +457,7 @@ impl<R, A> Drop for LostGuard<R, A> {
 }
 
 /// One connection on the reactor.
-struct Conn<C> {
+struct Conn<C: ConnMachine> {
     stream: TcpStream,
     machine: C,
     /// A request is out (queued or running).
@@ -426,9 +469,14 @@ struct Conn<C> {
     /// Closed by the machine: our FIN is sent; we read and drop until the peer's EOF or this
     /// instant.
     linger: Option<(Instant, usize)>,
+    /// On the event loop, a request whose answer waits for a reactor timer (`Later::At`):
+    /// when, the request, and the work that makes the answer then.
+    later: Option<Timed<C>>,
 }
 
-impl<C> AsFd for Conn<C> {
+type Timed<C> = (Instant, <C as ConnMachine>::Request, Work<<C as ConnMachine>::Answer>);
+
+impl<C: ConnMachine> AsFd for Conn<C> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }
@@ -436,6 +484,9 @@ impl<C> AsFd for Conn<C> {
 
 /// The reactor thread's state.
 struct Driver<M: Machines> {
+    run_on: RunOn,
+    /// Worker threads started (the event loop's offload work runs on the loop without any).
+    workers: usize,
     reactor: Reactor<Conn<M::Conn>>,
     machines: Arc<M>,
     shared: Arc<Shared>,
@@ -490,12 +541,8 @@ impl<M: Machines> Driver<M> {
             while let Ok(back) = self.answers.try_recv() {
                 match back {
                     Back::Answer(token, request, answer) => {
-                        if let Some(c) = self.reactor.get_mut(token) {
-                            c.in_service = false;
-                            c.machine.respond(request, answer, now);
-                            self.in_service -= 1;
-                            self.advance(token, now, false);
-                        }
+                        self.answered(token, request, answer, now);
+                        self.advance(token, now, false);
                     }
                     Back::Lost(token) => {
                         if let Some(c) = self.reactor.get_mut(token) {
@@ -516,6 +563,18 @@ impl<M: Machines> Driver<M> {
                         if c.linger.is_some() {
                             // The peer never sent its EOF: close now.
                             self.reactor.remove(token);
+                            continue;
+                        }
+                        if c.in_service {
+                            // The only timer of a connection in service is its later answer's
+                            // (`Later::At`): run its work now, here on the loop.
+                            if c.later.as_ref().is_some_and(|l| l.0 <= now)
+                                && let Some((_, request, work)) = c.later.take()
+                            {
+                                let answer = work();
+                                self.answered(token, request, answer, Instant::now());
+                            }
+                            self.advance(token, now, false);
                             continue;
                         }
                         c.machine.timed_out(now);
@@ -568,7 +627,15 @@ impl<M: Machines> Driver<M> {
         if self.stopping {
             machine.stopping(now);
         }
-        let conn = Conn { stream, machine, in_service: false, stalled: false, eof: false, linger: None };
+        let conn = Conn {
+            stream,
+            machine,
+            in_service: false,
+            stalled: false,
+            eof: false,
+            linger: None,
+            later: None,
+        };
         // Registered with no interest: `advance` reads at once (the request is often there
         // already) and sets the interest from what the machine wants.
         match self.reactor.insert(conn, Interest::NONE) {
@@ -595,14 +662,59 @@ impl<M: Machines> Driver<M> {
         self.shared.lock().queue.len() >= self.shared.capacity
     }
 
-    /// Hands a request to the workers.
-    fn enqueue(&mut self, token: Token, request: Req<M>) {
-        let machines = Arc::clone(&self.machines);
+    /// Runs the service on a request that connection `token` handed out: where [`RunOn`]
+    /// says. Its answer comes back through [`answered`](Driver::answered), now or later.
+    fn start(&mut self, token: Token, request: Req<M>) {
+        self.in_service += 1;
+        match self.run_on {
+            RunOn::Workers => {
+                let machines = Arc::clone(&self.machines);
+                self.enqueue(token, request, move |request| machines.call(request).wait());
+            }
+            // On the loop thread: while the service runs, no other connection is served. That
+            // is the event loop's one rule, and the service's to keep.
+            RunOn::Loop => match self.machines.call(&request) {
+                Later::Now(answer) => self.answered(token, request, answer, Instant::now()),
+                // A reactor timer (the connection's slot deadline, which is free while it is in
+                // service): `advance` arms it, the timer event runs the work.
+                Later::At(at, work) => {
+                    if let Some(c) = self.reactor.get_mut(token) {
+                        c.later = Some((at, request, work));
+                    }
+                }
+                Later::Offload(work) if self.workers > 0 => self.enqueue(token, request, move |_| work()),
+                // No offload workers: the work runs here, blocking the loop (documented on
+                // `EventLoop::offload`).
+                Later::Offload(work) => {
+                    let answer = work();
+                    self.answered(token, request, answer, Instant::now());
+                }
+            },
+        }
+    }
+
+    /// The answer to connection `token`'s request is here (from a worker, a timer, or the
+    /// service on the loop): the machine gets it. The caller advances the connection.
+    fn answered(&mut self, token: Token, request: Req<M>, answer: Ans<M>, now: Instant) {
+        if let Some(c) = self.reactor.get_mut(token) {
+            c.in_service = false;
+            c.machine.respond(request, answer, now);
+            self.in_service -= 1;
+        }
+    }
+
+    /// Hands a request and the work that answers it to the workers.
+    fn enqueue(
+        &mut self,
+        token: Token,
+        request: Req<M>,
+        work: impl FnOnce(&Req<M>) -> Ans<M> + Send + 'static,
+    ) {
         let guard =
             LostGuard { token, tx: Some(self.answers_tx.clone()), waker: Arc::clone(&self.shared.waker) };
         let job: Job = Box::new(move || {
             let mut guard = guard;
-            let answer = machines.call(&request);
+            let answer = work(&request);
             if let Some(tx) = guard.tx.take() {
                 // Err: the reactor is gone, and the connection with it.
                 let _ = tx.send(Back::Answer(token, request, answer));
@@ -616,7 +728,6 @@ impl<M: Machines> Driver<M> {
         if idle {
             self.shared.work.notify_one();
         }
-        self.in_service += 1;
     }
 
     /// Does everything connection `token` can do now without blocking, then sets its epoll
@@ -690,7 +801,7 @@ impl<M: Machines> Driver<M> {
             }
             if let Some(request) = c.machine.next_request(now) {
                 c.in_service = true;
-                self.enqueue(token, request);
+                self.start(token, request);
                 continue;
             }
             if want == Want::Service {
@@ -726,7 +837,8 @@ impl<M: Machines> Driver<M> {
         };
         let deadline = self.reactor.get(token).and_then(|c| match c.linger {
             Some((until, _)) => Some(until),
-            None if c.in_service => None,
+            // In service: no deadline of the client's, only a later answer's timer, if any.
+            None if c.in_service => c.later.as_ref().map(|l| l.0),
             None => c.machine.deadline(),
         });
         if let Err(e) = self.reactor.set_interest(token, interest) {
