@@ -52,7 +52,8 @@ const FORKING: Strategy = Strategy { name: "forking", example: "forking_server",
 const POOL: Strategy = Strategy { name: "pool", example: "pool_server", args: &["--threads", "8"] };
 const PREFORK: Strategy =
     Strategy { name: "prefork", example: "prefork_server", args: &["--workers", "2", "--threads", "4"] };
-const ALL: [Strategy; 5] = [SEQUENTIAL, THREADED, FORKING, POOL, PREFORK];
+const EVENT_LOOP: Strategy = Strategy { name: "event-loop", example: "event_loop_server", args: &[] };
+const ALL: [Strategy; 6] = [SEQUENTIAL, THREADED, FORKING, POOL, PREFORK, EVENT_LOOP];
 
 /// A running server and how to count what it holds.
 struct Running {

@@ -105,6 +105,12 @@ fn sigterm_with_50_requests_in_flight_prefork() {
     sigterm_under_load("prefork_server", &["--quiet", "--workers", "2", "--threads", "32"]);
 }
 
+/// On the event loop the 50 `/delay` requests are 50 timers of one loop thread.
+#[test]
+fn sigterm_with_50_requests_in_flight_event_loop() {
+    sigterm_under_load("event_loop_server", &["--quiet"]);
+}
+
 /// Request threads of this test process (Threading names them `request-N`).
 fn request_threads() -> usize {
     thread_names(std::process::id()).iter().filter(|n| n.starts_with("request-")).count()
