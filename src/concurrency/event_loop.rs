@@ -1,72 +1,5 @@
 //! [`EventLoop`]: every connection on one reactor, and the service run on the reactor's own
-//! thread — asyncio, Node, an nginx worker.
-//!
-//! ```text
-//!  accept thread         loop thread (one per EventLoop::threads)          offload workers
-//!  ─────────────         ─────────────────────────────────────────          (EventLoop::offload)
-//!  accept() ─────▶ the   epoll_wait ─▶ read what is there ─▶ a request?
-//!  loop with the         ├─ service → Reply::now      ─▶ write the answer
-//!  fewest connections    ├─ service → Reply::after    ─▶ a reactor timer ─▶ (later) write
-//!                        └─ service → Reply::offload  ─▶ queue ───────────▶ work() ─┐
-//!                        write the answer ◀──── channel + waker ◀──────────────────────┘
-//! ```
-//!
-//! It is the [`Pool`](crate::Pool)'s half-sync/half-async driver (`pool/half_async.rs`) with
-//! one difference, where the service runs ([`RunOn::Loop`]): the same reactor, the same
-//! sans-IO connection, the same back-pressure, deadlines and graceful stop.
-//!
-//! # The trade-off
-//! *What is shared:* one thread serves every client. A connection costs its socket, its
-//! buffers and a slot in the reactor's slab — no thread, no stack — so ten thousand idle
-//! keep-alive clients cost a few megabytes, and a thousand clients each waiting a second on a
-//! timer ([`Reply::after`](crate::http::Reply::after)) are all answered after one second, by
-//! one thread. *What it costs:* **never block the loop.** While the service runs, nobody else
-//! is served: a service that sleeps (`/block`), computes (`/cpu`) or waits on a blocking call
-//! stalls every client of its loop for that long. Wait on a loop timer instead, or hand the
-//! work to [`offload`](EventLoop::offload) workers (asyncio's `run_in_executor`), and use
-//! [`threads`](EventLoop::threads) to put more cores to work (one loop per core, nginx's
-//! `worker_processes auto`).
-//!
-//! *When to pick it:* many connections, most of them idle or waiting (chat, long polling,
-//! proxies, slow clients), and services that are quick or can say "later". *When not:*
-//! services that block or compute and cannot be rewritten to say so — every one of them is a
-//! stall for everybody; a [`Pool`](crate::Pool) or [`Threading`](crate::Threading) tolerates
-//! them.
-//!
-//! # How connections reach the loops
-//! The server's accept thread accepts, as for every other strategy, and hands each connection
-//! to the loop with the fewest connections (a new connection is cheap to move before it has a
-//! single byte read). The alternatives — every loop accepting on its own `SO_REUSEPORT`
-//! listener, or all of them on one listener registered with `EPOLLEXCLUSIVE` — save that
-//! hand-off (one eventfd write per connection); `SO_REUSEPORT` spreads by a hash of the
-//! client's address, blind to how busy a loop is, and a closed `SO_REUSEPORT` socket resets
-//! the connections still queued on it. The hand-off keeps the server's one listener, its
-//! close and its back-pressure as they are on every strategy, and balances by load. See
-//! docs/13-the-event-loop.md.
-//!
-//! # Handlers
-//! Only a sans-IO handler (the HTTP layer's [`HttpHandler`](crate::http::HttpHandler)) runs
-//! on the loop: a byte-stream handler reads and writes its socket itself, blocking, and would
-//! stall the loop for its whole connection. Such a connection is refused (closed at once, and
-//! logged once per server): use [`Threading`](crate::Threading) or [`Pool`](crate::Pool) for
-//! it.
-//!
-//! # Configure this
-//! * [`EventLoop::threads`]: the number of loops (default 1).
-//! * [`EventLoop::offload`]: offload workers per loop (default 0: offloaded work runs on the
-//!   loop, blocking it).
-//! * [`EventLoop::queue_size`]: room for offloaded jobs waiting for a worker, per loop
-//!   (default offload × 4); when full, the loop stops reading, as the Pool does.
-//! * [`EventLoop::block_on_close`]: whether `server_close` waits for the requests in progress,
-//!   those on a timer or an offload worker included (default `true`).
-//!
-//! The loops start with the first connection: an `EventLoop` value by itself is just
-//! configuration.
-//!
-//! # Faults
-//! A panicking service (or later closure) gives a 500, and the loop goes on. A graceful stop
-//! closes idle connections and answers every request already read, including those waiting on
-//! a timer or an offload worker, then ends the loops.
+//! thread. The design and its trade-off are on the type's docs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,9 +13,77 @@ use crate::handler::{Connection, RequestHandler};
 /// workers busy; more only hides an overload inside the process).
 const QUEUE_PER_WORKER: usize = 4;
 
-/// Every connection on a reactor, the service on the reactor's thread: asyncio's event loop.
-/// See the [module docs](self).
+/// Every connection on one reactor, and the service run on the reactor's own thread —
+/// asyncio, Node, an nginx worker.
 ///
+/// ```text
+///  accept thread         loop thread (one per EventLoop::threads)          offload workers
+///  ─────────────         ─────────────────────────────────────────          (EventLoop::offload)
+///  accept() ─────▶ the   epoll_wait ─▶ read what is there ─▶ a request?
+///  loop with the         ├─ service → Reply::now      ─▶ write the answer
+///  fewest connections    ├─ service → Reply::after    ─▶ a reactor timer ─▶ (later) write
+///                        └─ service → Reply::offload  ─▶ queue ───────────▶ work() ─┐
+///                        write the answer ◀──── channel + waker ◀──────────────────────┘
+/// ```
+///
+/// It is the [`Pool`](crate::Pool)'s half-sync/half-async driver (`pool/half_async.rs`) with
+/// one difference, where the service runs (`RunOn::Loop`): the same reactor, the same
+/// sans-IO connection, the same back-pressure, deadlines and graceful stop.
+///
+/// # The trade-off
+/// *What is shared:* one thread serves every client. A connection costs its socket, its
+/// buffers and a slot in the reactor's slab — no thread, no stack — so ten thousand idle
+/// keep-alive clients cost a few megabytes, and a thousand clients each waiting a second on a
+/// timer ([`Reply::after`](crate::http::Reply::after)) are all answered after one second, by
+/// one thread. *What it costs:* **never block the loop.** While the service runs, nobody else
+/// is served: a service that sleeps (`/block`), computes (`/cpu`) or waits on a blocking call
+/// stalls every client of its loop for that long. Wait on a loop timer instead, or hand the
+/// work to [`offload`](EventLoop::offload) workers (asyncio's `run_in_executor`), and use
+/// [`threads`](EventLoop::threads) to put more cores to work (one loop per core, nginx's
+/// `worker_processes auto`).
+///
+/// *When to pick it:* many connections, most of them idle or waiting (chat, long polling,
+/// proxies, slow clients), and services that are quick or can say "later". *When not:*
+/// services that block or compute and cannot be rewritten to say so — every one of them is a
+/// stall for everybody; a [`Pool`](crate::Pool) or [`Threading`](crate::Threading) tolerates
+/// them.
+///
+/// # How connections reach the loops
+/// The server's accept thread accepts, as for every other strategy, and hands each connection
+/// to the loop with the fewest connections (a new connection is cheap to move before it has a
+/// single byte read). The alternatives — every loop accepting on its own `SO_REUSEPORT`
+/// listener, or all of them on one listener registered with `EPOLLEXCLUSIVE` — save that
+/// hand-off (one eventfd write per connection); `SO_REUSEPORT` spreads by a hash of the
+/// client's address, blind to how busy a loop is, and a closed `SO_REUSEPORT` socket resets
+/// the connections still queued on it. The hand-off keeps the server's one listener, its
+/// close and its back-pressure as they are on every strategy, and balances by load. See
+/// docs/13-the-event-loop.md.
+///
+/// # Handlers
+/// Only a sans-IO handler (the HTTP layer's [`HttpHandler`](crate::http::HttpHandler)) runs
+/// on the loop: a byte-stream handler reads and writes its socket itself, blocking, and would
+/// stall the loop for its whole connection. Such a connection is refused (closed at once, and
+/// logged once per server): use [`Threading`](crate::Threading) or [`Pool`](crate::Pool) for
+/// it.
+///
+/// # Configure this
+/// * [`EventLoop::threads`]: the number of loops (default 1).
+/// * [`EventLoop::offload`]: offload workers per loop (default 0: offloaded work runs on the
+///   loop, blocking it).
+/// * [`EventLoop::queue_size`]: room for offloaded jobs waiting for a worker, per loop
+///   (default offload × 4); when full, the loop stops reading, as the Pool does.
+/// * [`EventLoop::block_on_close`]: whether `server_close` waits for the requests in progress,
+///   those on a timer or an offload worker included (default `true`).
+///
+/// The loops start with the first connection: an `EventLoop` value by itself is just
+/// configuration.
+///
+/// # Faults
+/// A panicking service (or later closure) gives a 500, and the loop goes on. A graceful stop
+/// closes idle connections and answers every request already read, including those waiting on
+/// a timer or an offload worker, then ends the loops.
+///
+/// # Example
 /// ```no_run
 /// use std::time::Duration;
 /// use socketserver::http::{HttpHandler, Reply, Request, Response};
