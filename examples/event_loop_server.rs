@@ -5,7 +5,7 @@
 //! Run it:
 //!     cargo run --release --example event_loop_server                  # one loop, port 8000
 //!     cargo run --release --example event_loop_server -- --threads 2   # two loops
-//!     cargo run --release --example event_loop_server -- --offload 10  # /cpu on 10 workers
+//!     cargo run --release --example event_loop_server -- --offload 10  # /cpu, /block on 10 workers
 //!
 //! Then, in a second terminal:
 //!     cargo run --example client -- -n 100 http://127.0.0.1:8000/delay?s=1
@@ -16,8 +16,8 @@
 //! serves everybody else while it runs. Ten `/block?s=1` take about 10 s, one after the
 //! other, on that same tid: `/block` sleeps the loop thread itself, and while it sleeps nobody
 //! is served — the one rule of an event loop is never to block it. `/cpu` computes on the loop
-//! (it blocks it too) unless `--offload M` is given; then it runs on one of M worker threads
-//! (asyncio's `run_in_executor`) and the loop stays free.
+//! (it blocks it too). With `--offload M`, `/block` and `/cpu` run on one of M worker threads
+//! (asyncio's `run_in_executor`) and the loop stays free: ten `/block?s=1` take about 1 s.
 //!
 //! Ctrl-C stops it gracefully: idle connections are closed, every request already read is
 //! answered (those waiting on a timer or an offload worker too), exit 0.

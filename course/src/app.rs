@@ -9,7 +9,7 @@
 //! | `GET /` | 200, the list of endpoints |
 //! | `GET /hello` | 200, `Hello, world!` |
 //! | `GET /delay?s=1` | waits `s` seconds (0 to 60, fractions allowed), then 200; else 400: a [`Reply::after`], so on the event loop a loop timer, elsewhere a sleep |
-//! | `GET /block?s=1` | sleeps the handling thread itself `s` seconds, then 200 (on the event loop that stalls the loop: the lesson) |
+//! | `GET /block?s=1` | sleeps the handling thread itself `s` seconds, then 200 (on the event loop that stalls the loop: the lesson; with `--offload`, an offload worker's thread) |
 //! | `GET /cpu?ms=100` | burns `ms` milliseconds of CPU (0 to 60000), then 200; else 400 (with `--offload`, on an offload worker) |
 //! | `GET /bytes?n=1024` | 200 with a body of `n` bytes (0 to 64 MiB), else 400: a large response for write-timeout tests |
 //! | `GET /panic` | the handler panics: 500, and the server goes on |
@@ -69,8 +69,8 @@ pub fn service(req: &Request) -> Reply {
     respond(req, false)
 }
 
-/// The example endpoints; with `offload_cpu`, `/cpu` is a [`Reply::offload`].
-fn respond(req: &Request, offload_cpu: bool) -> Reply {
+/// The example endpoints; with `offload`, `/cpu` and `/block` are [`Reply::offload`]s.
+fn respond(req: &Request, offload: bool) -> Reply {
     let known_path =
         matches!(req.path(), "/" | "/hello" | "/delay" | "/block" | "/cpu" | "/bytes" | "/panic");
     match req.method() {
@@ -87,8 +87,12 @@ fn respond(req: &Request, offload_cpu: bool) -> Reply {
         "/" => Response::text(200, INDEX).into(),
         "/hello" => Response::text(200, "Hello, world!\n").into(),
         "/delay" => delay(req),
-        "/block" => block(req).into(),
-        "/cpu" => cpu(req, offload_cpu),
+        "/block" => match secs_param(req) {
+            Ok(secs) if offload => Reply::offload(move || block(secs)),
+            Ok(secs) => block(secs).into(),
+            Err(bad) => bad.into(),
+        },
+        "/cpu" => cpu(req, offload),
         "/bytes" => bytes(req).into(),
         "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
         _ => not_found(req).into(),
@@ -123,15 +127,11 @@ fn delay(req: &Request) -> Reply {
 }
 
 /// `/block?s=SECONDS`: the handling thread itself sleeps (`time.sleep(s)` inside an asyncio
-/// handler). Harmless on a thread of its own; on the event loop every client of the loop waits.
-fn block(req: &Request) -> Response {
-    match secs_param(req) {
-        Ok(secs) => {
-            std::thread::sleep(Duration::from_secs_f64(secs));
-            Response::text(200, format!("blocked {secs:.3} s in {}\n", Who::current()))
-        }
-        Err(bad) => bad,
-    }
+/// handler). Harmless on a thread of its own; on the event loop every client of the loop waits
+/// — unless `--offload` sends it to a worker (`run_in_executor`, the fix).
+fn block(secs: f64) -> Response {
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    Response::text(200, format!("blocked {secs:.3} s in {}\n", Who::current()))
 }
 
 /// `/cpu?ms=MILLISECONDS`: a CPU-bound request. Spins, computing, until the time is up; with
@@ -293,8 +293,8 @@ pub struct ServerArgs {
     /// prefork, up to N request threads in each worker (default none: one request at a time),
     /// or the event loop's loops (default 1).
     pub threads: Option<usize>,
-    /// `--offload M` (event loop only): offload workers per loop, and `/cpu` runs on them
-    /// (default none: `/cpu` runs on the loop).
+    /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
+    /// on them (default none: they run on the loop).
     pub offload: Option<usize>,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
@@ -433,7 +433,7 @@ impl ServerArgs {
             Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
-                 --offload M       M offload workers per loop; /cpu runs on them (default: on the loop)\n"
+                 --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -521,8 +521,8 @@ pub fn options_or_exit<T>(parsed: Result<Option<T>, String>, usage: &str) -> Res
 /// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
 /// same for every strategy, prefork's workers included.
 pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Service> {
-    let offload_cpu = args.offload.is_some();
-    let service = move |req: &Request| respond(req, offload_cpu);
+    let offload = args.offload.is_some();
+    let service = move |req: &Request| respond(req, offload);
     let mut h = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
     if let Some(d) = args.read_timeout {
         h = h.read_timeout(d);
