@@ -330,6 +330,21 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         // Whatever happens below, even a panic, shutdown() waiters must be released.
         let _serving = ServingGuard(self.shutdown.clone());
         log::debug!("{} server on {}: serving", self.concurrency.name(), self.local_addr);
+        if let Some(listener) = &self.listener
+            && self.concurrency.accept_on_own_threads(listener, &self.dispatcher)
+        {
+            // The strategy's threads accept (each event loop waits on the listener in its own
+            // epoll set): this thread only waits for a shutdown, and runs service_actions.
+            while !self.shutdown.is_shutdown_requested() {
+                if sys::wait_readable(self.shutdown.wake_fd(), Some(self.poll_interval)).unwrap_or(false) {
+                    self.shutdown.drain_wake();
+                }
+                self.concurrency.service_actions();
+            }
+            self.concurrency.stop_accepting();
+            log::debug!("{} server on {}: stopped accepting", self.concurrency.name(), self.local_addr);
+            return Ok(());
+        }
         while !self.shutdown.is_shutdown_requested() {
             let ready = self.wait_for_connection(Some(self.poll_interval))?;
             if self.shutdown.is_shutdown_requested() {

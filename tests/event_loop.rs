@@ -131,8 +131,9 @@ fn a_graceful_stop_answers_requests_on_a_timer_and_on_an_offload_worker() {
 
 #[test]
 fn two_loops_share_the_connections() {
-    let server = serve(EventLoop::new().threads(2), http(later));
-    // Two connections open at once go to the two loops (the one with fewer connections).
+    let server = serve(EventLoop::new().threads(2).hand_off(true), http(later));
+    // Handed off, two connections open at once go to the two loops (the one with fewer
+    // connections). (Accepting themselves, whichever loop is idle takes them.)
     let mut a = TcpStream::connect(server.addr).unwrap();
     let mut b = TcpStream::connect(server.addr).unwrap();
     let mut tids = HashSet::new();
@@ -145,6 +146,20 @@ fn two_loops_share_the_connections() {
     // A connection stays on its loop.
     a.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert!(tids.contains(&read_reply(&mut a, false).unwrap().tid()));
+    server.close();
+}
+
+/// Each loop accepts from the shared listener itself: many connections are all served, by the
+/// loops' threads (never the accept thread, which only waits for the shutdown).
+#[test]
+fn loops_that_accept_themselves_serve_every_connection() {
+    let server = serve(EventLoop::new().threads(2), http(later));
+    let mut tids = HashSet::new();
+    for _ in 0..50 {
+        tids.insert(get(server.addr, "/").tid());
+    }
+    assert!(!tids.is_empty() && tids.len() <= 2, "{tids:?}");
+    assert!(!tids.contains(&std::process::id()), "not the test's main thread");
     server.close();
 }
 

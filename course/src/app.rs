@@ -296,6 +296,9 @@ pub struct ServerArgs {
     /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
     /// on them (default none: they run on the loop).
     pub offload: Option<usize>,
+    /// `--hand-off` (event loop only): the accept thread hands connections to the loops,
+    /// instead of every loop accepting from the listener itself ([`EventLoop::hand_off`]).
+    pub hand_off: bool,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
@@ -330,6 +333,7 @@ impl Default for ServerArgs {
             max_threads: None,
             threads: None,
             offload: None,
+            hand_off: false,
             no_reap: false,
             quiet: false,
             workers: None,
@@ -394,6 +398,7 @@ impl ServerArgs {
                 "--offload" if kind == Kind::EventLoop => {
                     out.offload = Some(positive("--offload", &value("--offload")?)?)
                 }
+                "--hand-off" if kind == Kind::EventLoop => out.hand_off = true,
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
@@ -433,7 +438,8 @@ impl ServerArgs {
             Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
-                 --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n"
+                 --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
+                 --hand-off        the accept thread hands connections to the loops (default: each loop accepts)\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -602,7 +608,10 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
         Kind::Prefork => serve_prefork(&args),
         Kind::Pool => serve(Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)), &args),
         Kind::EventLoop => serve(
-            EventLoop::new().threads(args.threads.unwrap_or(1)).offload(args.offload.unwrap_or(0)),
+            EventLoop::new()
+                .threads(args.threads.unwrap_or(1))
+                .offload(args.offload.unwrap_or(0))
+                .hand_off(args.hand_off),
             &args,
         ),
     };

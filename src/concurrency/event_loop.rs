@@ -1,6 +1,7 @@
 //! [`EventLoop`]: every connection on one reactor, and the service run on the reactor's own
 //! thread. The design and its trade-off are on the type's docs.
 
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,10 @@ pub struct EventLoop {
     loops: Vec<HalfAsync>,
     /// Where the last tie of "fewest connections" went, so that ties go round.
     next: usize,
+    /// The accept thread hands connections over instead of the loops accepting themselves.
+    hand_off: bool,
+    /// The loops were started with a duplicate of the listener each.
+    own_listeners: bool,
     /// A byte-stream handler was refused already (it is logged once).
     refused: bool,
     closed: bool,
@@ -129,6 +134,8 @@ impl EventLoop {
             block_on_close: true,
             loops: Vec::new(),
             next: 0,
+            hand_off: false,
+            own_listeners: false,
             refused: false,
             closed: false,
         }
@@ -156,6 +163,15 @@ impl EventLoop {
         self
     }
 
+    /// `true`: the server's accept thread accepts, and hands each connection to the loop with
+    /// the fewest. Default `false`: every loop accepts from the server's listener itself,
+    /// registered in its own epoll set with `EPOLLEXCLUSIVE` (see "How connections reach the
+    /// loops"). A server driven by `handle_request` always hands off.
+    pub fn hand_off(mut self, on: bool) -> EventLoop {
+        self.hand_off = on;
+        self
+    }
+
     /// Whether `server_close` waits for the requests in progress (Python's `block_on_close`,
     /// default `true`).
     pub fn block_on_close(mut self, on: bool) -> EventLoop {
@@ -177,14 +193,32 @@ impl EventLoop {
         self.queue_size.unwrap_or((self.offload * QUEUE_PER_WORKER).max(1))
     }
 
-    /// Starts the loops for `handler`; `false` if none could start.
-    fn start<H: RequestHandler>(&mut self, dispatcher: &Dispatcher<H>) -> bool {
+    /// Starts the loops for `handler`, each with a duplicate of `listener` if given; `false` if
+    /// none could start.
+    fn start<H: RequestHandler>(
+        &mut self,
+        dispatcher: &Dispatcher<H>,
+        listener: Option<&TcpListener>,
+    ) -> bool {
         let Some(machines) = HttpMachines::new(Arc::clone(dispatcher.handler()), dispatcher.server_id())
         else {
             return false;
         };
         let machines = Arc::new(machines);
+        self.own_listeners = listener.is_some();
         for i in 0..self.threads {
+            // A duplicate descriptor of the one socket: every loop's epoll set holds it, and the
+            // kernel's queue of connections is shared.
+            let own = match listener.map(TcpListener::try_clone) {
+                None => None,
+                Some(Ok(l)) => Some(l),
+                Some(Err(e)) => {
+                    // Out of descriptors: this loop gets connections handed over instead.
+                    log::error!("event loop {}: cannot duplicate the listener: {e}", i + 1);
+                    self.own_listeners = false;
+                    None
+                }
+            };
             let setup = Setup {
                 run_on: RunOn::Loop,
                 workers: self.offload,
@@ -193,6 +227,7 @@ impl EventLoop {
                 accept_only_when_idle: false,
                 reactor_name: format!("event-loop-{}", i + 1),
                 worker_prefix: format!("offload-{}-", i + 1),
+                listener: own,
             };
             match HalfAsync::start(Arc::clone(&machines), setup) {
                 Ok(l) => self.loops.push(l),
@@ -244,12 +279,39 @@ impl Concurrency for EventLoop {
             }
             return;
         }
-        if self.loops.is_empty() && !self.start(dispatcher) {
+        if self.loops.is_empty() && !self.start(dispatcher, None) {
             return;
         }
         let peer = conn.peer_addr();
         if let Some(l) = self.pick() {
             l.submit(conn.into_stream(), peer);
+        }
+    }
+
+    fn accept_on_own_threads<H: RequestHandler>(
+        &mut self,
+        listener: &TcpListener,
+        dispatcher: &Dispatcher<H>,
+    ) -> bool {
+        if self.hand_off || self.closed || dispatcher.handler().sans_io().is_none() {
+            return false;
+        }
+        if self.loops.is_empty() && !self.start(dispatcher, Some(listener)) {
+            return false;
+        }
+        if !self.own_listeners {
+            // Started by handle_request (or a listener could not be duplicated): hand off.
+            return false;
+        }
+        for l in &self.loops {
+            l.set_accepting(true);
+        }
+        true
+    }
+
+    fn stop_accepting(&mut self) {
+        for l in &self.loops {
+            l.set_accepting(false);
         }
     }
 

@@ -83,4 +83,25 @@ pub trait Concurrency {
     fn wait_for_capacity(&mut self, timeout: std::time::Duration) {
         let _ = timeout;
     }
+
+    /// Hidden (the [`EventLoop`](crate::EventLoop)'s): called when `serve_forever` starts. A
+    /// strategy whose own threads accept from `listener` (calling `verify_request`
+    /// themselves) starts or resumes that and returns `true`; `serve_forever` then only waits
+    /// for a shutdown, running `service_actions` every `poll_interval`, and calls
+    /// [`stop_accepting`](Concurrency::stop_accepting) when it returns. Default: `false`, the
+    /// server's thread accepts and calls `process_request`.
+    #[doc(hidden)]
+    fn accept_on_own_threads<H: RequestHandler>(
+        &mut self,
+        listener: &std::net::TcpListener,
+        dispatcher: &Dispatcher<H>,
+    ) -> bool {
+        let _ = (listener, dispatcher);
+        false
+    }
+
+    /// Hidden: `serve_forever` is returning; a strategy that accepts on its own threads stops
+    /// accepting (connections wait in the backlog). Default: nothing.
+    #[doc(hidden)]
+    fn stop_accepting(&mut self) {}
 }

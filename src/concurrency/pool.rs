@@ -506,6 +506,7 @@ impl Pool {
                 accept_only_when_idle: self.accept_only_when_idle,
                 reactor_name: "pool-reactor".into(),
                 worker_prefix: "pool-worker-".into(),
+                listener: None,
             };
             match HalfAsync::start(machines, setup) {
                 Ok(h) => {
@@ -873,6 +874,8 @@ fn poller_loop(shared: &Shared) {
                 }
                 // A worker parked a connection: the inbox is read at the top of the loop.
                 Event::Woken => {}
+                // The poller watches no listener.
+                Event::Listener => {}
             }
         }
         if expired > 0 {

@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -102,6 +102,12 @@ pub(crate) trait Machines: Send + Sync + 'static {
     type Conn: ConnMachine;
     /// A new connection's machine.
     fn new_conn(&self, peer: SocketAddr, now: Instant) -> Self::Conn;
+    /// Whether to serve a connection from `peer` (`verify_request`), asked by a reactor that
+    /// accepts from its own listener. Default: yes.
+    fn verify(&self, peer: &SocketAddr) -> bool {
+        let _ = peer;
+        true
+    }
     /// Runs the service on a complete request: its answer now, or what makes it later (a
     /// timer, or work for an offload worker). Called on a worker ([`RunOn::Workers`]), which
     /// then [waits](Later::wait) for a later answer, or on the reactor thread itself
@@ -127,7 +133,7 @@ pub(crate) enum RunOn {
 }
 
 /// How to start a [`HalfAsync`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Setup {
     /// Where the service runs.
     pub(crate) run_on: RunOn,
@@ -143,6 +149,11 @@ pub(crate) struct Setup {
     pub(crate) reactor_name: String,
     /// The workers' names, numbered from 1 after this prefix.
     pub(crate) worker_prefix: String,
+    /// A listening socket (the server's, duplicated) this reactor accepts from itself, watched
+    /// with `EPOLLEXCLUSIVE` beside the other reactors that share it, while
+    /// [`set_accepting`](HalfAsync::set_accepting) says so. `None`: connections come only
+    /// through [`submit`](HalfAsync::submit).
+    pub(crate) listener: Option<TcpListener>,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -162,6 +173,12 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// How many bytes a lingering close reads (and drops) at most.
 const LINGER_BYTES: usize = 1 << 20;
+
+/// How many connections a reactor with its own listener accepts per readiness event.
+const ACCEPT_BATCH: usize = 64;
+
+/// How long it stops accepting after an `accept` error that retrying cannot fix at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The reactor's and the workers' shared state.
 struct Shared {
@@ -202,6 +219,8 @@ struct State {
     stalled: usize,
     closing: bool,
     reactor_done: bool,
+    /// A reactor with its own listener accepts from it (see `Setup::listener`).
+    accepting: bool,
 }
 
 impl Shared {
@@ -298,6 +317,9 @@ impl HalfAsync {
                 in_service: 0,
                 stopping: false,
                 events: Vec::new(),
+                listener: setup.listener,
+                listening: false,
+                accept_paused_until: None,
             };
             driver.run();
         });
@@ -361,6 +383,13 @@ impl HalfAsync {
     /// Worker threads alive.
     pub(crate) fn workers(&self) -> usize {
         self.workers.iter().filter(|w| !w.is_finished()).count()
+    }
+
+    /// Whether a reactor with its own listener accepts from it (the server loop turns this on
+    /// while it serves, off when it stops serving).
+    pub(crate) fn set_accepting(&self, on: bool) {
+        self.shared.lock().accepting = on;
+        self.shared.waker.wake();
     }
 
     /// Tells the threads to stop, without waiting: [`close`](HalfAsync::close) does this
@@ -497,6 +526,12 @@ struct Driver<M: Machines> {
     in_service: usize,
     stopping: bool,
     events: Vec<Event>,
+    /// Its own listener (`Setup::listener`), until the stop.
+    listener: Option<TcpListener>,
+    /// The listener is in the epoll set now.
+    listening: bool,
+    /// `accept` failed for want of descriptors or memory: no accepting until then.
+    accept_paused_until: Option<Instant>,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -522,17 +557,19 @@ impl<M: Machines> Driver<M> {
         loop {
             self.events.clear();
             let mut events = std::mem::take(&mut self.events);
-            if let Err(e) = self.reactor.react(None, &mut events) {
+            // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
+            let timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.reactor.react(timeout, &mut events) {
                 // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
                 // (dropping them closes them) rather than spin.
                 log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
                 return;
             }
             let now = Instant::now();
-            let (incoming, closing) = {
+            let (incoming, closing, accepting) = {
                 let mut st = self.shared.lock();
                 st.taken = st.incoming.len();
-                (std::mem::take(&mut st.incoming), st.closing)
+                (std::mem::take(&mut st.incoming), st.closing, st.accepting)
             };
             for (stream, peer) in incoming {
                 self.accept(stream, peer, now);
@@ -581,11 +618,19 @@ impl<M: Machines> Driver<M> {
                         self.advance(token, now, false);
                     }
                     Event::Woken => {}
+                    Event::Listener => self.accept_waiting(now),
                 }
             }
             self.events = events;
             if closing && !self.stopping {
                 self.stopping = true;
+                // The listener goes first: the server has closed its own descriptor, and the
+                // socket is closed (new clients refused) once every duplicate is.
+                if let Some(l) = self.listener.take()
+                    && self.listening
+                {
+                    self.reactor.unlisten(l.as_fd());
+                }
                 for token in self.reactor.tokens() {
                     if let Some(c) = self.reactor.get_mut(token)
                         && c.linger.is_none()
@@ -596,6 +641,7 @@ impl<M: Machines> Driver<M> {
                 }
             }
             self.publish();
+            self.listen_while_room(accepting, Instant::now());
             if self.stopping && self.reactor.len() == 0 {
                 return;
             }
@@ -623,6 +669,10 @@ impl<M: Machines> Driver<M> {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
+        // A response is one write, but one larger than the send buffer goes out in several,
+        // and Nagle's algorithm would hold a later small one back until the client's (delayed)
+        // ACK: ~40 ms. The blocking driver sets it too. Failure only costs latency.
+        let _ = stream.set_nodelay(true);
         let mut machine = self.machines.new_conn(peer, now);
         if self.stopping {
             machine.stopping(now);
@@ -654,6 +704,68 @@ impl<M: Machines> Driver<M> {
             if let Some(c) = self.reactor.get_mut(token) {
                 c.stalled = false;
                 self.advance(token, now, true);
+            }
+        }
+    }
+
+    /// Accepts what waits on the listener (a batch at most: level-triggered epoll reports the
+    /// rest), while there is room.
+    fn accept_waiting(&mut self, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.stopping || !self.stalled.is_empty() || self.queue_full() {
+                return;
+            }
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.machines.verify(&peer) {
+                        self.accept(stream, peer, now);
+                    }
+                }
+                // Nothing left, or a sibling reactor took it: done.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The client gave up before we accepted, or a signal: next.
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin on a listener
+                // that stays readable. Out of epoll for a moment (the server loop backs off the
+                // same way); the connections wait in the backlog.
+                Err(e) => {
+                    log::error!("event loop: accept failed: {e}; backing off");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps the listener in the epoll set exactly while this reactor should accept: told to,
+    /// not stopping, not paused, and room (back-pressure: a full queue leaves new clients in
+    /// the backlog, where a sibling reactor may take them).
+    fn listen_while_room(&mut self, accepting: bool, now: Instant) {
+        let Some(listener) = &self.listener else { return };
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+        }
+        let want = accepting
+            && !self.stopping
+            && self.accept_paused_until.is_none()
+            && self.stalled.is_empty()
+            && !self.queue_full();
+        if want == self.listening {
+            return;
+        }
+        if !want {
+            self.reactor.unlisten(listener.as_fd());
+            self.listening = false;
+            return;
+        }
+        match self.reactor.listen(listener.as_fd(), true) {
+            Ok(()) => self.listening = true,
+            Err(e) => {
+                // ENOMEM, ENOSPC: try again after a pause.
+                log::error!("event loop: cannot watch the listener: {e}; retrying");
+                self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
             }
         }
     }

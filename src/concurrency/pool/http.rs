@@ -95,6 +95,10 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
         HttpConn::new(&self.config, peer, now)
     }
 
+    fn verify(&self, peer: &SocketAddr) -> bool {
+        self.handler.verify_request(peer)
+    }
+
     fn call(&self, request: &Request) -> Later<Answer> {
         // As on every other strategy: a handler that calls `shutdown()` on its own server gets
         // an error instead of a deadlock, also on a pool worker or the loop.
