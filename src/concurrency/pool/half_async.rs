@@ -174,8 +174,13 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How many bytes a lingering close reads (and drops) at most.
 const LINGER_BYTES: usize = 1 << 20;
 
-/// How many connections a reactor with its own listener accepts per readiness event.
-const ACCEPT_BATCH: usize = 64;
+/// How many connections a reactor with its own listener accepts per readiness event: one, as
+/// nginx does by default (`multi_accept off`). The listener is shared with the other loops and
+/// level-triggered: what this loop leaves is reported again, to it or to a sibling that is
+/// idle. A loop that took a whole burst at once would serve it alone while its siblings idle.
+/// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise:
+/// docs/13-the-event-loop.md.)
+const ACCEPT_BATCH: usize = 1;
 
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
