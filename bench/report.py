@@ -5,8 +5,22 @@ META is KEY=VALUE lines (machine, versions, settings). INDEX is tab-separated li
     hello  MODE  MODEL  ROLE  NAME  WRK_OUTPUT_FILE|FAILED  PEAK_RSS_KIB
     burst  N     MODEL  ROLE  NAME  CLIENT_OUTPUT_FILE|SKIP|FAILED  PEAK_RSS_KIB|ESTIMATE_S
     note   TEXT
+
+It also draws the tables as SVG charts (`bench-keepalive.svg`, `bench-close.svg`,
+`bench-bursts.svg`) into $BENCH_IMG (default: docs/img/ of this repository) and links them
+from the report as `img/NAME.svg`, which is right for the default BENCH_OUT, docs/benchmarks.md.
+
+    report.py --charts-from docs/benchmarks.md DIR
+
+draws the same charts from the tables of an existing report, without its raw outputs (what
+docs/img/make.sh does: the numbers stay those of the last full bench run).
+
+The charts are plain text (python3's standard library only): one horizontal bar per server,
+grouped by model, coloured by role (socketserver, the model's minimal limit, Python's twin,
+nginx), the value written at the end of each bar.
 """
 
+import os
 import re
 import sys
 
@@ -88,6 +102,181 @@ def spread(r):
 def mib(kib):
     # 0: the sampler saw no sample (a server stopped before the sampler's first look).
     return "–" if not kib or int(kib) == 0 else f"{int(kib) / 1024:.1f} MiB"
+
+# ---------------------------------------------------------------------------------------------
+# SVG charts. Colours are mid-tones that read on a white page and a dark one; the background
+# and text follow `prefers-color-scheme`, like the client's pictures (course/src/client/svg/).
+
+ROLE_COLOUR = {"ours": "#4e79a7", "minimal": "#a0cbe8", "python": "#f28e2b", "reference": "#59a14f"}
+SVG_STYLE = (
+    ".bg{fill:#ffffff}.fg{fill:#1f2328}.mute{fill:#59636e}.grid{stroke:#d8dee4}.axis{stroke:#59636e}"
+    "@media (prefers-color-scheme:dark){.bg{fill:#0d1117}.fg{fill:#e6edf3}.mute{fill:#9198a1}"
+    ".grid{stroke:#30363d}.axis{stroke:#9198a1}}"
+    + "".join(f".{role}{{fill:{c}}}" for role, c in ROLE_COLOUR.items())
+    + "text{dominant-baseline:middle}.b{font-weight:600}"
+)
+
+
+def esc(text):
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def nice_ticks(top, most=5):
+    """0 and multiples of 1, 2 or 5 x 10^k up to `top`, at most `most` intervals."""
+    top = top if top and top > 0 else 1.0
+    mag = 10 ** int(f"{top / most:e}".split("e")[1])
+    step = next(m * mag for m in (1, 2, 5, 10, 20) if top / (m * mag) <= most)
+    return [i * step for i in range(int(top / step + 1e-9) + 1)], step
+
+
+def svg_bars(title, note, sections, unit, fmt, tick_fmt):
+    """A horizontal bar chart as SVG text.
+
+    sections: [(heading, [(label, role, value or None, text if value is None)])]; a row whose
+    value is None shows its text instead of a bar (a skipped or failed measurement). `fmt`
+    writes a bar's value, `tick_fmt` an axis tick.
+    """
+    width, label_w, row_h, head_h = 900, 230, 20, 22
+    plot_x, plot_w = 16 + label_w, width - 16 - label_w - 90
+    values = [v for _, rows in sections for _, _, v, _ in rows if v is not None]
+    ticks, _ = nice_ticks(max(values, default=1.0), 5)
+    top = max(ticks[-1], max(values, default=1.0))
+    height = 70 + sum(head_h + row_h * len(rows) for _, rows in sections) + 60
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        "font-family=\"system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif\" font-size=\"13\" role=\"img\">",
+        f"<title>{esc(title)}</title>",
+        f"<style>{SVG_STYLE}</style>",
+        '<rect class="bg" width="100%" height="100%"/>',
+        f'<text x="16" y="20" class="fg b">{esc(title)}</text>',
+        f'<text x="16" y="40" class="mute">{esc(note)}</text>',
+    ]
+    y0 = 64
+    y_end = height - 50
+    for t in ticks:
+        x = plot_x + t / top * plot_w
+        out.append(f'<path class="grid" d="M{x:.1f} {y0}V{y_end}"/>')
+        out.append(f'<text x="{x:.1f}" y="{y_end + 14}" class="mute" text-anchor="middle">{esc(tick_fmt(t))}</text>')
+    out.append(f'<path class="axis" d="M{plot_x} {y0}V{y_end}"/>')
+    y = y0
+    for heading, rows in sections:
+        out.append(f'<text x="16" y="{y + head_h / 2 + 2:.1f}" class="fg b">{esc(heading)}</text>')
+        y += head_h
+        for label, role, value, text in rows:
+            mid = y + row_h / 2
+            out.append(f'<text x="{plot_x - 8}" y="{mid:.1f}" class="fg" text-anchor="end">{esc(label)}</text>')
+            if value is None:
+                out.append(f'<text x="{plot_x + 6}" y="{mid:.1f}" class="mute">{esc(text)}</text>')
+            else:
+                w = max(value / top * plot_w, 1.0)
+                out.append(f'<rect class="bar {role}" x="{plot_x}" y="{y + 3}" width="{w:.1f}" height="{row_h - 6}"/>')
+                out.append(f'<text x="{plot_x + w + 6:.1f}" y="{mid:.1f}" class="fg">{esc(fmt(value))}</text>')
+            y += row_h
+    out.append(f'<text x="{plot_x + plot_w}" y="{y_end + 34}" class="mute" text-anchor="end">{esc(unit)}</text>')
+    lx = 16
+    present = {role for _, rows in sections for _, role, _, _ in rows}
+    for role in [r for r in ["ours", "minimal", "python", "reference"] if r in present]:
+        name = {"ours": "socketserver", "minimal": "minimal (the model's limit)", "python": "Python", "reference": "nginx"}[role]
+        out.append(f'<rect class="{role}" x="{lx}" y="{y_end + 28}" width="14" height="12"/>')
+        out.append(f'<text x="{lx + 20}" y="{y_end + 34}" class="mute">{esc(name)}</text>')
+        lx += 20 + 7.8 * len(name) + 16
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def chart_hello(hello, mode):
+    """The req/s chart of one wrk table: each model's servers, then nginx."""
+    rows = sorted((r for r in hello if r["mode"] == mode), key=lambda r: (MODELS.index(r["model"]), ROLE_ORDER[r["role"]]))
+    sections = []
+    for model in MODELS:
+        mine = [r for r in rows if r["model"] == model]
+        if mine:
+            entries = [(r["name"] + (" ⚠" if r.get("stall") else ""), r["role"], None if r.get("failed") else r.get("rps"),
+                        "did not start" if r.get("failed") else "no result") for r in mine]
+            sections.append(("nginx, the reference" if model == "reference" else model, entries))
+    what = "keep-alive" if mode == "keepalive" else "Connection: close (a new connection per request)"
+    return svg_bars(f"/hello, {what}: requests per second", "wrk -t2 -c32, each server's best round; longer is faster",
+                    sections, "requests per second", lambda v: f"{v:,.0f}", lambda v: f"{v:,.0f}")
+
+
+def chart_bursts(bursts):
+    """The burst chart: wall seconds for N concurrent one-second requests, per N and server."""
+    sections = []
+    for n in sorted({b["n"] for b in bursts}):
+        rows = sorted((b for b in bursts if b["n"] == n), key=lambda b: (MODELS.index(b["model"]), ROLE_ORDER[b["role"]]))
+        entries = []
+        for b in rows:
+            label = f"{b['model']}: {b['name']}" + (" ⚠" if b.get("stall") else "")
+            if b.get("skip"):
+                entries.append((label, b["role"], None, b["skip"]))
+            else:
+                entries.append((label, b["role"], b.get("wall"), "no result"))
+        sections.append((f"N = {n}", entries))
+    return svg_bars("Bursts: wall time for N concurrent /delay?s=1 (each sleeps 1 s)",
+                    "the bundled client; 1 s is ideal whatever N is; shorter is better",
+                    sections, "seconds", lambda v: f"{v:.2f} s", lambda v: f"{v:g} s" if v else "0")
+
+
+def charts(hello, bursts):
+    """{file name: SVG text} for the tables that have rows."""
+    out = {}
+    for mode in ["keepalive", "close"]:
+        if any(r["mode"] == mode for r in hello):
+            out[f"bench-{mode}.svg"] = chart_hello(hello, mode)
+    if bursts:
+        out["bench-bursts.svg"] = chart_bursts(bursts)
+    return out
+
+
+def img_dir():
+    return os.environ.get("BENCH_IMG") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "img")
+
+
+def write_charts(files, directory):
+    os.makedirs(directory, exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text)
+
+
+def rows_from_markdown(text):
+    """The hello and burst rows of an existing report's tables (for --charts-from)."""
+    hello, bursts, mode = [], [], None
+
+    def role_of(model, name):
+        if name.startswith("**"):
+            return "ours"
+        if model == "reference":
+            return "reference"
+        return "minimal" if name.startswith("min_") else "python"
+
+    for line in text.splitlines():
+        if line.startswith("## "):
+            mode = "keepalive" if "keep-alive" in line else "close" if "Connection: close" in line else "bursts" if "Bursts" in line else None
+            continue
+        if not line.startswith("| ") or line.startswith("|---") or mode is None:
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if mode in ("keepalive", "close") and len(cells) >= 3 and cells[0] != "model":
+            model, name = cells[0], cells[1]
+            stall = name.endswith("⚠")
+            name = name.replace("⚠", "").strip()
+            role = role_of(model, name)
+            failed = cells[2] == "did not start"
+            rps = None if failed or cells[2] == "–" else float(cells[2].replace(",", ""))
+            hello.append({"mode": mode, "model": model, "role": role, "name": name.strip("*"), "rps": rps, "failed": failed, "stall": stall})
+        elif mode == "bursts" and len(cells) >= 4 and cells[0] != "N":
+            n, model, name = int(cells[0]), cells[1], cells[2]
+            stall = name.endswith("⚠")
+            name = name.replace("⚠", "").strip()
+            row = {"n": n, "model": model, "role": role_of(model, name), "name": name.strip("*"), "stall": stall, "skip": None, "wall": None}
+            if cells[3].startswith("skipped") or cells[3] == "did not start":
+                row["skip"] = cells[3]
+            elif cells[3] != "–":
+                row["wall"] = float(cells[3])
+            bursts.append(row)
+    return hello, bursts
+
 
 
 def main():
@@ -235,6 +424,7 @@ def main():
             continue
         nginx = find(mode, "reference", "reference")
         w(f"## {title}\n")
+        w(f"![req/s per server, {title}](img/bench-{mode}.svg)\n")
         w("| model | server | req/s | worst round | p50 ms | p99 ms | errors | peak RSS | ÷ minimal | ÷ Python | ÷ nginx |")
         w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         rows.sort(key=lambda r: (MODELS.index(r["model"]), ROLE_ORDER[r["role"]]))
@@ -256,6 +446,7 @@ def main():
         w("Every request sleeps 1 s on the server, so the ideal wall time is 1 s whatever N is; a model")
         w(f"that answers C at a time needs about N / C seconds. A burst that would take more than")
         w(f"{meta.get('burst_max_secs')} s by that arithmetic is skipped (sequential servers: N × 1 s).\n")
+        w("![wall time per server for each burst](img/bench-bursts.svg)\n")
         w("| N | model | server | wall s | answered | errors | peak RSS |")
         w("|---:|---|---|---:|---:|---|---:|")
         bursts.sort(key=lambda r: (r["n"], MODELS.index(r["model"]), ROLE_ORDER[r["role"]]))
@@ -309,7 +500,12 @@ def main():
             worst = max(done, key=lambda b: b["wall"])
             w(f"- burst of {n}: fastest {best['name']} ({best['wall']:.2f} s), slowest {worst['name']} ({worst['wall']:.2f} s).")
     print("\n".join(out))
+    write_charts(charts(hello, bursts), img_dir())
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 4 and sys.argv[1] == "--charts-from":
+        with open(sys.argv[2]) as f:
+            write_charts(charts(*rows_from_markdown(f.read())), sys.argv[3])
+    else:
+        main()

@@ -324,5 +324,15 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$WORK/meta.env"
+# The sections between `<!-- bench/spawn.sh -->` and `<!-- bench/slow.sh -->` markers and their
+# `<!-- end ... -->` hold figures of bench/spawn.sh (a connection per request, broken down) and
+# bench/slow.sh (slow clients), written from their output by hand: this script does not measure
+# them, so it carries the sections over instead of dropping them.
+KEPT=""
+for tool in spawn slow; do
+    KEPT+=$(sed -n "/^<!-- bench\/$tool.sh -->\$/,/^<!-- end bench\/$tool.sh -->\$/p" "$BENCH_OUT" 2>/dev/null || true)
+    KEPT+=$'\n'
+done
 python3 bench/report.py "$WORK/meta.env" "$INDEX" >"$BENCH_OUT"
+if [[ -n ${KEPT//$'\n'/} ]]; then printf '\n%s' "$KEPT" >>"$BENCH_OUT"; fi
 log "wrote $BENCH_OUT (raw outputs in $WORK)"

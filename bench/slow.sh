@@ -8,6 +8,8 @@
 #   H  slow headers (slowloris): 1000 connections, a header line every 5 s
 #   B  slow body (R-U-Dead-Yet): 1000 connections, a POST body 10 bytes every 5 s
 #   X  slow read: 200 connections that read a 4 MB /bytes response 1 byte at a time
+# "prefork_behind_nginx" is a sync prefork_server with nginx in front (bench/nginx/slow-front.conf):
+# the setup gunicorn's documentation asks of its sync workers.
 # During each attack a probe (bench/probe.py) asks for /hello ten times a second on a new
 # connection and reports its latency. slowhttptest's own verdict, "service available", is
 # sampled once a second; the table counts the samples that said YES.
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEN=${LEN:-30}
-SERVERS=${SERVERS:-"sequential threaded forking pool prefork prefork_t4 nginx"}
+SERVERS=${SERVERS:-"sequential threaded forking pool prefork prefork_t4 nginx prefork_behind_nginx"}
 ATTACKS=${ATTACKS:-"H B X"}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 EX=$TARGET/release/examples
@@ -74,6 +76,17 @@ start_nginx() {
     GROUPS_STARTED+=("$SPID")
     sleep 1
 }
+# start_front BACKEND_PORT: nginx on 18081 in front of the backend (bench/nginx/slow-front.conf).
+start_front() {
+    mkdir -p "$WORK/front"
+    sed -e "s|__PORT__|18081|g" -e "s|__BACKEND__|$1|g" -e "s|__DIR__|$WORK/front|g" \
+        bench/nginx/slow-front.conf >"$WORK/front/nginx.conf"
+    setsid nginx -p "$WORK/front" -c "$WORK/front/nginx.conf" >"$WORK/front.out" 2>&1 </dev/null &
+    FPID=$!
+    GROUPS_STARTED+=("$FPID")
+    sleep 1
+    PORT=18081
+}
 cmd_of() {
     case $1 in
         sequential) echo "$EX/sequential_server" ;;
@@ -97,7 +110,13 @@ printf '| server | attack | samples available | probe /hello (ok, failed, p50, p
 printf '|---|---|---|---|---|\n'
 for s in $SERVERS; do
     for a in $ATTACKS; do
-        if [[ $s == nginx ]]; then start_nginx; else
+        FPID=
+        if [[ $s == nginx ]]; then start_nginx
+        elif [[ $s == *_behind_nginx ]]; then
+            # shellcheck disable=SC2046
+            start "$s" $(cmd_of "${s%_behind_nginx}") --port 0 --quiet || continue
+            start_front "$PORT"
+        else
             # shellcheck disable=SC2046
             start "$s" $(cmd_of "$s") --port 0 --quiet || continue
         fi
@@ -114,6 +133,7 @@ for s in $SERVERS; do
         wait "$PROBE" || true
         kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true
         stop
+        if [[ -n $FPID ]]; then kill -TERM -- "-$FPID" 2>/dev/null || true; wait "$FPID" 2>/dev/null || true; fi
         csv=$WORK/$s-$a.csv
         avail=$(awk -F, 'NR > 1 && $5 != "" { n++; if ($5 > 0) y++ } END { printf "%d of %d", y, n }' "$csv" 2>/dev/null || echo "-")
         peak=$(sort -n "$WORK/$s-$a.rss" | tail -n 1)

@@ -16,7 +16,12 @@
 //! * the timeline: a staircase under a single `pid ... tid ...` heading means one at a time;
 //!   parallel bars under five `tid` headings (threads) or five `pid` headings (processes)
 //!   mean concurrently. `-` is time a request spent waiting (in the accept backlog, say).
-//! * the summary's `most in flight` and `verdict` lines say the same in words.
+//! * the summary's `most in flight` and `verdict` lines say the same in words. Against a
+//!   server that sends no `X-Start`/`X-Elapsed` headers (Python's `http.server`), a
+//!   `based on` line says the verdict was read from the spacing of the answers.
+//! * `~` in the timeline: a connect the server's full backlog kept waiting (the kernel
+//!   retries a dropped SYN after 1, 3, 7 s ...). Try it against Python's backlog of 5:
+//!   `python3 tests/python/servers.py sequential 8001`, then `-n 30` at port 8001.
 //!
 //! Try `-n 50` against the pool server (its pool is smaller than 50), or a URL on a port
 //! where nothing listens, to see how failures are reported.
@@ -49,6 +54,16 @@
 //! threading model as `-t 2`; the numbers should agree within about 10 % (run each several
 //! times, alternating: other work on the machine moves both).
 //!
+//! # Pictures
+//!
+//! `--svg FILE` also writes what was measured as an SVG picture (the report on stdout is the
+//! same with or without it): in fire mode the timeline, one row per request coloured by the
+//! worker that served it; in load mode the latency distribution and requests/s over the run.
+//!
+//! ```text
+//! cargo run --example client -- -n 10 --svg timeline.svg http://127.0.0.1:8000/delay?s=1
+//! ```
+//!
 //! Exit status: 0 if every request got a response (any status), 1 if any failed, 2 for a
 //! usage error.
 
@@ -56,7 +71,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use course::client::cli::{self, Command, Mode};
-use course::client::{fire, load, load_with_progress};
+use course::client::{fire, load, load_with_progress, svg};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
@@ -74,6 +89,11 @@ fn main() -> ExitCode {
         (Mode::Fire, _) => {
             let report = fire(&args.fire_config());
             print!("{report}");
+            if let Some(path) = &args.svg
+                && !write_svg(path, &svg::fire_timeline(&report))
+            {
+                return ExitCode::FAILURE;
+            }
             report.all_answered()
         }
         (_, Some(cfg)) => {
@@ -92,6 +112,11 @@ fn main() -> ExitCode {
                 load(&cfg)
             };
             print!("{report}");
+            if let Some(path) = &args.svg
+                && !write_svg(path, &svg::load_charts(&report))
+            {
+                return ExitCode::FAILURE;
+            }
             report.all_answered()
         }
         // `Mode` is non_exhaustive; a mode this example does not know cannot be asked for here.
@@ -101,4 +126,15 @@ fn main() -> ExitCode {
         }
     };
     if answered { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Writes the picture; says why on stderr (and the run fails) if it cannot.
+fn write_svg(path: &std::path::Path, picture: &str) -> bool {
+    match std::fs::write(path, picture) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("client: cannot write {}: {e}", path.display());
+            false
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! Run it:
 //!     cargo run --example demo                 # 5 concurrent /delay?s=1 at each server
 //!     cargo run --example demo -- -n 10 --delay 0.5
+//!     cargo run --example demo -- --svg docs/img    # and draw the three timelines, side by side
 //!
 //! What it does: starts the sequential, threaded and forking example servers as child processes
 //! on free ports (each is this same program, re-run with `--serve KIND`), fires n requests at
@@ -13,14 +14,19 @@
 //! What to look for: the sequential server's timeline is a staircase and its wall time is
 //! n × delay; the threaded and forking servers finish in about one delay. The threaded server's
 //! replies name one pid and n tids; the forking server's name n pids, none the server's own.
+//!
+//! With `--svg DIR` it also writes `DIR/demo.svg`: the three timelines side by side on one time
+//! scale, each titled with its wall time and verdict (the comparison table as a figure). What it
+//! prints is the same with or without it, plus one last line naming the file.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use course::app::{self, Kind};
-use course::client::{FireConfig, FireReport, Url, fire};
+use course::client::{FireConfig, FireReport, Url, fire, svg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut n = 5usize;
     let mut delay = 1.0f64;
+    let mut svg_dir: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             // A child of the demo: be that server.
@@ -48,18 +55,25 @@ fn main() -> ExitCode {
                 Some(v) if (0.0..=5.0).contains(&v) => delay = v,
                 _ => return usage("--delay needs seconds from 0 to 5"),
             },
+            "--svg" => match args.next() {
+                Some(dir) if !dir.is_empty() => svg_dir = Some(PathBuf::from(dir)),
+                _ => return usage("--svg needs a directory"),
+            },
             "-h" | "--help" => return usage(""),
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    run_demo(n, delay)
+    run_demo(n, delay, svg_dir)
 }
 
 fn usage(why: &str) -> ExitCode {
     if !why.is_empty() {
         eprintln!("error: {why}\n");
     }
-    eprintln!("usage: cargo run --example demo -- [-n N (default 5)] [--delay SECONDS (default 1)]");
+    eprintln!(
+        "usage: cargo run --example demo -- [-n N (default 5)] [--delay SECONDS (default 1)] [--svg DIR]"
+    );
+    eprintln!("  --svg DIR  also write DIR/demo.svg: the three timelines side by side");
     if why.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
@@ -123,7 +137,7 @@ impl Drop for ServerChild {
     }
 }
 
-fn run_demo(n: usize, delay: f64) -> ExitCode {
+fn run_demo(n: usize, delay: f64, svg_dir: Option<PathBuf>) -> ExitCode {
     let t0 = Instant::now();
     // Start all three first, so their start-up does not count in anyone's timing.
     let mut servers = Vec::new();
@@ -181,5 +195,20 @@ fn run_demo(n: usize, delay: f64) -> ExitCode {
         n as f64 * delay
     );
     println!("demo finished in {:.1} s; every server stopped and reaped", t0.elapsed().as_secs_f64());
+    if let Some(dir) = svg_dir {
+        let title = format!("{n} concurrent /delay?s={delay} at each server: who handled which, and when");
+        let panels: Vec<(&str, &FireReport)> =
+            rows.iter().map(|(kind, r)| (kind.example_name(), r)).collect();
+        let path = dir.join("demo.svg");
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, svg::timelines_side_by_side(&title, &panels)));
+        match written {
+            Ok(()) => println!("picture: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
     if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -156,18 +156,20 @@ pub(crate) fn ignore_signal(signal: Signal) -> io::Result<()> {
 /// Forks. In the parent, returns the child's pid. In the child, runs `child` and ends the
 /// process with the status it returns (1 if it panics): `child` never returns into the caller.
 ///
-/// Before the fork, stdout and stderr are flushed: anything still in their buffers would be
-/// copied into the child and written twice. In the child, first thing, the remembered pid and
-/// tid ([`crate::trace`]) are forgotten, since they are the parent's; last thing, stdio is
-/// flushed again and the process `_exit`s ([`exit_child`]).
+/// Before the fork, stdout is flushed: anything still in its buffer would be copied into the
+/// child and written twice (stderr has no buffer in Rust). Before the *first* fork, the
+/// process-wide caches a child would otherwise fill again each time are filled
+/// ([`warm_caches_before_first_fork`]). In the child, first thing, the remembered pid and tid
+/// ([`crate::trace`]) are forgotten, since they are the parent's; last thing, stdout is flushed
+/// again and the process `_exit`s ([`exit_child`]).
 ///
 /// The caller's contract (why this is not `unsafe fn`): it is `pub(crate)`, and both callers
 /// (the forking strategy, the pre-forking master) call it from a process whose other threads,
 /// if any, hold no lock the child needs (the idle `signals` thread; the master checks it has
 /// none), and their `child` closures use only what survives a fork.
 pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
+    warm_caches_before_first_fork();
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
     // SAFETY: after fork the child may rely only on what survives it: its one thread, a copy
     // of memory, and locks in the state they were in. By the contract above no lock the child
     // takes can be held by a thread that vanished, and the child never returns from here into
@@ -181,6 +183,25 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
             exit_child(status)
         }
     }
+}
+
+/// Fills, once per process, the lazily filled caches that every forked child would otherwise
+/// fill again for itself, since what a child fills dies with it.
+///
+/// One so far, and a big one: the CPU feature cache of std (`is_x86_feature_detected!`),
+/// which httparse consults to pick its SIMD parser. Filling it runs `cpuid` several times, and
+/// in a virtual machine every `cpuid` traps to the hypervisor: it was the largest item of a
+/// forking server's CPU per connection after `fork` and the page faults (docs/benchmarks.md,
+/// "A connection per request"). Asking for one feature fills the whole cache; `avx2` because
+/// a baseline x86-64 build cannot answer it at compile time (for `sse2` the macro would not
+/// look). After the first call this is one load of an atomic, which writes nothing, so it
+/// costs the parent no copy-on-write fault.
+fn warm_caches_before_first_fork() {
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        #[cfg(target_arch = "x86_64")]
+        let _ = std::arch::is_x86_feature_detected!("avx2");
+    });
 }
 
 /// The first step of every forked child: ask the kernel for SIGTERM when the parent dies
@@ -220,11 +241,10 @@ pub(crate) fn adopt_inherited_listener(fd: RawFd) -> TcpListener {
     unsafe { TcpListener::from_raw_fd(fd) }
 }
 
-/// Ends a forked child: flushes stdout and stderr (the child's own output, which `_exit` would
-/// otherwise drop), then `_exit(status)`.
+/// Ends a forked child: flushes stdout (the child's own output, which `_exit` would otherwise
+/// drop; stderr has no buffer), then `_exit(status)`.
 pub(crate) fn exit_child(status: i32) -> ! {
     let _ = io::stdout().flush();
-    let _ = io::stderr().flush();
     exit_now(status)
 }
 

@@ -412,6 +412,21 @@ fn multiplexed_connections_need_not_divide_evenly_among_threads() {
 }
 
 #[test]
+fn every_response_is_in_the_throughput_series() {
+    for mode in MODES {
+        let server = KeepAliveServer::start(ok_or_404);
+        let report = load(&cfg(mode, &server.url, 2, None, Some(Duration::from_millis(350))));
+        assert_no_errors(&report);
+        let t = &report.throughput;
+        // However late the sampling thread woke, no response is lost or counted twice.
+        assert_eq!(t.counts.iter().sum::<u64>(), report.responses(), "{:?}", t.counts);
+        // 350 ms in 100 ms intervals: at most three whole ones and the rest.
+        assert!((1..=4).contains(&t.counts.len()), "{:?}", t.counts);
+        assert_eq!(t.interval, course::client::load::SAMPLE_INTERVAL);
+    }
+}
+
+#[test]
 fn load_close_mode_opens_a_connection_per_request() {
     for mode in MODES {
         let server = KeepAliveServer::start(ok_or_404);
@@ -544,4 +559,33 @@ fn a_request_count_stops_first_when_both_limits_are_given() {
         assert_eq!(report.responses(), 50);
         assert!(report.elapsed < Duration::from_secs(10), "{report}");
     }
+}
+
+#[test]
+fn a_full_backlog_is_a_connect_timeout_with_its_time_in_the_report() {
+    // A listener with the smallest backlog that never accepts: the kernel queues one or two
+    // connections and drops the other SYNs (retrying them after 1 s, past this timeout). Every
+    // request fails by the deadline, and the failures are timed, not left at 0.
+    let listener = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    listener.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().expect("addr").into()).expect("bind");
+    listener.listen(0).expect("listen");
+    let port = listener.local_addr().expect("local addr").as_socket().expect("inet").port();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let began = Instant::now();
+    let report = fire_at(url, 6, Duration::from_millis(500));
+    assert!(began.elapsed() < Duration::from_secs(5), "{report}");
+    assert_eq!(kinds(&report), [Some(ErrorKind::Timeout); 6], "{report}");
+    let never_connected: Vec<_> = report.outcomes.iter().filter(|o| o.connected.is_none()).collect();
+    assert!(!never_connected.is_empty(), "some SYNs should have been dropped\n{report}");
+    for o in &never_connected {
+        let message = &o.result.as_ref().unwrap_err().message;
+        assert!(message.starts_with("connect: no connection within 0.5 s"), "{message}");
+    }
+    for o in &report.outcomes {
+        assert!(o.done >= 0.5 && o.done <= report.wall, "{report}");
+    }
+    let text = report.to_string();
+    assert!(text.contains("errors             6 timeout (at 0.5"), "{text}");
+    assert!(text.contains("~ connecting"), "{text}");
+    drop(listener);
 }

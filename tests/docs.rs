@@ -3,6 +3,12 @@
 //! exists, and every flag in it is one that example's `--help` lists. So a renamed example or a
 //! dropped flag fails `cargo test` instead of leaving a learner with a command that does not run.
 //!
+//! It also checks the rest of what a chapter tells a learner to run or read: every repository
+//! path it names in backticks or in a shell block (`src/concurrency/pool.rs`,
+//! `course/src/app.rs`) exists, and every script a command runs (`examples/nginx/run.sh
+//! --deploy`, `python3 tests/python/servers.py sequential`) exists and knows the mode it is
+//! given. `docs/rerun.sh` is the other half: it reruns the commands and prints what they print.
+//!
 //! It checks whatever chapters exist; a chapter not written yet is simply not scanned.
 
 mod common;
@@ -171,4 +177,143 @@ fn every_documented_command_names_a_real_example_and_real_flags() {
     }
     assert!(problems.is_empty(), "the docs have gone stale:\n  {}", problems.join("\n  "));
     eprintln!("checked {} commands naming {} examples: {checked:?}", found.len(), checked.len());
+}
+
+/// Paths a document names in backticks that are not meant to exist: the README weighs
+/// `examples/common/` as the layout it did not choose.
+const NOT_FILES: &[&str] = &["examples/common/"];
+
+/// `text` without its code blocks other than shell commands (```sh): outputs (```text), trees
+/// of the layout and Python or Rust sources name paths relative to something else.
+fn prose_and_commands(text: &str) -> String {
+    let mut out = String::new();
+    let mut keep = true;
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(lang) = line.trim_start().strip_prefix("```") {
+            if inside {
+                inside = false;
+                keep = true;
+            } else {
+                inside = true;
+                keep = matches!(lang.trim(), "sh" | "bash" | "console" | "shell");
+            }
+            continue;
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The repository paths named in backticks (or in shell blocks) in `text`: words that start
+/// with one of the repository's top-level folders (`src/`, `docs/`, `course/`, ...), with any
+/// `:line` or trailing punctuation cut off.
+fn named_paths(text: &str) -> Vec<String> {
+    const TOP: [&str; 8] = ["src/", "docs/", "course/", "examples/", "tests/", "bench/", "benches/", "fuzz/"];
+    let mut out = Vec::new();
+    let text = prose_and_commands(text);
+    for (i, chunk) in text.split('`').enumerate() {
+        // Odd chunks are inside backticks; shell blocks lost their fences above, so a chunk
+        // of several lines is prose around them: its command lines are checked by the scripts
+        // test and by `every_documented_command_...`.
+        if i % 2 == 0 {
+            continue;
+        }
+        for word in
+            chunk.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | '"' | '\'' | '='))
+        {
+            let word = word.split(':').next().unwrap_or(word).trim_end_matches(['.', ';']);
+            if TOP.iter().any(|t| word.starts_with(t))
+                && !word.contains(['*', '<', '$', '{'])
+                && !word.ends_with("...")
+            {
+                out.push(word.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Scripts run in a document's commands (`examples/nginx/run.sh --deploy`, `python3
+/// tests/python/servers.py sequential 8001`, `docs/rerun.sh 1 6`): the script, and the words
+/// after it that it must know (flags, and a Python script's first argument).
+fn script_commands(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words = command_words(line.trim_start_matches("$ "));
+        for (i, w) in words.iter().enumerate() {
+            let w = w.trim_matches('`');
+            let w = w.split('=').next_back().unwrap_or(w);
+            if !(w.ends_with(".sh") || w.ends_with(".py")) || !w.contains('/') || w.contains('$') {
+                continue;
+            }
+            let mut args: Vec<String> = words[i + 1..]
+                .iter()
+                .take_while(|a| !a.contains('`'))
+                .filter(|a| a.starts_with("--") && a.len() > 2)
+                .map(|a| a.split('=').next().unwrap_or(a).to_string())
+                .collect();
+            if w.ends_with(".py")
+                && let Some(first) = words.get(i + 1)
+                && first.chars().all(|c| c.is_ascii_lowercase())
+            {
+                args.push(first.clone());
+            }
+            out.push((w.to_string(), args));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_path_and_script_scanners_find_what_they_should() {
+    assert_eq!(
+        named_paths("see `src/server.rs:40` and `course/src/client/`, not `src/*.rs` or `http://x/`"),
+        ["src/server.rs", "course/src/client/"]
+    );
+    assert_eq!(
+        script_commands("examples/nginx/run.sh --deploy   # note --nope"),
+        [("examples/nginx/run.sh".to_string(), vec!["--deploy".to_string()])]
+    );
+    assert_eq!(
+        script_commands("python3 tests/python/servers.py sequential 8001"),
+        [("tests/python/servers.py".to_string(), vec!["sequential".to_string()])]
+    );
+    assert_eq!(
+        script_commands("PORTS=\"9001\" SERVER_PARAMS=max_fails=0 examples/nginx/run.sh --state"),
+        [("examples/nginx/run.sh".to_string(), vec!["--state".to_string()])]
+    );
+}
+
+#[test]
+fn every_file_and_script_a_document_names_exists_and_knows_its_arguments() {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for doc in documents() {
+        let text = std::fs::read_to_string(&doc).unwrap_or_default();
+        let file = doc.strip_prefix(root()).unwrap_or(&doc).display().to_string();
+        for path in named_paths(&text) {
+            checked += 1;
+            if !NOT_FILES.contains(&path.as_str()) && !root().join(&path).exists() {
+                problems.push(format!("{file}: `{path}` does not exist"));
+            }
+        }
+        for (script, args) in script_commands(&prose_and_commands(&text)) {
+            checked += 1;
+            let Ok(body) = std::fs::read_to_string(root().join(&script)) else {
+                problems.push(format!("{file}: `{script}` does not exist"));
+                continue;
+            };
+            for arg in args {
+                if !body.contains(&arg) {
+                    problems.push(format!("{file}: `{script} {arg}`: the script does not know {arg}"));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} paths and scripts found: is the scanner broken?");
+    assert!(problems.is_empty(), "the docs name what is not there:\n  {}", problems.join("\n  "));
 }

@@ -56,6 +56,7 @@ GET /block?s=1    sleep the handling thread s seconds (on the event loop: stalls
 GET /cpu?ms=100   burn ms milliseconds of CPU (0..=60000), then answer
 GET /bytes?n=1024 a body of n bytes (0..=67108864)
 GET /panic        a handler that panics: 500, and the server goes on
+GET /count        a counter kept in this process's memory: one more per call
 
 Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
 ";
@@ -72,7 +73,7 @@ pub fn service(req: &Request) -> Reply {
 /// The example endpoints; with `offload`, `/cpu` and `/block` are [`Reply::offload`]s.
 fn respond(req: &Request, offload: bool) -> Reply {
     let known_path =
-        matches!(req.path(), "/" | "/hello" | "/delay" | "/block" | "/cpu" | "/bytes" | "/panic");
+        matches!(req.path(), "/" | "/hello" | "/delay" | "/block" | "/cpu" | "/bytes" | "/panic" | "/count");
     match req.method() {
         "GET" | "HEAD" => {}
         m if KNOWN_METHODS.contains(&m) && known_path => {
@@ -95,8 +96,21 @@ fn respond(req: &Request, offload: bool) -> Reply {
         "/cpu" => cpu(req, offload),
         "/bytes" => bytes(req).into(),
         "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
+        "/count" => count().into(),
         _ => not_found(req).into(),
     }
+}
+
+/// The `/count` counter: one per process, in memory, like a session store or a rate limit kept
+/// by the server itself. Threads of one process share it; a forked child counts in its own copy
+/// (which dies with it); each instance behind a load balancer has its own (chapter 11).
+static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `/count`: adds one to this process's counter and says its new value and who holds it.
+fn count() -> Response {
+    // Relaxed: the count orders nothing else; each call only needs its own unique value.
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    Response::text(200, format!("count {n} in {}\n", Who::current()))
 }
 
 fn not_found(req: &Request) -> Response {
@@ -319,6 +333,17 @@ pub struct ServerArgs {
     pub write_timeout: Option<Duration>,
     /// `--idle-timeout SECS`: [`HttpHandler::idle_timeout`] (default: the handler's, 5 s).
     pub idle_timeout: Option<Duration>,
+    /// `--header-timeout SECS`: [`HttpHandler::header_timeout`] (default: the handler's, 10 s).
+    pub header_timeout: Option<Duration>,
+    /// `--min-body-rate BYTES_PER_SEC`: [`HttpHandler::min_body_rate`], after the handler's
+    /// grace (default: the handler's, 500 bytes/s; 0 switches it off).
+    pub min_body_rate: Option<u64>,
+    /// `--min-send-rate BYTES_PER_SEC`: [`HttpHandler::min_send_rate`], after the handler's
+    /// grace (default: the handler's, 500 bytes/s; 0 switches it off).
+    pub min_send_rate: Option<u64>,
+    /// `--blocking-workers` (pool only): workers read and write their connections themselves,
+    /// as before the reactor ([`Pool::half_async`] off), for the throughput comparison.
+    pub blocking_workers: bool,
 }
 
 /// Workers of `prefork_server` when `--workers` is not given.
@@ -343,6 +368,10 @@ impl Default for ServerArgs {
             read_timeout: None,
             write_timeout: None,
             idle_timeout: None,
+            header_timeout: None,
+            min_body_rate: None,
+            min_send_rate: None,
+            blocking_workers: false,
         }
     }
 }
@@ -414,6 +443,16 @@ impl ServerArgs {
                 "--idle-timeout" => {
                     out.idle_timeout = Some(seconds("--idle-timeout", &value("--idle-timeout")?)?)
                 }
+                "--header-timeout" => {
+                    out.header_timeout = Some(seconds("--header-timeout", &value("--header-timeout")?)?)
+                }
+                "--min-body-rate" => {
+                    out.min_body_rate = Some(rate("--min-body-rate", &value("--min-body-rate")?)?)
+                }
+                "--min-send-rate" => {
+                    out.min_send_rate = Some(rate("--min-send-rate", &value("--min-send-rate")?)?)
+                }
+                "--blocking-workers" if kind == Kind::Pool => out.blocking_workers = true,
                 "--quiet" | "-q" => out.quiet = true,
                 "--warn-after" => {
                     let v = value("--warn-after")?;
@@ -435,7 +474,10 @@ impl ServerArgs {
         let extra = match kind {
             Kind::Sequential => "",
             Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
-            Kind::Pool => "  --threads N       worker threads in the pool (default 4)\n",
+            Kind::Pool => {
+                "  --threads N       worker threads in the pool (default 4)\n  \
+                 --blocking-workers workers read and write connections themselves (no reactor)\n"
+            }
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
                  --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
@@ -459,6 +501,9 @@ impl ServerArgs {
              --read-timeout S  seconds a request has to arrive, from its first byte (default 30)\n  \
              --write-timeout S seconds one blocked write may wait for the client (default 30)\n  \
              --idle-timeout S  seconds a keep-alive connection may wait for its next request (default 5)\n  \
+             --header-timeout S seconds the request head has, from its first byte (default 10)\n  \
+             --min-body-rate B slowest body upload in bytes/s, after 10 s (default 500; 0: off)\n  \
+             --min-send-rate B slowest response download in bytes/s, after 10 s (default 500; 0: off)\n  \
              --quiet           no log line per request\n  \
              --warn-after SECS warn about requests whose handler ran longer (default: off)\n  \
              -h, --help        this text\n",
@@ -472,6 +517,11 @@ fn positive(name: &str, v: &str) -> Result<usize, ArgsError> {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(ArgsError::Bad(format!("{name} {v}: need a whole number above 0"))),
     }
+}
+
+/// A rate in bytes per second: a whole number, 0 switching the check off.
+fn rate(name: &str, v: &str) -> Result<u64, ArgsError> {
+    v.parse::<u64>().map_err(|_| ArgsError::Bad(format!("{name} {v}: need bytes per second (0: off)")))
 }
 
 /// A timeout in seconds: a number above 0 and at most [`MAX_TIMEOUT_SECS`], fractions allowed.
@@ -538,6 +588,16 @@ pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Servic
     }
     if let Some(d) = args.idle_timeout {
         h = h.idle_timeout(d);
+    }
+    if let Some(d) = args.header_timeout {
+        h = h.header_timeout(d);
+    }
+    // The grace stays the handler's default: these flags only move the rate.
+    if let Some(r) = args.min_body_rate {
+        h = h.min_body_rate(r, Duration::from_secs(10)); // the handler's default grace
+    }
+    if let Some(r) = args.min_send_rate {
+        h = h.min_send_rate(r, Duration::from_secs(10)); // the handler's default grace
     }
     h
 }
@@ -606,7 +666,10 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             serve(f, &args)
         }
         Kind::Prefork => serve_prefork(&args),
-        Kind::Pool => serve(Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)), &args),
+        Kind::Pool => serve(
+            Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers),
+            &args,
+        ),
         Kind::EventLoop => serve(
             EventLoop::new()
                 .threads(args.threads.unwrap_or(1))
@@ -811,6 +874,25 @@ mod tests {
         for bad in [format!("/bytes?n={}", MAX_BYTES + 1), "/bytes?n=-1".into(), "/bytes?n=x".into()] {
             assert_eq!(get(&bad).status(), 400, "{bad}");
         }
+    }
+
+    #[test]
+    fn count_endpoint_counts_up_in_this_process() {
+        let get = |target: &str| {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
+                socketserver::http::Parsed::Complete { request, .. } => service(&request).wait(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let value = |r: Response| -> u64 {
+            let body = String::from_utf8_lossy(r.body()).into_owned();
+            body.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{body}"))
+        };
+        // Other tests in this process may count too: strictly increasing is what holds.
+        let (a, b) = (value(get("/count")), value(get("/count")));
+        assert!(b > a && a >= 1, "{a} then {b}");
+        assert!(INDEX.contains("GET /count"));
     }
 
     #[test]

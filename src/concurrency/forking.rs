@@ -100,6 +100,33 @@ pub struct Forking {
     reap: bool,
     active: HashSet<Pid>,
     forked: u64,
+    /// What every child needs from the parent, found out on the first fork (see `Parent`).
+    parent: Option<Parent>,
+}
+
+/// What the children need to know about their parent, asked of the kernel once instead of
+/// once per connection: the parent's pid does not change, nor does the accept thread's signal
+/// mask, which every child inherits and then changes.
+#[derive(Debug, Clone, Copy)]
+struct Parent {
+    /// For rule 4's check that the parent is still there.
+    pid: Pid,
+    /// The mask of the child (rule 3): the accept thread's, with SIGINT blocked and SIGTERM
+    /// not. One `sigprocmask(SIG_SETMASK)` in the child instead of a block and an unblock.
+    child_mask: SigSet,
+}
+
+impl Parent {
+    fn of_this_thread() -> Parent {
+        // Cannot fail with a valid `how`; if it did, an empty mask plus SIGINT is still what a
+        // child wants.
+        let mut child_mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
+        // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
+        // shutdown_on_signals in the parent, and a child should still die of it.
+        child_mask.add(Signal::SIGINT);
+        child_mask.remove(Signal::SIGTERM);
+        Parent { pid: nix::unistd::getpid(), child_mask }
+    }
 }
 
 impl Default for Forking {
@@ -117,6 +144,7 @@ impl Forking {
             reap: true,
             active: HashSet::new(),
             forked: 0,
+            parent: None,
         }
     }
 
@@ -212,8 +240,11 @@ impl Concurrency for Forking {
         if self.active.len() >= self.max_children {
             self.collect_children(true);
         }
-        warn_if_multithreaded();
-        let parent = nix::unistd::getpid();
+        // The first fork, and every 1024th: looking costs a directory read of /proc.
+        if self.forked.is_multiple_of(1024) {
+            warn_if_multithreaded();
+        }
+        let parent = *self.parent.get_or_insert_with(Parent::of_this_thread);
         // The child's whole life is `child`: fork_child ends it in _exit with its status and
         // never returns into this loop there (rule 2). This process is the server's single
         // accept thread, plus at most the idle, lock-free `signals` thread: fork_child's
@@ -256,14 +287,11 @@ impl Concurrency for Forking {
 /// Logs a warning, once, if this process has more threads than the accept thread and the
 /// `signals` thread at the moment of a fork (see "Fork and threads" above).
 ///
-/// Looking costs a directory read of /proc (several system calls), so it is done on the first
-/// fork and then on every 1024th, not on every connection.
+/// Looking costs a directory read of /proc (several system calls), so the caller asks on the
+/// first fork and then on every 1024th, not on every connection.
 fn warn_if_multithreaded() {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if WARNED.load(std::sync::atomic::Ordering::Relaxed)
-        || !FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(1024)
-    {
+    if WARNED.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let threads = sys::thread_count();
@@ -278,20 +306,14 @@ fn warn_if_multithreaded() {
 
 /// The child's whole life: close the listener, handle one connection. `true` if the handler
 /// succeeded; [`sys::fork_child`] then flushes and `_exit`s with 0 or 1.
-fn child<H: RequestHandler>(conn: Connection, dispatcher: &Dispatcher<H>, parent: Pid) -> bool {
+fn child<H: RequestHandler>(conn: Connection, dispatcher: &Dispatcher<H>, parent: Parent) -> bool {
     // Rule 4: no orphans. If the parent died between the fork and the prctl, the request would
     // never come, so give up the connection at once.
-    if !sys::die_with_parent(parent).unwrap_or(false) {
+    if !sys::die_with_parent(parent.pid).unwrap_or(false) {
         return false;
     }
-    let mut int = SigSet::empty();
-    int.add(Signal::SIGINT);
-    let mut term = SigSet::empty();
-    term.add(Signal::SIGTERM);
-    // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
-    // shutdown_on_signals in the parent, and a child should still die of it.
-    let _ = int.thread_block();
-    let _ = term.thread_unblock();
+    // Rule 3, in one system call (see `Parent::child_mask`).
+    let _ = parent.child_mask.thread_set_mask();
     // Let the parent's shutdown reach us: see ShutdownHandle::is_stopping.
     conn.server().shutdown_handle().forget_write_end_in_child();
     // Rule 1. The listener is owned by the parent's `Server`, whose copy in this process is

@@ -9,10 +9,6 @@ use crate::handler::{Connection, RequestHandler};
 mod dispatcher;
 mod event_loop;
 mod forking;
-// pool.rs is being rewritten elsewhere (the reactor); its docs still link to its own module,
-// private now, and to `DEFAULT_QUEUE_PER_THREAD`. The merger moves the module essay onto
-// `Pool`'s docs and drops this allow (see the issue 8 notes).
-#[allow(rustdoc::private_intra_doc_links)]
 mod pool;
 mod prefork;
 mod sequential;

@@ -1,107 +1,7 @@
-//! [`Pool`]: a fixed set of worker threads fed by a bounded queue — the Rust Book's thread pool,
-//! gunicorn's `gthread` worker.
-//!
-//! ```text
-//!  accept thread                 queue (bounded)             workers (fixed: N)
-//!  ─────────────  process_request ┌──┬──┬──┬──┐  pop   ┌─ worker 1: Dispatcher::run_parkable ─┐
-//!  accept() ───────────────────▶  │c5│c6│c7│  │ ─────▶ ├─ worker 2                     │
-//!  (blocks while the queue is     └──┴──┴──┴──┘        ├─ ...                         │
-//!   full: clients wait in the          ▲               └─ worker N                     │
-//!   kernel's listen backlog)           │ readable                                      │
-//!                                 poller thread ◀──────── parked (idle keep-alive) ────┘
-//!                                 one Reactor (epoll) on every parked socket + a waker;
-//!                                 idle timeouts are reactor timers: closes those idle too long
-//! ```
-//!
-//! # The trade-off
-//! *What is shared:* everything threads share (one address space, one handler, one set of open
-//! files), and in addition the threads themselves: N workers are started once and reused, so a
-//! request pays no thread start-up, and the number of threads — hence stacks, kernel tasks and
-//! context switches — stays N however many clients come. *What it costs:* capacity is fixed.
-//! A pool completes at most **workers ÷ service time** requests per second: 4 workers and 1 s
-//! requests make 4 requests per second, so ten such requests take three waves, about 3 s,
-//! where [`Threading`](super::Threading) takes 1 s. Beyond that rate, requests wait — first in
-//! the queue, then (the queue full) in the kernel's listen backlog — and latency grows while
-//! throughput stays put. That is the point: an overloaded pool degrades by queueing instead of
-//! by starting thousands of threads until memory runs out.
-//!
-//! The batch lesson: 512 jobs of 1 s each on 32 workers take 512 ÷ 32 = 16 waves, about 16 s,
-//! whether they arrive at once or not. More threads help only while the work waits (sleeps,
-//! I/O); for CPU-bound work, more workers than cores just shares the same cores more finely.
-//!
-//! *When to pick it:* a server with a known, steady load and handlers that are short or
-//! I/O-bound; when memory must be bounded; when thread start-up shows in profiles. Size the pool
-//! to the concurrency the *backend* can take (database connections, cores), not to the number
-//! of clients.
-//!
-//! # Keep-alive without starvation: parking
-//! A naive pool has a trap: an HTTP/1.1 connection stays open between requests, and a worker
-//! that waits for the next request on it is lost to everyone else. Four workers, four idle
-//! keep-alive browsers: the fifth client waits in the backlog until one of them times out.
-//! gunicorn's `gthread` solves it with a poller, and so does this pool. When a handler has
-//! answered a request and the connection is idle, it calls [`Connection::park`] and returns
-//! (the [`HttpHandler`](crate::http::HttpHandler) does so by itself). [`Dispatcher::run_parkable`]
-//! hands the open connection back to the worker, which passes it to the pool's *poller* thread
-//! and takes the next job. The poller keeps every parked socket in one
-//! reactor (`src/reactor.rs`: an `epoll` set: the kernel remembers the set, so a wait costs
-//! the number of *ready* sockets, not of parked ones), with the connection's idle deadline as a
-//! reactor timer; when one becomes readable it goes back into the queue, and a worker runs the
-//! handler on it again. A parked connection idle longer than its idle timeout is closed. So workers only ever run requests that have
-//! bytes to read, and a thousand idle keep-alive clients cost a thousand file descriptors, not
-//! a thousand threads.
-//!
-//! Parking idle clients is not enough when the clients are *busy*: a load generator (or a page
-//! fetching its assets) sends its next request within microseconds of the answer, so a worker
-//! that served one and then its next would stay with it for as long as it keeps sending, and
-//! with more such clients than workers the rest would wait in the queue for ever (measured
-//! before this rule: 8 busy clients on 2 workers for 1 s, two got 140,000 answers each and six
-//! got one, after the second). So while other connections wait in the queue
-//! ([`Connection::others_waiting`]), the handler parks after *every* answer, and the worker puts
-//! the connection straight at the back of the queue, without a look at the socket and without
-//! the poller; the worker that takes it looks then (its client has had a whole turn of the
-//! queue to send) and parks it properly if it is idle. Busy clients take turns: the same 8 on 2
-//! workers got 13,700 to 14,400 answers each (`tests/pool.rs`).
-//!
-//! Two limits of this design, on purpose. The number of parked connections is not capped
-//! (gunicorn's `worker_connections` is): the file descriptor limit (`ulimit -n`) caps it, and
-//! `accept` errors at that limit are survived by the server loop. And a *new* connection goes to
-//! a worker, not to the poller, because a handler may speak first (a greeting banner); so a
-//! client that connects and sends nothing holds a worker until the handler's first read times
-//! out (the HTTP layer's `read_timeout`).
-//!
-//! Measured (release build, 2 cores, `ulimit -n 20000`): `pool_server --idle-timeout 120` with
-//! 10,000 keep-alive connections open, each having made two requests and then parked: 6.0 MiB
-//! RSS (3.1 MiB before the first connection), 7 threads, 10,012 descriptors.
-//!
-//! # Half-sync/half-async: no thread waits on a client
-//! Parking helps only between requests. A client that sends its request a byte at a time
-//! (slowloris), or reads its response a byte at a time, still holds a worker while it does.
-//! For a protocol written as a state machine with no I/O in it (the HTTP layer's connection),
-//! the pool does better: every connection lives on its reactor thread, non-blocking, which
-//! reads what is there, hands a *complete* request to the bounded worker queue, gets the answer
-//! back through a channel and the reactor's waker, and writes it without blocking. Workers only
-//! run the service. When the queue is full the reactor stops reading and the server stops
-//! accepting (back-pressure). See `src/concurrency/pool/half_async.rs`; a handler chooses this
-//! path through a hidden hook, and a generic byte-stream handler (the echo handler of the crate
-//! docs) takes the worker path above.
-//!
-//! # Configure this
-//! * [`Pool::new`]`(threads)`: the number of workers (at least 1).
-//! * [`Pool::queue_size`]: room for accepted connections waiting for a worker (default
-//!   threads × 4, see [`DEFAULT_QUEUE_PER_THREAD`]); on the half-sync/half-async path, room
-//!   for complete requests waiting for a worker.
-//! * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
-//! * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
-//!   (Python's `block_on_close`, default `true`).
-//!
-//! Workers (and the poller) start with the first connection, or the first `service_actions`,
-//! whichever comes first: a `Pool` value by itself is just configuration.
-//!
-//! # Faults
-//! [`Dispatcher::run_parkable`] catches a panicking handler, so a panic costs the request, not the
-//! worker. Should a worker thread end anyway (a bug in this crate), `service_actions` notices
-//! (`JoinHandle::is_finished`) and starts a replacement, counted by
-//! [`Pool::workers_replaced`]; a dead poller is restarted the same way.
+//! [`Pool`]: a fixed set of worker threads — the Rust Book's thread pool, gunicorn's `gthread`
+//! worker, Tomcat NIO. The design and its trade-off are on the type's docs; the reactor driver
+//! for HTTP is `pool/half_async.rs`, its HTTP glue `pool/http.rs`, and the worker path for
+//! byte-stream handlers (with parking) is this file.
 
 use std::collections::VecDeque;
 use std::io;
@@ -115,8 +15,7 @@ use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
 use crate::reactor::{Event, Interest, Reactor, Waker};
 
-// Reached from `process_request` once the HTTP layer's `sans_io()` hook exists (the merge of
-// issue 9): until then only its tests drive it. `HttpConn` implements its `ConnMachine`.
+// The reactor driver (HTTP connections, through `HttpConn`'s `ConnMachine`) and its HTTP glue.
 pub(crate) mod half_async;
 pub(crate) mod http;
 use half_async::{HalfAsync, Machines, RunOn, Setup};
@@ -138,8 +37,84 @@ pub(crate) const DEFAULT_QUEUE_PER_THREAD: usize = 4;
 /// make room, so the accept thread checks and replaces them while it waits.
 const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 
-/// A fixed pool of worker threads fed by a bounded queue, with parking of idle keep-alive
-/// connections (the Rust Book's pool, gunicorn's `gthread`). See the [module docs](self).
+/// A fixed set of worker threads (the Rust Book's pool, gunicorn's `gthread`): N workers are
+/// started once and reused, however many clients come.
+///
+/// # Call this
+/// `Server::bind(addr, Pool::new(4), handler)`; [`busy`](Pool::busy), [`queued`](Pool::queued),
+/// [`parked`](Pool::parked) and [`workers_replaced`](Pool::workers_replaced) through
+/// [`Server::concurrency`](crate::Server::concurrency).
+///
+/// # Configure this (consuming setters)
+/// * [`Pool::new`]`(threads)`: the number of workers (at least 1).
+/// * [`Pool::queue_size`]: room for work waiting for a worker (default threads × 4): complete
+///   requests on the reactor path, accepted connections on the worker path.
+/// * [`Pool::half_async`]: whether an HTTP handler's connections live on the reactor (default
+///   `true`, see below).
+/// * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
+/// * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
+///   (Python's `block_on_close`, default `true`).
+///
+/// Threads start with the first connection (or the first `service_actions`): a `Pool` value by
+/// itself is just configuration.
+///
+/// # The trade-off
+/// *What is shared:* everything threads share (one address space, one handler, one set of
+/// open files), and the threads themselves: a request pays no thread start-up, and the number
+/// of threads — stacks, kernel tasks, context switches — stays N. *What it costs:* capacity is
+/// fixed. A pool completes at most **workers ÷ service time** requests per second: 4 workers
+/// and 1 s requests make 4 a second, so ten such requests take three waves, about 3 s, where
+/// [`Threading`](crate::Threading) takes 1 s. Beyond that rate requests wait, in the queue and
+/// then in the kernel's listen backlog, and latency grows while throughput stays put: an
+/// overloaded pool degrades by queueing, not by starting threads until memory runs out. More
+/// workers help only while the work waits (sleeps, I/O); for CPU-bound work, more workers than
+/// cores only share the same cores more finely.
+///
+/// *When to pick it:* a known, steady load and short or I/O-bound handlers; bounded memory; a
+/// public port (no slow client can pin a worker, below). Size it to what the *backend* can take
+/// (database connections, cores), not to the number of clients.
+///
+/// # Half-sync/half-async: a worker only ever runs a complete request
+/// A pool's workers are few, so a worker that waits on a client is a worker lost to everyone:
+/// four clients that send their request a byte at a time (slowloris) or read the response a byte
+/// at a time would stop a four-worker pool for as long as their timeouts allow. So for an
+/// HTTP handler (one whose connection is a state machine with no I/O in it, `http::conn`), every
+/// connection lives on the pool's *reactor* thread (one `epoll`, `src/reactor.rs`):
+///
+/// ```text
+///  accept thread     reactor thread (async half)                    workers (sync half: N)
+///  accept() ──────▶  every connection, non-blocking, in one epoll set
+///  (only while       read what is there ─▶ a complete request? ──▶ bounded queue ──▶ service
+///   the queue        write the answer without blocking ◀── channel + waker ◀── answer ◀┘
+///   has room)        deadlines (header, body rate, send rate, idle) are reactor timers
+/// ```
+///
+/// The reactor reads and writes without ever blocking; a worker takes a request only once it is
+/// whole, runs the service and hands the answer back. Pipelined requests are answered in order
+/// (one out per connection at a time). When every worker is busy and the queue is full, the
+/// reactor stops reading and the server stops accepting: back-pressure, with memory bounded by
+/// the queue and the HTTP layer's limits. The price is a hand-off between two threads for every
+/// request, which a busy keep-alive client on few cores feels (docs/14-slow-clients.md measures
+/// it); [`half_async(false)`](Pool::half_async) trades the protection back for that speed.
+///
+/// # The worker path, and parking
+/// A handler without that state machine (a byte-stream handler: the echo handler of the crate
+/// docs), or any handler with `half_async(false)`, runs on the workers as on every other
+/// strategy, with one addition for keep-alive: a handler that has answered and finds the
+/// connection idle calls [`Connection::park`] and returns (the HTTP handler does so by itself);
+/// the worker hands the open connection to a *poller* thread, which watches every parked socket
+/// in one reactor with its idle deadline as a timer, and puts it back in the queue when it is
+/// readable. So idle keep-alive clients cost a file descriptor, not a thread. While other
+/// connections wait in the queue, a handler parks after *every* answer and the worker puts the
+/// connection at the back of the queue, so that busy clients take turns instead of one keeping a
+/// worker for as long as it sends (`tests/pool.rs`). What this path does not protect: a client
+/// that is slow *within* a request holds its worker until the HTTP layer's timeouts cut it.
+///
+/// # Faults
+/// A panicking service or handler costs its request (a 500 where one can still be sent), not the
+/// worker. Should a worker thread end anyway (a bug in this crate), `service_actions` notices and
+/// starts a replacement, counted by [`Pool::workers_replaced`]; a dead poller is restarted the
+/// same way.
 ///
 /// ```no_run
 /// use socketserver::http::{HttpHandler, Request, Response};
@@ -158,6 +133,8 @@ pub struct Pool {
     stack_size: Option<usize>,
     block_on_close: bool,
     accept_only_when_idle: bool,
+    /// See [`Pool::half_async`].
+    half_async_http: bool,
     /// `None` until the pool starts (and if it could not: see `start`).
     shared: Option<Arc<Shared>>,
     workers: Vec<JoinHandle<()>>,
@@ -388,6 +365,7 @@ impl Pool {
             stack_size: None,
             block_on_close: true,
             accept_only_when_idle: false,
+            half_async_http: true,
             shared: None,
             workers: Vec::new(),
             poller: None,
@@ -399,9 +377,12 @@ impl Pool {
         }
     }
 
-    /// Room for accepted connections waiting for a worker (default threads ×
-    /// [`DEFAULT_QUEUE_PER_THREAD`]; raised to 1 if 0). When it is full, the accept loop waits,
-    /// and new clients wait in the kernel's listen backlog.
+    /// Room for work waiting for a worker (default threads × 4; raised to 1 if 0): complete
+    /// requests on the reactor path, accepted connections on the worker path. When it is full,
+    /// the server accepts no more and new clients wait in the kernel's listen backlog (and the
+    /// reactor stops reading). Why 4 per worker: enough that a worker finds its next job at
+    /// once; more would only move the waiting from the backlog, where it costs the server
+    /// nothing and the overload is visible (`ss -lt`), into the process.
     pub fn queue_size(mut self, n: usize) -> Pool {
         self.queue_size = Some(n.max(1));
         self
@@ -419,6 +400,18 @@ impl Pool {
     /// that has a free thread, instead of holding them in its own queue. Measured with 2
     /// workers × 512 threads and 1000 simultaneous one-second requests: without it, one worker
     /// sometimes took 514 and two requests waited a second for a thread (2.0 s instead of 1.0 s).
+    /// Whether an HTTP handler's connections live on the pool's reactor, so that a worker is
+    /// lent only to run the service on a complete request (half-sync/half-async; default
+    /// `true`). With `false`, workers read and write connections themselves, as every other
+    /// strategy does: faster for busy keep-alive clients on few cores (no hand-off between
+    /// threads per request), but a slow client holds a worker for as long as its timeouts allow
+    /// (docs/14-slow-clients.md measures both). Handlers without a sans-IO side (byte-stream
+    /// handlers) always run on the workers.
+    pub fn half_async(mut self, on: bool) -> Pool {
+        self.half_async_http = on;
+        self
+    }
+
     pub(crate) fn accept_only_when_idle(mut self, on: bool) -> Pool {
         self.accept_only_when_idle = on;
         self
@@ -645,7 +638,7 @@ impl Concurrency for Pool {
     fn process_request<H: RequestHandler>(&mut self, mut conn: Connection, dispatcher: &Dispatcher<H>) {
         // An HTTP handler (one with a sans-IO side) runs half-sync/half-async: the connection
         // lives on the reactor and a worker only ever runs the service on a complete request.
-        if self.half_async.is_some() || dispatcher.handler().sans_io().is_some() {
+        if self.half_async.is_some() || (self.half_async_http && dispatcher.handler().sans_io().is_some()) {
             let (handler, id) = (Arc::clone(dispatcher.handler()), dispatcher.server_id());
             return self.process_machine(conn, move || HttpMachines::new(handler, id).map(Arc::new));
         }

@@ -29,14 +29,27 @@ use crate::handler::{Connection, RequestHandler};
 /// Unlike CPython, Rust has no global interpreter lock: CPU-bound handlers on threads run in
 /// parallel on every core.
 ///
-/// Each thread costs a kernel task and a stack (2 MiB of address space by default, of which only
-/// the touched pages use memory). Without a cap, a flood of slow clients makes a thread each;
-/// [`Threading::max_threads`] bounds that (the accept loop then waits for a thread to finish,
-/// and further clients wait in the listen backlog). The bound is on OS threads, not just on
-/// running handlers: a thread gives up its slot as the last thing it does, but it still exists
-/// for a moment afterwards (thread-local destructors, stack unmapping), so before starting a new
-/// thread at the cap the accept loop *joins* the threads that gave up their slots. Without that,
-/// `/proc/PID/task` showed `max + 1` request threads under a burst (tests/bounds.rs).
+/// Each thread costs a kernel task and a stack. Without a cap, a flood of slow clients makes a
+/// thread each; [`Threading::max_threads`] bounds that (the accept loop then waits for a thread
+/// to finish, and further clients wait in the listen backlog). The bound is on OS threads, not
+/// just on running handlers: a thread gives up its slot as the last thing it does, but it still
+/// exists for a moment afterwards (thread-local destructors, stack unmapping), so before
+/// starting a new thread at the cap the accept loop *joins* the threads that gave up their
+/// slots. Without that, `/proc/PID/task` showed `max + 1` request threads under a burst
+/// (tests/bounds.rs).
+///
+/// # What one connection costs here, and what was cut
+/// Per connection the accept thread takes a slot (a counter under one mutex), starts the thread
+/// and keeps its `JoinHandle`, which `service_actions` joins once the thread has finished:
+/// `server_close` needs the handles, since only a join says that a thread is *gone* and not
+/// just done with its request. The thread gives its slot back when it ends, and signals the
+/// condition variable only when someone waits on it (the accept loop, at the cap): std's
+/// `notify_all` is a system call even when nobody waits. The stack is
+/// [`Threading::DEFAULT_STACK_SIZE`], not Rust's 2 MiB, for the reason given there: that one
+/// change is most of the difference to a bare `std::thread::spawn` server (docs/benchmarks.md,
+/// "A connection per request").
+/// Joining in batches instead of on every pass, and not naming the threads, measured the
+/// same within the noise, so the simpler code and the names stay.
 ///
 /// *When to pick it:* handlers that mostly wait (on a database, a disk, another service) or
 /// burn CPU on every core, with a moderate number of clients; when handlers want to share a
@@ -62,32 +75,61 @@ pub struct Threading {
     started: u64,
 }
 
-/// Count of running request threads, with a condition variable to wait for a free slot.
+/// Count of running request threads, with a condition variable to wait for a change.
 #[derive(Debug, Default)]
 struct Active {
-    count: Mutex<usize>,
+    state: Mutex<State>,
     changed: Condvar,
-    /// Numbers of tracked threads that have given up their slot but may not have exited yet.
-    done: Mutex<Vec<u64>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Request threads holding a slot (daemon or not): what `max_threads` bounds.
+    running: usize,
+    /// Someone waits on `changed`: only then does a thread that ends signal it.
+    waiting: bool,
+    /// Numbers of capped, tracked threads that have given up their slot but may not have
+    /// exited yet: the accept loop joins them before it starts another (see the type's docs).
+    done: Vec<u64>,
 }
 
 impl Active {
-    fn lock(&self) -> MutexGuard<'_, usize> {
-        self.count.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on the condition variable until `until` holds, telling the threads that end to
+    /// signal it meanwhile.
+    fn wait_until(&self, mut until: impl FnMut(&State) -> bool) -> MutexGuard<'_, State> {
+        let mut state = self.lock();
+        while !until(&state) {
+            state.waiting = true;
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.waiting = false;
+        state
     }
 }
 
-/// Decrements the active count when a request thread ends, however it ends. With a thread
-/// number, the thread is tracked and a capped accept loop will join it (see the module docs).
-struct Slot(Arc<Active>, Option<u64>);
+/// A request thread's slot, given back when the thread ends, however it ends.
+struct Slot {
+    active: Arc<Active>,
+    /// With a number, a capped accept loop will join this thread (see the type's docs).
+    number: Option<u64>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(n) = self.1 {
-            self.0.done.lock().unwrap_or_else(|p| p.into_inner()).push(n);
+        let mut state = self.active.lock();
+        state.running -= 1;
+        if let Some(n) = self.number {
+            state.done.push(n);
         }
-        *self.0.lock() -= 1;
-        self.0.changed.notify_all();
+        // std's notify_all is a futex system call even when nobody waits; nearly always
+        // nobody does (only the accept loop waits, and only at the cap).
+        if state.waiting {
+            self.active.changed.notify_all();
+        }
     }
 }
 
@@ -98,6 +140,20 @@ impl Default for Threading {
 }
 
 impl Threading {
+    /// The stack of a request thread unless [`Threading::stack_size`] or `RUST_MIN_STACK` says
+    /// otherwise: 256 KiB, an eighth of Rust's default 2 MiB.
+    ///
+    /// Why not Rust's default: glibc keeps the stacks of exited threads for reuse, up to 40 MiB in
+    /// all (its `glibc.pthread.stack_cache_size` tunable). With 2 MiB stacks that is 20 threads; a
+    /// server with more connections in flight than that unmaps stacks and maps fresh ones, whose
+    /// pages fault in again, on every connection (docs/benchmarks.md, "A connection per
+    /// request", measures it); 160 stacks of 256 KiB fit in the cache. 256 KiB is
+    /// still far more than a request needs (the HTTP layer keeps its buffers on the heap) and more
+    /// than musl's default of 128 KiB; a handler that recurses deeply or keeps big arrays on the
+    /// stack should ask for more, with [`Threading::stack_size`] or, without a code change, with
+    /// the variable every Rust program reads, `RUST_MIN_STACK=2097152`.
+    pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
     /// Python's defaults: `block_on_close = true`, `daemon_threads = false`, no thread cap.
     pub fn new() -> Threading {
         Threading {
@@ -132,7 +188,8 @@ impl Threading {
         self
     }
 
-    /// The stack size of request threads, in bytes (default: Rust's, 2 MiB).
+    /// The stack size of request threads, in bytes (default: [`Threading::DEFAULT_STACK_SIZE`], 256 KiB,
+    /// or `RUST_MIN_STACK` when that is set).
     pub fn stack_size(mut self, bytes: usize) -> Threading {
         self.stack_size = Some(bytes);
         self
@@ -140,7 +197,7 @@ impl Threading {
 
     /// Request threads running right now.
     pub fn active_threads(&self) -> usize {
-        *self.active.lock()
+        self.active.lock().running
     }
 
     /// Request threads whose handles are kept for joining (finished ones are dropped by
@@ -173,7 +230,7 @@ impl Threading {
     /// and is exiting, so each join waits microseconds at most. Afterwards no more OS threads
     /// exist than slots are taken.
     fn join_done(&mut self) {
-        let done = std::mem::take(&mut *self.active.done.lock().unwrap_or_else(|p| p.into_inner()));
+        let done = std::mem::take(&mut self.active.lock().done);
         for n in done {
             // Not found: service_actions joined it already.
             if let Some(i) = self.threads.iter().position(|(m, _)| *m == n) {
@@ -189,29 +246,33 @@ impl Concurrency for Threading {
     }
 
     fn process_request<H: RequestHandler>(&mut self, conn: Connection, dispatcher: &Dispatcher<H>) {
+        let tracked = !self.daemon_threads;
         {
-            let mut count = self.active.lock();
-            if let Some(max) = self.max_threads {
+            let mut state = match self.max_threads {
                 // At the cap, wait here: the accept loop stops accepting, and new clients queue
                 // in the kernel's listen backlog instead of each getting a thread.
-                while *count >= max {
-                    count = self.active.changed.wait(count).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-            *count += 1;
+                Some(max) => self.active.wait_until(|s| s.running < max),
+                None => self.active.lock(),
+            };
+            state.running += 1;
         }
         if self.max_threads.is_some() {
             self.join_done();
         }
         self.started += 1;
-        // Only a capped, tracked thread reports itself done: nobody else would drain the list.
-        let tracked = (self.max_threads.is_some() && !self.daemon_threads).then_some(self.started);
         // The slot moves into the thread. If the spawn fails the closure is dropped unrun, and
-        // the slot with it, so the count stays right.
-        let slot = Slot(Arc::clone(&self.active), tracked);
+        // the slot with it, so the count stays right. Only a capped, tracked thread reports its
+        // number: nobody else would drain the list.
+        let slot = Slot {
+            active: Arc::clone(&self.active),
+            number: (self.max_threads.is_some() && tracked).then_some(self.started),
+        };
         let dispatcher = dispatcher.clone();
+        // Named, so that `top -H`, a debugger or /proc/PID/task/*/comm says which thread is a
+        // request thread, and which one (its number is `threads_started` at its start).
         let mut builder = std::thread::Builder::new().name(format!("request-{}", self.started));
-        if let Some(bytes) = self.stack_size {
+        // None: RUST_MIN_STACK is set, and std applies it (see Threading::DEFAULT_STACK_SIZE).
+        if let Some(bytes) = self.stack_size.or_else(default_stack_size) {
             builder = builder.stack_size(bytes);
         }
         let spawned = builder.spawn(move || {
@@ -219,7 +280,7 @@ impl Concurrency for Threading {
             dispatcher.run(conn);
         });
         match spawned {
-            Ok(handle) if !self.daemon_threads => self.threads.push((self.started, handle)),
+            Ok(handle) if tracked => self.threads.push((self.started, handle)),
             // A daemon thread is detached: dropping the handle does not stop the thread.
             Ok(_) => {}
             // EAGAIN: the process or user has hit its thread limit (ulimit -u, threads-max) or is
@@ -236,6 +297,7 @@ impl Concurrency for Threading {
     fn server_close(&mut self) {
         if self.block_on_close {
             // Wait for every in-flight request to finish: this is what makes a SIGTERM graceful.
+            // Joining each handle waits for the thread to be gone, not just its request done.
             for (_, handle) in self.threads.drain(..) {
                 let _ = handle.join();
             }
@@ -244,6 +306,14 @@ impl Concurrency for Threading {
             self.threads.clear();
         }
     }
+}
+
+/// [`Threading::DEFAULT_STACK_SIZE`], unless the user set `RUST_MIN_STACK`: then `None`, and std gives the
+/// thread the size it names, as it does for every thread a Rust program starts. Read once.
+fn default_stack_size() -> Option<usize> {
+    static DEFAULT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *DEFAULT
+        .get_or_init(|| std::env::var_os("RUST_MIN_STACK").is_none().then_some(Threading::DEFAULT_STACK_SIZE))
 }
 
 #[cfg(test)]

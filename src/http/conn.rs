@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 
 use super::request::{Limits, Parsed, Request, RequestReader, Version};
 use super::response::{ConnectionHeader, Response, TraceHeaders, WriteOptions};
+use super::status::is_bodiless;
 use crate::trace;
 
 /// Bytes asked of the kernel per `read`. Large enough that a typical request arrives in one
@@ -176,6 +177,11 @@ pub trait SansIo: Send + Sync {
     fn start(&self, request: &Request) -> super::reply::Later<Answer>;
 }
 
+/// A response body larger than this is written from its own buffer after the head, instead of
+/// being copied behind it: below it the copy is cheaper than a second `write` (a `/hello` goes
+/// out in one); above it the copy is the cost (4 MB: milliseconds, and a second 4 MB of memory).
+pub(crate) const BODY_COPY_LIMIT: usize = 64 * 1024;
+
 /// What happens once the pending output is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterWrite {
@@ -203,6 +209,10 @@ pub struct HttpConn {
     /// Serialized output; `out[out_pos..]` is still to be written.
     out: Vec<u8>,
     out_pos: usize,
+    /// A large response body, written after `out` from its own buffer instead of being copied
+    /// behind the head; `body[body_pos..]` is still to be written.
+    body: Vec<u8>,
+    body_pos: usize,
     after_write: AfterWrite,
     /// A complete request not yet handed out.
     ready: Option<Request>,
@@ -245,6 +255,8 @@ impl HttpConn {
             scratch: vec![0; FIRST_READ_CHUNK],
             out: Vec::new(),
             out_pos: 0,
+            body: Vec::new(),
+            body_pos: 0,
             after_write: AfterWrite::KeepAlive,
             ready: None,
             with_service: false,
@@ -272,7 +284,25 @@ impl HttpConn {
 
     /// Space to read into (4 KiB at first, 16 KiB after a read that filled it).
     pub fn read_buf(&mut self) -> &mut [u8] {
+        if self.scratch.is_empty() {
+            // Released while the connection was idle (`would_block`): a read is coming.
+            self.scratch.resize(FIRST_READ_CHUNK, 0);
+        }
         &mut self.scratch
+    }
+
+    /// The driver's read found nothing more (`EWOULDBLOCK`): the connection will now wait, for
+    /// a moment or for minutes. If nothing of a request is buffered and nothing is left to
+    /// write, its buffers are given back, so that ten thousand idle keep-alive connections
+    /// cost ten thousand small structs and not ten thousand 4 KiB read buffers;
+    /// [`read_buf`](HttpConn::read_buf) makes a new one when the next readiness comes.
+    pub fn would_block(&mut self) {
+        if self.buf.is_empty() && !self.pending() {
+            self.buf = Vec::new();
+            self.scratch = Vec::new();
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
     }
 
     /// `n` bytes were read into [`read_buf`](HttpConn::read_buf); `n == 0` is EOF.
@@ -339,8 +369,9 @@ impl HttpConn {
             (true, Version::Http11) => ConnectionHeader::None,
         };
         let head_only = request.method() == "HEAD";
-        self.queue(&response, head_only, connection, started, elapsed, who, now);
-        self.log(Some(&request), response.status(), who, started, elapsed);
+        let status = response.status();
+        self.queue(response, head_only, connection, started, elapsed, who, now);
+        self.log(Some(&request), status, who, started, elapsed);
         // Unread bytes behind a last response: drain them rather than reset the connection.
         self.after_write = match (keep, self.buf.is_empty()) {
             (true, _) => AfterWrite::KeepAlive,
@@ -353,11 +384,21 @@ impl HttpConn {
     }
 
     /// Bytes to write; then [`sent`](HttpConn::sent). Empty once the connection is closed.
+    /// Usually the whole response; for a large body, the head first and then the body (each
+    /// from its own buffer: see `BODY_COPY_LIMIT`), so a driver writes until this is empty.
     pub fn output(&self) -> &[u8] {
         if self.closed {
             return &[];
         }
-        self.out.get(self.out_pos..).unwrap_or(&[])
+        if self.out_pos < self.out.len() {
+            return self.out.get(self.out_pos..).unwrap_or(&[]);
+        }
+        self.body.get(self.body_pos..).unwrap_or(&[])
+    }
+
+    /// Whether any output is still to be written.
+    fn pending(&self) -> bool {
+        self.out_pos < self.out.len() || self.body_pos < self.body.len()
     }
 
     /// `n` bytes of [`output`](HttpConn::output) were written.
@@ -365,15 +406,19 @@ impl HttpConn {
         if self.closed {
             return;
         }
-        let n = n.min(self.out.len().saturating_sub(self.out_pos));
-        self.out_pos += n;
+        let n = n.min(self.output().len());
+        if self.out_pos < self.out.len() {
+            self.out_pos += n;
+        } else {
+            self.body_pos += n;
+        }
         if n > 0 {
             self.last_progress = now;
             if self.blocked_since.is_some() {
                 self.sent_since_block = self.sent_since_block.saturating_add(n as u64);
             }
         }
-        if self.out_pos < self.out.len() {
+        if self.pending() {
             // The kernel did not take it all: from here on the client sets the pace.
             if self.blocked_since.is_none() {
                 self.blocked_since = Some(now);
@@ -383,6 +428,9 @@ impl HttpConn {
         }
         self.out.clear();
         self.out_pos = 0;
+        // A large body's buffer is not worth keeping for the next response.
+        self.body = Vec::new();
+        self.body_pos = 0;
         self.blocked_since = None;
         match std::mem::replace(&mut self.after_write, AfterWrite::KeepAlive) {
             AfterWrite::Continue => {}
@@ -413,7 +461,7 @@ impl HttpConn {
     pub fn wants(&self) -> Want {
         if self.closed {
             Want::Close
-        } else if self.out_pos < self.out.len() {
+        } else if self.pending() {
             Want::Write
         } else if self.ready.is_some() || self.with_service {
             Want::Service
@@ -500,11 +548,7 @@ impl HttpConn {
     /// Parses what is buffered, if the connection is ready for another request: nothing is
     /// out, nothing is pending, and it is not closing.
     fn advance(&mut self, now: Instant) {
-        if self.closed
-            || self.drain.is_some()
-            || self.ready.is_some()
-            || self.with_service
-            || self.out_pos < self.out.len()
+        if self.closed || self.drain.is_some() || self.ready.is_some() || self.with_service || self.pending()
         {
             return;
         }
@@ -548,7 +592,7 @@ impl HttpConn {
         let response = Response::text(status, body);
         // Refusals are written by the connection's own thread.
         let who = trace::Who::cached();
-        self.queue(&response, false, ConnectionHeader::Close, now, Duration::ZERO, who, now);
+        self.queue(response, false, ConnectionHeader::Close, now, Duration::ZERO, who, now);
         self.log(None, status, who, now, Duration::ZERO);
         // The client may still be sending the body we refused: read it away before closing.
         self.after_write = AfterWrite::Drain;
@@ -560,7 +604,7 @@ impl HttpConn {
     #[allow(clippy::too_many_arguments)]
     fn queue(
         &mut self,
-        response: &Response,
+        mut response: Response,
         head_only: bool,
         connection: ConnectionHeader,
         started: Instant,
@@ -572,8 +616,19 @@ impl HttpConn {
         let trace =
             self.cfg.trace_headers.then_some(TraceHeaders { pid: who.pid, tid: who.tid, start, elapsed });
         let opts = WriteOptions { server_name: &self.cfg.server_name, head_only, connection, trace };
-        if self.out_pos >= self.out.len() {
-            // The usual case: the reused buffer is empty, serialize straight into it.
+        let sends_body = !head_only && !is_bodiless(response.status());
+        if !self.pending() && sends_body && response.body().len() > BODY_COPY_LIMIT {
+            // A large body: the head goes into the buffer (with the body's length, exactly as
+            // for HEAD) and the body is written from its own allocation, moved, not copied.
+            // Copying 4 MB behind the head costs milliseconds of the writing thread, which on
+            // the pool is the reactor that every other connection waits on.
+            self.out_pos = 0;
+            response.serialize(&mut self.out, &WriteOptions { head_only: true, ..opts });
+            self.body = response.take_body();
+            self.body_pos = 0;
+        } else if !self.pending() {
+            // The usual case: the reused buffer is empty, serialize straight into it, body and
+            // all, for one write.
             self.out_pos = 0;
             response.serialize(&mut self.out, &opts);
         } else {
@@ -691,6 +746,41 @@ mod tests {
         assert_eq!((c.wants(), c.deadline()), (Want::Drain, Some(t0 + 12 * SEC + LINGER_TIME)));
         c.timed_out(t0 + 12 * SEC + LINGER_TIME);
         assert_eq!(c.wants(), Want::Close);
+    }
+
+    #[test]
+    fn a_large_body_goes_out_after_the_head_from_its_own_buffer() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        recv(&mut c, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        let request = c.next_request(t0).expect("a request is ready");
+        let body = vec![b'x'; BODY_COPY_LIMIT + 1];
+        let answer = Answer {
+            response: Response::new(200).with_body(body.clone()),
+            panicked: None,
+            started: t0,
+            elapsed: Duration::ZERO,
+            who: trace::Who::cached(),
+        };
+        c.respond(request, answer, t0);
+        // First the head, with the body's length; then the body, whole, from its buffer.
+        let head = flush(&mut c, t0);
+        assert!(head.ends_with(b"\r\n\r\n") && head.len() < 1024, "{}", String::from_utf8_lossy(&head));
+        assert!(String::from_utf8_lossy(&head).contains(&format!("Content-Length: {}\r\n", body.len())));
+        assert_eq!(c.wants(), Want::Write);
+        // A partial write of the body, then the rest: the same bytes, in order.
+        let part = c.output()[..1000].to_vec();
+        c.sent(1000, t0);
+        let rest = flush(&mut c, t0);
+        assert_eq!([part, rest].concat(), body);
+        assert_eq!((c.wants(), c.output()), (Want::Read, &b""[..]), "kept alive, nothing left");
+        // A small body still goes out with its head, in one piece.
+        recv(&mut c, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", t0);
+        serve(&h, &mut c, t0);
+        let out = flush(&mut c, t0);
+        assert!(out.starts_with(b"HTTP/1.1 ") && !out.ends_with(b"\r\n\r\n"), "head and body in one");
+        assert_eq!(c.output(), &b""[..]);
     }
 
     #[test]

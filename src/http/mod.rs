@@ -10,6 +10,22 @@
 //! # let _ = handler;
 //! ```
 //!
+//! # A connection with no I/O in it, and two drivers
+//! The connection itself (`conn.rs`: buffers, parser, keep-alive, deadlines, what to write) is a
+//! state machine that does no I/O and reads no clock: bytes in, requests out; answers in, bytes
+//! out; and at every step what it *wants* next (read, write, the service, close) and by when (a
+//! deadline). The h11 / quinn-proto idea: the protocol is tested and fuzzed as a pure function,
+//! and two thin drivers share it:
+//!
+//! - the **blocking driver**, [`HttpHandler`]'s `handle`: read (the socket's timeouts set from
+//!   the deadline), call the service, write, until the machine says close. `Sequential`,
+//!   `Threading`, `Forking` and sync `Prefork` workers run it, one thread per connection.
+//! - the **non-blocking driver**, the [`Pool`](crate::Pool)'s reactor: every connection on one
+//!   `epoll`, a worker lent only to run the service on a complete request.
+//!
+//! Both answer a given input with the same bytes (`tests/http_conn.rs` runs one table of cases
+//! through both).
+//!
 //! # The read loop
 //! Each connection has one byte buffer. The loop asks the parser what the buffer holds
 //! *before* it reads, so requests a client pipelined into one segment are answered in order
@@ -38,7 +54,11 @@
 //! | malformed syntax (an HTTP/0.9 request line, a space before a header's colon, an obs-fold continuation line, a control byte in the target or a header value); `Content-Length` and `Transfer-Encoding` together; a `Content-Length` that is not plain digits, or two that differ; HTTP/1.1 without `Host`; bad chunk framing; a target that is not UTF-8 | | 400 |
 //! | a `Transfer-Encoding` other than exactly `chunked` | | 501 |
 //! | a version other than HTTP/1.0 and 1.1 (the HTTP/2 preface `PRI * HTTP/2.0` too) | | 505 |
+//! | a request head (request line and headers) not complete within the header timeout of its first byte (nginx's `client_header_timeout`; slowloris) | 10 s | 408 |
+//! | a request body arriving slower than the minimum body rate, after a grace (Apache's `mod_reqtimeout` `MinRate`; a slow POST) | 500 B/s after 10 s | 408 |
 //! | a request not complete within the read timeout of its first byte | 30 s | 408 |
+//! | a response read slower than the minimum send rate, after a grace (a slow reader) | 500 B/s after 10 s | connection closed (the response is half-sent) |
+//! | a write that makes no progress for the write timeout | 30 s | connection closed |
 //!
 //! Every status the layer generates itself goes out with `Connection: close`, and the
 //! connection is then closed: after a framing error the server can no longer tell where the

@@ -116,6 +116,12 @@ impl Response {
     /// separate writes for head and body would, with `TCP_NODELAY`, go out as separate
     /// segments, and without it would meet Nagle's algorithm and the peer's delayed ACK (a
     /// 40 ms stall per response).
+    /// Takes the body out, leaving it empty (the connection writes a large one from where it
+    /// is, after the head).
+    pub(crate) fn take_body(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.body)
+    }
+
     pub(crate) fn serialize(&self, out: &mut Vec<u8>, opts: &WriteOptions<'_>) {
         out.clear();
         let status = if (100..=999).contains(&self.status) { self.status } else { 500 };

@@ -63,7 +63,9 @@ impl ServerProcess {
         Self::start_command(name, cmd)
     }
 
-    fn start_command(name: &str, mut cmd: Command) -> ServerProcess {
+    /// Starts `cmd`, any program that prints the example servers' banner line first (Python's
+    /// `http.server` prints the same words), and waits for that line.
+    pub fn start_command(name: &str, mut cmd: Command) -> ServerProcess {
         let mut child = cmd
             .env("RUST_LOG", "info")
             // The tests' /panic requests are expected: with RUST_BACKTRACE=1 inherited from a

@@ -1,6 +1,7 @@
 //! The command line of `examples/client.rs`: lexopt splits the arguments; the meanings, ranges and
 //! messages are written here, with the help text, and tested here.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::fire::{DEFAULT_TIMEOUT, FireConfig};
@@ -24,9 +25,9 @@ pub const MAX_N: usize = 10_000;
 
 /// The help text, printed for `-h` and after a usage error.
 pub const USAGE: &str = "\
-usage: client [-n N] [--timeout SECS] [URL]
+usage: client [-n N] [--timeout SECS] [--svg FILE] [URL]
        client --load [-c N] [-t N | --thread-per-connection] [-d DURATION]
-                     [-n N] [--close] [--timeout S] [URL]
+                     [-n N] [--close] [--timeout S] [--svg FILE] [URL]
 
 Fire mode (the default) opens N connections, sends one GET on each at the same
 instant, and shows who handled which request and when: one at a time, or
@@ -41,7 +42,10 @@ arguments:
 options:
   -n N            fire: number of concurrent requests, 1 to 10000 (default 10)
                   load: stop after N requests, 1 to 10000000
-  --timeout SECS  seconds allowed per request (default 70)
+  --timeout SECS  seconds allowed per request, the connect included (default
+                  70: a SYN a full backlog drops is retried after 1, 3, 7 s ...)
+  --svg FILE      also draw what was measured into FILE, an SVG picture:
+                  fire: the timeline; load: latency histogram and req/s
   -h, --help      show this help
 load options:
   --load          load mode
@@ -94,6 +98,8 @@ pub struct Args {
     pub timeout: Duration,
     /// Where to send them.
     pub url: Url,
+    /// Where to write the picture of the run (`--svg FILE`), if anywhere.
+    pub svg: Option<PathBuf>,
 }
 
 impl Args {
@@ -190,6 +196,7 @@ where
     let mut per_connection = false;
     let mut duration: Option<Duration> = None;
     let mut close = false;
+    let mut svg: Option<PathBuf> = None;
     // lexopt splits the spellings (`--timeout 2`, `--timeout=2`, `-n5`, `-n=5`, `--`); what each
     // option means, its range and the message when it is wrong stay here.
     let mut parser = lexopt::Parser::from_args(args.into_iter().map(Into::<String>::into));
@@ -242,6 +249,13 @@ where
                 };
             }
             "--close" => close = true,
+            "--svg" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err("--svg wants a file name".into());
+                }
+                svg = Some(PathBuf::from(v));
+            }
             _ => return Err(format!("unknown option {name:?}")),
         }
     }
@@ -292,7 +306,7 @@ where
     let default_url = if load { DEFAULT_LOAD_URL } else { DEFAULT_URL };
     let url = url.as_deref().unwrap_or(default_url);
     let url = Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
-    Ok(Command::Run(Args { mode, n, timeout, url }))
+    Ok(Command::Run(Args { mode, n, timeout, url, svg }))
 }
 
 #[cfg(test)]
@@ -320,7 +334,17 @@ mod tests {
         assert_eq!(a.n, DEFAULT_N);
         assert_eq!(a.timeout, DEFAULT_TIMEOUT);
         assert_eq!(a.url, Url::parse(DEFAULT_URL).unwrap());
-        assert_eq!(a.fire_config().connect_timeout, Duration::from_secs(5));
+        assert_eq!(a.fire_config().timeout, Duration::from_secs(70));
+        assert_eq!(a.svg, None);
+    }
+
+    #[test]
+    fn svg_in_both_modes() {
+        assert_eq!(run(&["--svg", "t.svg"]).svg, Some(PathBuf::from("t.svg")));
+        let a = run(&["--load", "--svg=out/l.svg", "-d", "1s"]);
+        assert_eq!((a.svg.clone(), a.load_config().is_some()), (Some(PathBuf::from("out/l.svg")), true));
+        assert!(err(&["--svg"]).contains("--svg needs a value"));
+        assert!(err(&["--svg="]).contains("--svg wants a file name"));
     }
 
     #[test]

@@ -1,25 +1,42 @@
 //! Fire mode: `n` connections, `n` requests released at the same instant.
 //!
-//! Each request gets its own thread and its own connection. Every thread connects first, then
-//! waits at a [`Barrier`]; when the last one arrives, all of them send their request together.
-//! What comes back (or what went wrong) is an [`Outcome`] per request, gathered into a
-//! [`FireReport`].
+//! Each request gets its own thread and its own connection. Every thread *starts* its connect
+//! (a non-blocking `connect`: the SYN leaves at once), then waits at a [`Barrier`]; when the
+//! last one arrives, all of them are released together, and each sends its request as soon as
+//! its connection is up. What comes back (or what went wrong, and when) is an [`Outcome`] per
+//! request, gathered into a [`FireReport`].
+//!
+//! # Patience: why a connect may take seconds
+//!
+//! A server whose accept backlog is full (Python's `TCPServer` asks for 5) does not refuse a
+//! new connection: the kernel drops its SYN, and the client's kernel sends it again after 1 s,
+//! then 3, 7, 15, 31 s after the first (the retransmission timeout doubles). A client that gives
+//! up after a second or two reports failures where a patient one gets every answer, late. So
+//! one deadline, [`FireConfig::timeout`] (70 s by default), covers the whole request from the
+//! release, the connect included, and the report shows the late connections arriving late.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use socket2::{Domain, Protocol, Socket, Type};
+
 use super::fire_report::FireReport;
 use super::url::Url;
 
-/// Default time allowed for each TCP connect: 5 s.
+/// Load mode's default time for each TCP connect: 5 s. (Fire mode has no separate connect
+/// timeout: its connects count against [`DEFAULT_TIMEOUT`], see the module docs.)
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Default time allowed for each request from send to the last body byte: 70 s, because the
-/// example servers' `/delay` endpoint accepts up to 60 s.
+/// Default time allowed for each request: 70 s from the release to the last body byte, the
+/// connect included. Long enough for the example servers' longest `/delay` (60 s), and for a
+/// SYN that a full backlog dropped to be retried by the kernel five times (at 1, 3, 7, 15 and
+/// 31 s) before the client gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(70);
 
 /// A response head longer than this is treated as a bad response rather than read forever.
@@ -39,17 +56,15 @@ pub struct FireConfig {
     pub n: usize,
     /// Where to send the requests (`GET`).
     pub url: Url,
-    /// Time allowed for each TCP connect ([`DEFAULT_CONNECT_TIMEOUT`]).
-    pub connect_timeout: Duration,
-    /// Time allowed for each request, from sending it to the end of the response
-    /// ([`DEFAULT_TIMEOUT`]).
+    /// Time allowed for each request, from the release to the end of the response, the TCP
+    /// connect included ([`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
 }
 
 impl FireConfig {
-    /// `n` requests to `url` with the default timeouts.
+    /// `n` requests to `url` with the default timeout.
     pub fn new(n: usize, url: Url) -> FireConfig {
-        FireConfig { n, url, connect_timeout: DEFAULT_CONNECT_TIMEOUT, timeout: DEFAULT_TIMEOUT }
+        FireConfig { n, url, timeout: DEFAULT_TIMEOUT }
     }
 }
 
@@ -58,9 +73,12 @@ impl FireConfig {
 pub enum ErrorKind {
     /// Connection refused: nothing listens on that port (is the server running?).
     Refused,
-    /// Connection reset or aborted by the server (a full accept backlog can do this).
+    /// Connection reset or aborted by the server (a full accept backlog does this where
+    /// `net.ipv4.tcp_abort_on_overflow` is 1; a process that exits with the connection unread
+    /// does it too).
     Reset,
-    /// No connection or no complete response within the configured timeout.
+    /// No connection or no complete response within the configured timeout (a SYN that a full
+    /// backlog keeps dropping ends like this, once the timeout is shorter than the retries).
     Timeout,
     /// The server closed the connection before a full response arrived (a crashed or panicking
     /// handler looks like this).
@@ -173,23 +191,30 @@ impl Reply {
     }
 }
 
-/// One request's story.
+/// One request's story. All times are seconds since the release instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Which request, counting from 1 in the order the connections were opened.
     pub index: usize,
-    /// When the request was written, in seconds since the release instant.
+    /// When the TCP connection was established: about 0 when the server's backlog had room
+    /// (the connects start just before the release), later when the kernel had to retry the
+    /// SYN; `None` if it never was (refused, or no connection within the timeout).
+    pub connected: Option<f64>,
+    /// When the request was written: as soon as the connection was up. For a request that never
+    /// connected there was nothing to send, and `sent` equals `done`.
     pub sent: f64,
-    /// When the response was complete (or the request failed), in seconds since the release.
+    /// When the response was complete, or the request failed.
     pub done: f64,
     /// The reply, or why there is none.
     pub result: Result<Reply, RequestError>,
 }
 
-/// What one thread brings back: `sent` and `done` as instants, converted to offsets once the
-/// release instant is known.
+/// What one thread brings back: instants, converted to offsets once the release instant is
+/// known.
 struct Timed {
-    sent: Instant,
+    released: Instant,
+    connected: Option<Instant>,
+    sent: Option<Instant>,
     done: Instant,
     result: Result<Reply, RequestError>,
 }
@@ -217,11 +242,11 @@ pub fn fire(cfg: &FireConfig) -> FireReport {
     for index in 1..=cfg.n {
         let (gate_tx, gate_rx) = mpsc::channel::<Arc<Barrier>>();
         let (addrs, request) = (Arc::clone(&addrs), Arc::clone(&request));
-        let (connect_timeout, timeout) = (cfg.connect_timeout, cfg.timeout);
+        let timeout = cfg.timeout;
         let spawned = thread::Builder::new()
             .name(format!("fire-{index}"))
             .stack_size(THREAD_STACK)
-            .spawn(move || one_request(&addrs, &request, connect_timeout, timeout, &gate_rx));
+            .spawn(move || one_request(&addrs, &request, timeout, &gate_rx));
         match spawned {
             Ok(handle) => started.push((index, handle, gate_tx)),
             Err(e) => not_started.push((index, RequestError::io("start thread", &e))),
@@ -249,17 +274,27 @@ pub fn fire(cfg: &FireConfig) -> FireReport {
     }
     timed.sort_by_key(|(index, _, _)| *index);
 
-    // The release instant is the moment the first thread left the barrier; every `sent` is at
-    // or after it, so no offset is negative.
-    let release =
-        timed.iter().filter_map(|(_, t, _)| t.as_ref().map(|t| t.sent)).min().unwrap_or_else(Instant::now);
+    // The release instant is the moment the first thread left the barrier. A connection that
+    // was up before it counts as connected at 0: offsets are never negative.
+    let release = timed
+        .iter()
+        .filter_map(|(_, t, _)| t.as_ref().map(|t| t.released))
+        .min()
+        .unwrap_or_else(Instant::now);
     let since = |at: Instant| at.saturating_duration_since(release).as_secs_f64();
     let outcomes: Vec<Outcome> = timed
         .into_iter()
         .map(|(index, t, err)| match (t, err) {
-            (Some(t), _) => Outcome { index, sent: since(t.sent), done: since(t.done), result: t.result },
+            (Some(t), _) => Outcome {
+                index,
+                connected: t.connected.map(since),
+                sent: since(t.sent.unwrap_or(t.done)),
+                done: since(t.done),
+                result: t.result,
+            },
             (None, err) => Outcome {
                 index,
+                connected: None,
                 sent: 0.0,
                 done: 0.0,
                 result: Err(
@@ -289,20 +324,23 @@ fn request_bytes(url: &Url) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One thread's whole life: connect, wait for the others, send, read.
+/// One thread's whole life: start connecting, wait for the others, finish connecting, send,
+/// read.
 fn one_request(
     addrs: &Result<Vec<SocketAddr>, RequestError>,
     request: &[u8],
-    connect_timeout: Duration,
     timeout: Duration,
     gate: &mpsc::Receiver<Arc<Barrier>>,
 ) -> Timed {
-    // Connect *before* the barrier, so that (1) the measurement leaves out connection set-up,
-    // which is the kernel's work, not the server's, and (2) when the barrier opens every
-    // request is one write away from the server and they all land together. A connection that
-    // failed still waits at the barrier: it was counted in, and leaving would hang the others.
-    let stream = match addrs.as_ref() {
-        Ok(addrs) => connect(addrs, connect_timeout),
+    // Start the connect *before* the barrier, without waiting for it: the SYN leaves now, so
+    // when the barrier opens every connection the server's backlog had room for is up, and
+    // every request is one write away from the server (they all land together). A connect the
+    // server cannot take yet (its backlog is full, the kernel will retry the SYN) goes on
+    // after the release and is timed from it: that wait is part of what the server did to this
+    // client. A connect that failed at once still waits at the barrier: it was counted in, and
+    // leaving would hang the others.
+    let connecting = match addrs.as_ref() {
+        Ok(addrs) => Connecting::start(addrs),
         Err(e) => Err(e.clone()),
     };
     // The barrier is the starting gun. If it never comes (the firing thread is gone), going on
@@ -310,21 +348,126 @@ fn one_request(
     if let Ok(barrier) = gate.recv() {
         barrier.wait();
     }
-    let sent = Instant::now();
-    let result = stream.and_then(|s| exchange(s, request, timeout));
-    Timed { sent, done: Instant::now(), result }
+    let released = Instant::now();
+    // One deadline for the whole request, the connect included; none if it cannot be
+    // represented.
+    let deadline = released.checked_add(timeout);
+    let (connected, sent, result) = match connecting.and_then(|c| c.finish(deadline, timeout)) {
+        Ok(stream) => {
+            let connected = Instant::now();
+            (Some(connected), Some(connected), exchange(stream, request, deadline, timeout))
+        }
+        Err(e) => (None, None, Err(e)),
+    };
+    Timed { released, connected, sent, done: Instant::now(), result }
 }
 
-/// Tries each address in turn (a name can resolve to IPv6 and IPv4); reports the last failure.
-fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, RequestError> {
-    let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
-    for addr in addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = RequestError::io("connect", &e),
+/// A connect in progress: a non-blocking socket whose SYN has left, and the addresses still to
+/// try if this one fails (a name can resolve to IPv6 and IPv4).
+struct Connecting {
+    socket: Socket,
+    rest: Vec<SocketAddr>,
+}
+
+impl Connecting {
+    /// Starts connecting to the first address that does not fail at once; reports the last
+    /// failure if they all do.
+    fn start(addrs: &[SocketAddr]) -> Result<Connecting, RequestError> {
+        let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
+        for (i, addr) in addrs.iter().enumerate() {
+            match start_connect(addr) {
+                Ok(socket) => return Ok(Connecting { socket, rest: addrs[i + 1..].to_vec() }),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Waits until the connection is up, it failed, or `deadline` passed.
+    fn finish(mut self, deadline: Option<Instant>, timeout: Duration) -> Result<TcpStream, RequestError> {
+        loop {
+            match wait_writable(&self.socket, deadline) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(RequestError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "connect: no connection within {:.1} s (SYN unanswered: is the backlog full?)",
+                            timeout.as_secs_f64()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(RequestError::io("connect", &e)),
+            }
+            // Writable means the handshake ended, one way or the other; SO_ERROR says which.
+            let failure = match self.socket.take_error() {
+                Ok(None) => {
+                    // Blocking from here on: the exchange uses read and write timeouts.
+                    self.socket.set_nonblocking(false).map_err(|e| RequestError::io("connect", &e))?;
+                    return Ok(TcpStream::from(self.socket));
+                }
+                Ok(Some(e)) | Err(e) => RequestError::io("connect", &e),
+            };
+            // That address failed: the next one, if any, from where we are.
+            let mut next = None;
+            let mut last = failure;
+            while next.is_none() && !self.rest.is_empty() {
+                let addr = self.rest.remove(0);
+                match start_connect(&addr) {
+                    Ok(socket) => next = Some(socket),
+                    Err(e) => last = e,
+                }
+            }
+            match next {
+                Some(socket) => self.socket = socket,
+                None => return Err(last),
+            }
         }
     }
-    Err(last)
+}
+
+/// A non-blocking TCP socket whose connect to `addr` has begun (or already finished: on
+/// loopback the handshake can complete inside the call).
+fn start_connect(addr: &SocketAddr) -> Result<Socket, RequestError> {
+    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| RequestError::io("socket", &e))?;
+    socket.set_nonblocking(true).map_err(|e| RequestError::io("socket", &e))?;
+    match socket.connect(&(*addr).into()) {
+        Ok(()) => Ok(socket),
+        // The handshake is under way; `finish` waits for it.
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
+        Err(e) => Err(RequestError::io("connect", &e)),
+    }
+}
+
+/// Waits until `socket` is writable (a connect in progress has ended) or `deadline` passes:
+/// `Ok(false)` for the deadline.
+fn wait_writable(socket: &Socket, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                // Whole milliseconds, rounded up: rounding down would wake early and spin
+                // through the last fraction of a millisecond.
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+        match poll(&mut fds, timeout) {
+            // Ready (POLLOUT, or POLLERR/POLLHUP for a failed handshake: SO_ERROR tells).
+            Ok(n) if n > 0 => return Ok(true),
+            // Timed out: the loop checks the deadline (and returns false).
+            Ok(_) => {}
+            // A signal arrived mid-wait; nothing was lost, wait again.
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
 }
 
 /// What the response head told us.
@@ -376,18 +519,29 @@ fn seconds(value: &str) -> Option<f64> {
 
 /// Sends the request and reads one response: the head with httparse, the body by
 /// `Content-Length` (or to end of stream without one). The body is counted, not kept.
-fn exchange(mut stream: TcpStream, request: &[u8], timeout: Duration) -> Result<Reply, RequestError> {
-    // One deadline for the whole exchange; a per-read timeout alone would let a server that
-    // sends a byte every few seconds keep us forever. No deadline if it cannot be represented.
-    let deadline = Instant::now().checked_add(timeout);
+///
+/// `deadline` is the request's (from the release, the connect included); a per-read timeout
+/// alone would let a server that sends a byte every few seconds keep us forever. `timeout` is
+/// only for the message.
+fn exchange(
+    mut stream: TcpStream,
+    request: &[u8],
+    deadline: Option<Instant>,
+    timeout: Duration,
+) -> Result<Reply, RequestError> {
     let timed_out = || {
         RequestError::new(
             ErrorKind::Timeout,
             format!("no complete response within {:.1}s", timeout.as_secs_f64()),
         )
     };
-    if !timeout.is_zero() {
-        stream.set_write_timeout(Some(timeout)).map_err(|e| RequestError::io("send", &e))?;
+    if let Some(deadline) = deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // A zero write timeout means "block forever" to the OS (and std refuses it).
+        if left.is_zero() {
+            return Err(timed_out());
+        }
+        stream.set_write_timeout(Some(left)).map_err(|e| RequestError::io("send", &e))?;
     }
     stream.write_all(request).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => timed_out(),

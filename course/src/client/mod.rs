@@ -21,8 +21,14 @@
 //! * a **forking** (or prefork) server does the same with five process ids.
 //!
 //! The server says who handled a request and when in response headers (`X-Pid`, `X-Tid`,
-//! `X-Start`, `X-Elapsed`); the client uses them when present and falls back to its own clock
-//! when not, so it works against any HTTP/1.x server.
+//! `X-Start`, `X-Elapsed`); the client uses them when present. Against any other HTTP/1.x
+//! server (Python's `http.server`, Flask) it judges from what it sees on its own clock: every
+//! request asks for the same URL, so answers that come back a whole request's time apart are
+//! a staircase (one at a time), and answers that come back together overlapped on the
+//! server. Too quick to tell apart, it says "cannot tell" rather than guess; the report's
+//! `based on` line says which it did. Failed requests are in the table, the timeline and the
+//! wall time, with when and how they failed; a connect that a full backlog delays is waited
+//! for (the kernel retries the SYN after 1, 3, 7 s ...) up to `--timeout`.
 //!
 //! # Example: in code
 //!
@@ -45,6 +51,7 @@
 //! * [`histogram`]: the latency histogram load mode records into;
 //! * [`fire_report`]: the fire report: in-flight counting, verdict, the table and summary;
 //! * [`timeline`]: the ASCII bars;
+//! * [`svg`]: the same timeline, and load mode's charts, as SVG pictures (`--svg FILE`);
 //! * [`cli`]: the example's command line.
 
 pub mod cli;
@@ -52,6 +59,7 @@ pub mod fire;
 pub mod fire_report;
 pub mod histogram;
 pub mod load;
+pub mod svg;
 pub mod timeline;
 pub mod url;
 
@@ -60,5 +68,5 @@ pub use fire::{
 };
 pub use fire_report::FireReport;
 pub use histogram::Histogram;
-pub use load::{LoadConfig, LoadReport, Progress, Threads, load, load_with_progress};
+pub use load::{LoadConfig, LoadReport, Progress, Threads, Throughput, load, load_with_progress};
 pub use url::{Url, UrlError};

@@ -4,20 +4,29 @@
 //! copy-paste):
 //!
 //! ```text
-//!   #2 |------------############..............................|
-//!       ^ sent, waiting  ^ being handled   ^ not in flight
+//!   #2 |~~~~~~------############..............................|
+//!       ^ connecting  ^ sent, waiting  ^ being handled   ^ not in flight
 //! ```
+//!
+//! `~` is a connect the server's backlog had no room for: the kernel drops the SYN and the
+//! client's kernel sends it again after 1, 3, 7 s ... so a row can start late.
 //!
 //! The server reports *when* it handled a request (`X-Start`, `X-Elapsed`) on its own clock,
 //! seconds since the server started. To draw it on the client's axis (seconds since the
 //! release) the two clocks are lined up by the tightest fact we have: a response is complete
 //! shortly after its handler ends, so the offset is the smallest `done - handler end` over all
 //! requests.
+//!
+//! Without server timing, `#` is an estimate: the last stretch before each answer, as long as
+//! the quickest answer took (every request asks for the same URL). Against a server that
+//! handles one at a time, that draws the staircase; the report's verdict says what it is based
+//! on (`fire_report`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::fire::{Outcome, Reply};
+use super::fire_report::quickest_answer;
 
 /// Character for time a request spent being handled by the server (or, without server timing,
 /// its whole time in flight).
@@ -27,9 +36,11 @@ pub const HANDLED: char = '#';
 pub const WAITING: char = '-';
 /// Character for time the request was not in flight at all.
 pub const IDLE: char = '.';
+/// Character for time spent connecting: the SYN sent, no connection yet (a full backlog).
+pub const CONNECTING: char = '~';
 
 /// Shortest time axis drawn, in seconds.
-const MIN_SPAN: f64 = 0.01;
+pub(crate) const MIN_SPAN: f64 = 0.01;
 
 /// Who served a reply, as far as the headers say: `(X-Pid, X-Tid)`.
 type Worker = (Option<u32>, Option<u32>);
@@ -71,17 +82,29 @@ fn paint(row: &mut [char], a: f64, b: f64, span: f64, ch: char) {
     }
 }
 
-/// One request's bar.
-fn bar(o: &Outcome, offset: Option<f64>, span: f64, width: usize) -> String {
+/// True if a row shows its connect: it took at least one column's time, or never finished.
+fn shows_connect(o: &Outcome, span: f64, width: usize) -> bool {
+    o.connected.is_none_or(|c| c >= span / width as f64)
+}
+
+/// One request's bar. `estimate` is the quickest answer's time, used for `#` when there is no
+/// server timing.
+fn bar(o: &Outcome, offset: Option<f64>, estimate: Option<f64>, span: f64, width: usize) -> String {
     let mut row = vec![IDLE; width];
     paint(&mut row, o.sent, o.done, span, WAITING);
+    if shows_connect(o, span, width) {
+        paint(&mut row, 0.0, o.connected.unwrap_or(o.done), span, CONNECTING);
+    }
     match (&o.result, offset) {
         (Ok(reply), Some(offset)) => {
             if let Some((start, end)) = reply.server_interval() {
                 paint(&mut row, start + offset, end + offset, span, HANDLED);
             }
         }
-        (Ok(_), None) => paint(&mut row, o.sent, o.done, span, HANDLED),
+        (Ok(_), None) => {
+            let from = estimate.map_or(o.sent, |d| (o.done - d).max(o.sent));
+            paint(&mut row, from, o.done, span, HANDLED);
+        }
         (Err(_), _) => {}
     }
     row.into_iter().collect()
@@ -97,24 +120,52 @@ fn heading(worker: Worker, pid_only: bool) -> String {
     }
 }
 
-/// When a reply's handling began, for ordering rows and groups (client time).
+/// When a reply's handling began, for ordering rows and groups (client time). Without server
+/// timing, when it was answered: a staircase then reads top to bottom.
 fn start_key(o: &Outcome, offset: Option<f64>) -> f64 {
     match (&o.result, offset) {
         (Ok(r), Some(offset)) => r.server_start.map_or(o.sent, |s| s + offset),
+        (Ok(_), None) => o.done,
         _ => o.sent,
     }
 }
 
-/// Draws the timeline section: heading, groups of bars, the axis and a legend.
-pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
-    let width = width.max(10);
-    let offset = server_clock_offset(outcomes);
-    // Below 10 ms the bars would magnify scheduling noise (a refused connect takes 0.1 ms) into
-    // full-width shapes that mean nothing; such a volley is drawn on a 10 ms axis.
-    let span = wall.max(MIN_SPAN);
-    let label_w = outcomes.len().to_string().len() + 1;
-    let pad = " ".repeat(2 + label_w + 1);
+/// One group of rows: the requests one worker served, in the order it began handling them.
+pub(crate) struct Group<'a> {
+    /// `pid 4242 tid 4243`, `pid 4300`, or that the server did not say.
+    pub(crate) heading: String,
+    /// Its requests, in order of when handling began.
+    pub(crate) rows: Vec<&'a Outcome>,
+}
 
+/// How a volley is laid out on one axis: shared by this ASCII drawing and the SVG one
+/// ([`svg`](super::svg)), so the two always agree on groups, order and clocks.
+pub(crate) struct Layout<'a> {
+    /// The server-clock offset ([`server_clock_offset`]).
+    pub(crate) offset: Option<f64>,
+    /// The groups, in the order of the first request each served.
+    pub(crate) groups: Vec<Group<'a>>,
+    /// Requests that got no response, in request order.
+    pub(crate) failed: Vec<&'a Outcome>,
+}
+
+impl Layout<'_> {
+    /// The parts of one request's bar on the client's clock: the whole time it was in flight
+    /// (`[sent, done]`, drawn as waiting), and the part the server was handling it, if known
+    /// (or, without server timing, the whole flight: there is nothing to tell apart).
+    pub(crate) fn intervals(&self, o: &Outcome) -> ((f64, f64), Option<(f64, f64)>) {
+        let handled = match (&o.result, self.offset) {
+            (Ok(reply), Some(offset)) => reply.server_interval().map(|(s, e)| (s + offset, e + offset)),
+            (Ok(_), None) => Some((o.sent, o.done)),
+            (Err(_), _) => None,
+        };
+        ((o.sent, o.done), handled)
+    }
+}
+
+/// Groups `outcomes` by who served them, orders groups and rows, and lines up the clocks.
+pub(crate) fn layout(outcomes: &[Outcome]) -> Layout<'_> {
+    let offset = server_clock_offset(outcomes);
     // Group replies by worker, in the order the workers first started handling something.
     let mut groups: BTreeMap<Worker, Vec<&Outcome>> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -140,6 +191,23 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
     let pids: BTreeSet<Option<u32>> = ordered.iter().map(|((pid, _), _)| *pid).collect();
     let pid_only =
         pids.len() > 1 && pids.iter().all(|p| ordered.iter().filter(|((pid, _), _)| pid == p).count() == 1);
+    let groups = ordered
+        .into_iter()
+        .map(|(worker, rows)| Group { heading: heading(worker, pid_only), rows })
+        .collect();
+    Layout { offset, groups, failed }
+}
+
+/// Draws the timeline section: heading, groups of bars, the axis and a legend.
+pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
+    let width = width.max(10);
+    let Layout { offset, groups, failed } = layout(outcomes);
+    let estimate = if offset.is_none() { quickest_answer(outcomes) } else { None };
+    // Below 10 ms the bars would magnify scheduling noise (a refused connect takes 0.1 ms) into
+    // full-width shapes that mean nothing; such a volley is drawn on a 10 ms axis.
+    let span = wall.max(MIN_SPAN);
+    let label_w = outcomes.len().to_string().len() + 1;
+    let pad = " ".repeat(2 + label_w + 1);
 
     let mut out = String::new();
     let _ = writeln!(out, "timeline (0 to {span:.3} s), one row per request, grouped by who served it");
@@ -150,11 +218,11 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
             Ok(r) => format!(" {}", r.status),
             Err(e) => format!(" {}", e.kind),
         };
-        let _ = writeln!(out, "  {label:<label_w$} |{}|{note}", bar(o, offset, span, width));
+        let _ = writeln!(out, "  {label:<label_w$} |{}|{note}", bar(o, offset, estimate, span, width));
     };
-    for (worker, rows) in &ordered {
-        let _ = writeln!(out, "{}", heading(*worker, pid_only));
-        for o in rows {
+    for group in &groups {
+        let _ = writeln!(out, "{}", group.heading);
+        for o in &group.rows {
             row(&mut out, o);
         }
     }
@@ -168,22 +236,29 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
     let end_label = format!("{span:.3} s");
     let gap = (width + 2).saturating_sub(1 + end_label.len()).max(1);
     let _ = writeln!(out, "{pad}0{}{end_label}", " ".repeat(gap));
-    let answered = outcomes.iter().any(|o| o.result.is_ok());
     let mut legend = Vec::new();
-    if offset.is_some() {
-        legend.push(format!("{HANDLED} handled by the server"));
-        legend.push(format!("{WAITING} sent, waiting"));
-    } else {
-        if answered {
-            legend.push(format!("{HANDLED} in flight (no server timing)"));
+    match (offset, estimate) {
+        (Some(_), _) => legend.push(format!("{HANDLED} handled by the server")),
+        (None, Some(d)) => {
+            let d = if d < 0.01 { format!("{:.1} ms", d * 1e3) } else { format!("{d:.3} s") };
+            legend.push(format!("{HANDLED} answering (no server timing: the last {d}, the quickest answer)"));
         }
-        if !failed.is_empty() {
-            legend.push(format!("{WAITING} sent, no answer"));
-        }
+        (None, None) => {}
+    }
+    legend.push(format!("{WAITING} sent, waiting"));
+    if outcomes.iter().any(|o| shows_connect(o, span, width)) {
+        legend.push(format!("{CONNECTING} connecting"));
     }
     legend.push(format!("{IDLE} not in flight"));
-    let legend = legend.join("   ");
-    let _ = writeln!(out, "{pad}{legend}");
+    // Two lines when one would pass 80 columns.
+    let one = legend.join("   ");
+    if pad.len() + one.len() <= 80 {
+        let _ = writeln!(out, "{pad}{one}");
+    } else {
+        let (first, rest) = legend.split_at(1);
+        let _ = writeln!(out, "{pad}{}", first.join("   "));
+        let _ = writeln!(out, "{pad}{}", rest.join("   "));
+    }
     out
 }
 

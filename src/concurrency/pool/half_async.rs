@@ -93,6 +93,9 @@ pub(crate) trait ConnMachine: Send + 'static {
     fn timed_out(&mut self, now: Instant);
     /// The server is stopping: close when idle, finish what is in progress.
     fn stopping(&mut self, now: Instant);
+    /// A read found nothing more (`EWOULDBLOCK`): the connection waits now, and may give back
+    /// buffers it does not need meanwhile. Default: nothing.
+    fn would_block(&mut self) {}
 }
 
 /// Makes machines and runs the service: the contract's `SansIo`, typed. `HttpHandler` is one
@@ -946,7 +949,10 @@ impl<M: Machines> Driver<M> {
                     c.machine.received(n, now);
                 }
                 // Spurious wake-up, or all that was there is read: wait for more.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Interest::READ,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.machine.would_block();
+                    break Interest::READ;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNRESET and the like: the client is gone.
                 Err(_) => c.machine.failed(),

@@ -71,6 +71,10 @@ impl ConnMachine for HttpConn {
     fn stopping(&mut self, now: Instant) {
         HttpConn::stopping(self, now);
     }
+
+    fn would_block(&mut self) {
+        HttpConn::would_block(self);
+    }
 }
 
 /// Makes HTTP connections with the handler's configuration and runs its service on a worker.

@@ -138,11 +138,13 @@
 //! * `config.rs`: [`LoadConfig`], its defaults and caps, [`Threads`];
 //! * `run.rs`: [`load`] itself, the blocking thread per connection and the tallies every thread
 //!   counts into; `run/event_loop.rs`: the epoll event-loop threads, which share them;
-//! * `render.rs`: [`LoadReport`] (what a run measured and how it is printed) and [`Progress`].
+//! * `render.rs`: [`LoadReport`] (what a run measured and how it is printed) and [`Progress`];
+//! * `series.rs`: [`Throughput`], the responses per interval, for requests/s over time.
 
 mod config;
 mod render;
 mod run;
+mod series;
 
 pub use config::{
     DEFAULT_CONNECTIONS, DEFAULT_DURATION, DEFAULT_THREADS, LoadConfig, MAX_CONNECTIONS, MAX_DURATION,
@@ -150,3 +152,4 @@ pub use config::{
 };
 pub use render::{LoadReport, Progress};
 pub use run::{load, load_with_progress};
+pub use series::{MAX_SAMPLES, SAMPLE_INTERVAL, Throughput};

@@ -4,6 +4,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use super::config::Threads;
+use super::series::Throughput;
 use crate::client::fire::{ErrorKind, RequestError};
 use crate::client::histogram::{Histogram, format_nanos};
 
@@ -67,6 +68,9 @@ pub struct LoadReport {
     /// Requests in flight when the time ran out: abandoned, counted neither as responses nor as
     /// errors.
     pub unfinished: u64,
+    /// Responses per interval of the run, for requests/s over time (the SVG chart draws it; the
+    /// text report does not print it).
+    pub throughput: Throughput,
 }
 
 impl LoadReport {
@@ -243,6 +247,7 @@ mod tests {
             bytes_read: 150_000,
             connects: 35,
             unfinished: 2,
+            throughput: Throughput::default(),
         };
         let text = report.to_string();
         assert!(text.is_ascii());

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::config::{LoadConfig, PROGRESS_INTERVAL, Threads};
 use super::render::per_sec;
 use super::render::{LoadReport, Progress};
+use super::series::{Sampler, Throughput};
 use crate::client::fire::{ErrorKind, RequestError};
 use crate::client::histogram::Histogram;
 use crate::client::url::Url;
@@ -115,6 +116,7 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
         bytes_read: 0,
         connects: 0,
         unfinished: 0,
+        throughput: Throughput::default(),
     };
     if cfg.request_limit() == Some(0) {
         return report;
@@ -186,14 +188,25 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
 
     let mut last = (start, 0u64);
     let mut next = start + PROGRESS_INTERVAL;
+    let mut sampler = Sampler::new();
     loop {
-        let wait = next.saturating_duration_since(Instant::now());
-        match alive_rx.recv_timeout(wait) {
+        // Wake for whichever is due first: a throughput sample or the progress line.
+        let wake = next.min(start + sampler.due());
+        match alive_rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             // Every thread has finished.
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             // Nobody sends; a message would mean nothing.
             Ok(()) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                if now >= start + sampler.due() {
+                    // Only the counts, not the histograms: one short lock per thread.
+                    let total: u64 = tallies.iter().map(|t| lock(t).latency.count()).sum();
+                    sampler.sample(total);
+                }
+                if now < next {
+                    continue;
+                }
                 next += PROGRESS_INTERVAL;
                 if let Some(callback) = on_progress.as_mut() {
                     let mut merged = Histogram::new();
@@ -243,6 +256,7 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
         total.connects += t.connects;
         total.unfinished += t.unfinished;
     }
+    report.throughput = sampler.finish(total.latency.count(), report.elapsed);
     report.latency = total.latency;
     report.statuses = total
         .statuses
