@@ -1,6 +1,6 @@
 #!/bin/sh
 # The measurements of docs/13-the-event-loop.md, in the order the chapter pastes them:
-#   bench/event_loop.sh [delay|block|cpu|idle|accept]...   (default: all of them)
+#   bench/event_loop.sh [delay|block|cpu|idle|accept|burst]...   (default: all of them)
 # Loopback only, bounded: each part starts its servers on 127.0.0.1 ports 18340-18349, runs a
 # fixed number of requests or a fixed duration, and kills them. Release builds first:
 #   cargo build --release --examples
@@ -8,7 +8,7 @@
 set -e
 cd "$(dirname "$0")/.."
 bin=target/release/examples
-parts=${*:-delay block cpu idle accept}
+parts=${*:-delay block cpu idle accept burst}
 
 start() { # start PORT EXAMPLE ARGS... : runs it in the background, sets $pid
   port=$1; shift
@@ -64,16 +64,24 @@ for part in $parts; do
       done
     done ;;
   accept)
-    echo "== wrk -t2 -c32 -d5s /hello on two loops: each accepting (EPOLLEXCLUSIVE) or handed off"
-    for mode in "" --hand-off; do
+    echo "== wrk -t2 -c32 -d5s /hello on two loops: handed off, or each accepting (EPOLLEXCLUSIVE)"
+    for mode in "" --accept-on-loops; do
       # shellcheck disable=SC2086
       start 18345 event_loop_server --threads 2 $mode
       for close in keep-alive close; do
-        printf 'threads 2 %-10s %-11s ' "${mode:-exclusive}" "$close"
+        printf 'threads 2 %-17s %-11s ' "${mode:-hand-off}" "$close"
         if [ "$close" = close ]; then set -- -H "Connection: close"; else set --; fi
         wrk -t2 -c32 -d5s --latency "$@" http://127.0.0.1:18345/hello |
           awk '/Requests\/sec/ {r=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} END {printf "%s req/s  p50 %s  p99 %s\n", r, p50, p99}'
       done
+      stop
+    done ;;
+  burst)
+    for mode in "" --accept-on-loops; do
+      echo "== 20 concurrent /block?s=1 on two loops ${mode:-(handed off)}"
+      # shellcheck disable=SC2086
+      start 18346 event_loop_server --threads 2 $mode
+      "$bin/client" -n 20 "http://127.0.0.1:18346/block?s=1" | tail -6
       stop
     done ;;
   *) echo "unknown part $part" >&2; exit 2 ;;

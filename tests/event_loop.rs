@@ -131,7 +131,7 @@ fn a_graceful_stop_answers_requests_on_a_timer_and_on_an_offload_worker() {
 
 #[test]
 fn two_loops_share_the_connections() {
-    let server = serve(EventLoop::new().threads(2).hand_off(true), http(later));
+    let server = serve(EventLoop::new().threads(2), http(later));
     // Handed off, two connections open at once go to the two loops (the one with fewer
     // connections). (Accepting themselves, whichever loop is idle takes them.)
     let mut a = TcpStream::connect(server.addr).unwrap();
@@ -153,7 +153,7 @@ fn two_loops_share_the_connections() {
 /// loops' threads (never the accept thread, which only waits for the shutdown).
 #[test]
 fn loops_that_accept_themselves_serve_every_connection() {
-    let server = serve(EventLoop::new().threads(2), http(later));
+    let server = serve(EventLoop::new().threads(2).accept_on_loops(true), http(later));
     let mut tids = HashSet::new();
     for _ in 0..50 {
         tids.insert(get(server.addr, "/").tid());

@@ -310,9 +310,10 @@ pub struct ServerArgs {
     /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
     /// on them (default none: they run on the loop).
     pub offload: Option<usize>,
-    /// `--hand-off` (event loop only): the accept thread hands connections to the loops,
-    /// instead of every loop accepting from the listener itself ([`EventLoop::hand_off`]).
-    pub hand_off: bool,
+    /// `--accept-on-loops` (event loop only): every loop accepts from the listener itself
+    /// (`EPOLLEXCLUSIVE`), instead of the accept thread handing connections over
+    /// ([`EventLoop::accept_on_loops`]).
+    pub accept_on_loops: bool,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
@@ -358,7 +359,7 @@ impl Default for ServerArgs {
             max_threads: None,
             threads: None,
             offload: None,
-            hand_off: false,
+            accept_on_loops: false,
             no_reap: false,
             quiet: false,
             workers: None,
@@ -427,7 +428,7 @@ impl ServerArgs {
                 "--offload" if kind == Kind::EventLoop => {
                     out.offload = Some(positive("--offload", &value("--offload")?)?)
                 }
-                "--hand-off" if kind == Kind::EventLoop => out.hand_off = true,
+                "--accept-on-loops" if kind == Kind::EventLoop => out.accept_on_loops = true,
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
@@ -481,7 +482,7 @@ impl ServerArgs {
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
                  --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
-                 --hand-off        the accept thread hands connections to the loops (default: each loop accepts)\n"
+                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -674,7 +675,7 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             EventLoop::new()
                 .threads(args.threads.unwrap_or(1))
                 .offload(args.offload.unwrap_or(0))
-                .hand_off(args.hand_off),
+                .accept_on_loops(args.accept_on_loops),
             &args,
         ),
     };

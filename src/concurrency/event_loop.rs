@@ -50,15 +50,20 @@ const QUEUE_PER_WORKER: usize = 4;
 /// them.
 ///
 /// # How connections reach the loops
-/// The server's accept thread accepts, as for every other strategy, and hands each connection
-/// to the loop with the fewest connections (a new connection is cheap to move before it has a
-/// single byte read). The alternatives — every loop accepting on its own `SO_REUSEPORT`
-/// listener, or all of them on one listener registered with `EPOLLEXCLUSIVE` — save that
-/// hand-off (one eventfd write per connection); `SO_REUSEPORT` spreads by a hash of the
-/// client's address, blind to how busy a loop is, and a closed `SO_REUSEPORT` socket resets
-/// the connections still queued on it. The hand-off keeps the server's one listener, its
-/// close and its back-pressure as they are on every strategy, and balances by load. See
-/// docs/13-the-event-loop.md.
+/// By default the server's accept thread accepts, as for every other strategy, and hands each
+/// connection to the loop with the fewest connections (a new connection is cheap to move
+/// before it has a single byte read). With [`accept_on_loops`](EventLoop::accept_on_loops)
+/// every loop instead has the server's listener in its own epoll set with `EPOLLEXCLUSIVE`
+/// and accepts itself, one connection per wake-up (nginx's `multi_accept off`). That saves the
+/// hand-off (one eventfd write per connection), but the kernel wakes a waiter only when a
+/// connection *arrives*: a burst that arrives at once is then served by the loop that woke,
+/// while a sibling sleeps on a listener that stays readable — measured: twenty `/block?s=1` on
+/// two loops took 13 to 18 s accepting on the loops and 10 s handed off
+/// (docs/13-the-event-loop.md).
+/// `SO_REUSEPORT` (a listener per loop) spreads by a hash of the client's address, blind to
+/// how busy a loop is, and resets the connections queued on a socket that closes. The
+/// hand-off keeps the server's one listener, its close and its back-pressure as on every
+/// strategy, and balances by load, hence the default.
 ///
 /// # Handlers
 /// Only a sans-IO handler (the HTTP layer's [`HttpHandler`](crate::http::HttpHandler)) runs
@@ -109,8 +114,8 @@ pub struct EventLoop {
     loops: Vec<HalfAsync>,
     /// Where the last tie of "fewest connections" went, so that ties go round.
     next: usize,
-    /// The accept thread hands connections over instead of the loops accepting themselves.
-    hand_off: bool,
+    /// The loops accept from the listener themselves instead of the accept thread handing over.
+    accept_on_loops: bool,
     /// The loops were started with a duplicate of the listener each.
     own_listeners: bool,
     /// A byte-stream handler was refused already (it is logged once).
@@ -134,7 +139,7 @@ impl EventLoop {
             block_on_close: true,
             loops: Vec::new(),
             next: 0,
-            hand_off: false,
+            accept_on_loops: false,
             own_listeners: false,
             refused: false,
             closed: false,
@@ -163,12 +168,12 @@ impl EventLoop {
         self
     }
 
-    /// `true`: the server's accept thread accepts, and hands each connection to the loop with
-    /// the fewest. Default `false`: every loop accepts from the server's listener itself,
-    /// registered in its own epoll set with `EPOLLEXCLUSIVE` (see "How connections reach the
-    /// loops"). A server driven by `handle_request` always hands off.
-    pub fn hand_off(mut self, on: bool) -> EventLoop {
-        self.hand_off = on;
+    /// `true`: every loop accepts from the server's listener itself, registered in its own
+    /// epoll set with `EPOLLEXCLUSIVE`. Default `false`: the server's accept thread accepts
+    /// and hands each connection to the loop with the fewest (see "How connections reach the
+    /// loops" for why). A server driven by `handle_request` always hands off.
+    pub fn accept_on_loops(mut self, on: bool) -> EventLoop {
+        self.accept_on_loops = on;
         self
     }
 
@@ -293,7 +298,7 @@ impl Concurrency for EventLoop {
         listener: &TcpListener,
         dispatcher: &Dispatcher<H>,
     ) -> bool {
-        if self.hand_off || self.closed || dispatcher.handler().sans_io().is_none() {
+        if !self.accept_on_loops || self.closed || dispatcher.handler().sans_io().is_none() {
             return false;
         }
         if self.loops.is_empty() && !self.start(dispatcher, Some(listener)) {

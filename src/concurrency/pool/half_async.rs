@@ -181,8 +181,7 @@ const LINGER_BYTES: usize = 1 << 20;
 /// nginx does by default (`multi_accept off`). The listener is shared with the other loops and
 /// level-triggered: what this loop leaves is reported again, to it or to a sibling that is
 /// idle. A loop that took a whole burst at once would serve it alone while its siblings idle.
-/// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise:
-/// docs/13-the-event-loop.md.)
+/// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise.)
 const ACCEPT_BATCH: usize = 1;
 
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
