@@ -116,6 +116,12 @@ pub(crate) trait Machines: Send + Sync + 'static {
     /// then [waits](Later::wait) for a later answer, or on the reactor thread itself
     /// ([`RunOn::Loop`]), which does not.
     fn call(&self, request: &Req<Self>) -> Later<Ans<Self>>;
+    /// Runs the service on a worker, which waits for a later answer: [`call`](Machines::call)
+    /// then [`Later::wait`], unless the protocol does better (HTTP times the whole wait for its
+    /// slow-request warning).
+    fn call_and_wait(&self, request: &Req<Self>) -> Ans<Self> {
+        self.call(request).wait()
+    }
 }
 
 /// What the service made of a request: an answer now, or the work that makes it later (the
@@ -788,7 +794,7 @@ impl<M: Machines> Driver<M> {
         match self.run_on {
             RunOn::Workers => {
                 let machines = Arc::clone(&self.machines);
-                self.enqueue(token, request, move |request| machines.call(request).wait());
+                self.enqueue(token, request, move |request| machines.call_and_wait(request));
             }
             // On the loop thread: while the service runs, no other connection is served. That
             // is the event loop's one rule, and the service's to keep.

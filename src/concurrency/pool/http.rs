@@ -120,13 +120,28 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
             }),
         };
         // A panic is reported when the answer is made: now, or in the later work.
-        let report =
-            Reporter { handler: Arc::clone(&self.handler), peer: request.peer_addr(), id: self.server_id };
+        let report = self.reporter(request);
         match later {
             Later::Now(answer) => Later::Now(report.report(answer)),
             Later::At(at, work) => Later::At(at, Box::new(move || report.report(work()))),
             Later::Offload(work) => Later::Offload(Box::new(move || report.report(work()))),
         }
+    }
+
+    fn call_and_wait(&self, request: &Request) -> Answer {
+        let _scope = HandlerScope::enter(self.server_id);
+        match self.handler.sans_io() {
+            // The blocking call: its slow-request warning counts the whole wait, as on every
+            // blocking strategy (a pool worker is one).
+            Some(service) => self.reporter(request).report(service.call(request)),
+            None => self.call(request).wait(),
+        }
+    }
+}
+
+impl<H: RequestHandler> HttpMachines<H> {
+    fn reporter(&self, request: &Request) -> Reporter<H> {
+        Reporter { handler: Arc::clone(&self.handler), peer: request.peer_addr(), id: self.server_id }
     }
 }
 
