@@ -129,7 +129,7 @@ fn cases() -> Vec<Case> {
             "respond/service_hello",
             1,
             Box::new(move || {
-                black_box(course::app::service(black_box(&hello)));
+                black_box(course::app::service(black_box(&hello)).wait());
             }),
         ),
         (
@@ -145,7 +145,7 @@ fn cases() -> Vec<Case> {
             1,
             Box::new(move || {
                 let request = parsed(black_box(HELLO));
-                let r = course::app::service(&request);
+                let r = course::app::service(&request).wait();
                 r.write_wire(&mut out2);
                 black_box(&out2);
             }),

@@ -10,7 +10,7 @@
 //! | axis | Python | here |
 //! |---|---|---|
 //! | transport | `TCPServer` (`server_bind`, `server_activate`) | [`Server`] and [`ServerBuilder`] (socket2: `SO_REUSEADDR`, backlog `SOMAXCONN`) |
-//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`]; [`Prefork`] above servers |
+//! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`], [`EventLoop`]; [`Prefork`] above servers |
 //! | handler | `BaseRequestHandler` (`setup`, `handle`, `finish`) | [`RequestHandler`]; HTTP/1.1 in [`http`] |
 //!
 //! Python glues the axes with mixins; Rust glues them with a type parameter:
@@ -25,6 +25,7 @@
 //!                        TCPServer)
 //! TCPServer (no mixin)                           type TcpServer<H>          = Server<Sequential, H>
 //! (gunicorn's gthread; no Python mixin)          type PoolTcpServer<H>      = Server<Pool, H>
+//! (asyncio, nginx; no Python mixin)              type EventLoopTcpServer<H> = Server<EventLoop, H>
 //!
 //!                     Server<C, H>
 //!         ┌───────────────┼─────────────────┐
@@ -35,7 +36,8 @@
 //!     ├── Sequential   inline on the accept thread
 //!     ├── Threading    a thread per request   (block_on_close, daemon_threads, max_threads)
 //!     ├── Forking      a process per request  (max_children = 40, reaping, _exit)
-//!     └── Pool         N reused worker threads, a bounded queue, idle keep-alive parked
+//!     ├── Pool         N reused worker threads, a bounded queue, idle keep-alive parked
+//!     └── EventLoop    every connection on a reactor, the service on its thread (timers, offload)
 //!
 //!   Prefork: a master forks N workers, each its own Server<Sequential | Pool, H>
 //!            on the shared listener (gunicorn sync / Apache prefork)
@@ -182,11 +184,13 @@ mod sys;
 pub mod trace;
 
 pub use concurrency::{
-    Concurrency, Dispatcher, Forking, Pool, Prefork, PreforkServer, Sequential, Threading,
+    Concurrency, Dispatcher, EventLoop, Forking, Pool, Prefork, PreforkServer, Sequential, Threading,
 };
 pub use error::{Error, HandlerError, Result};
 pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
-pub use server::{ForkingTcpServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer};
+pub use server::{
+    EventLoopTcpServer, ForkingTcpServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer,
+};
 pub use shutdown::{ShutdownHandle, shutdown_on_signals};
 
 /// The README's Rust examples, compiled and checked as doctests.

@@ -9,7 +9,7 @@
 //!            │ timers BTreeMap<(Instant, seq), Token>  (ordered)    │
 //!            │ waker  eventfd: any thread's wake() ends the wait     │
 //!            └───────────── react(timeout, &mut events) ───────────┘
-//!                     Event::Io(token, readiness) | Event::Timer(token) | Event::Woken
+//!         Event::Io(token, readiness) | Event::Timer(token) | Event::Woken | Event::Listener
 //! ```
 //!
 //! This is the shape of `async-io`'s reactor (a slab of sources, timers in an ordered map, one
@@ -48,7 +48,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,9 @@ impl Token {
 /// epoll's data for the waker: no slab token has it (the index would be `u32::MAX`, and the
 /// slab never grows that far: descriptors run out long before).
 const WAKER_DATA: u64 = u64::MAX;
+
+/// epoll's data for a listening socket (see [`Reactor::listen`]); no slab token has it either.
+const LISTENER_DATA: u64 = u64::MAX - 1;
 
 /// Which readiness a source wants to hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +136,8 @@ pub(crate) enum Event {
     Timer(Token),
     /// The [`Waker`] was woken (and is drained already): look at what the wakers announce.
     Woken,
+    /// The listening socket registered with [`Reactor::listen`] has connections to accept.
+    Listener,
 }
 
 /// Identifies a timer, to [cancel](Reactor::cancel_timer) it.
@@ -386,6 +391,10 @@ impl<T: AsFd> Reactor<T> {
                 events.push(Event::Woken);
                 continue;
             }
+            if ev.data() == LISTENER_DATA {
+                events.push(Event::Listener);
+                continue;
+            }
             let token = Token::from_u64(ev.data());
             // Stale: the entry was removed (earlier in this batch, or by the caller between two
             // reacts) after the kernel queued the event. Drop it.
@@ -415,6 +424,30 @@ impl<T: AsFd> Reactor<T> {
             }
         }
         Ok(())
+    }
+
+    /// Watches a listening socket (one at most), reported as [`Event::Listener`].
+    ///
+    /// `exclusive`: `EPOLLEXCLUSIVE`. When several threads (or processes) each have the same
+    /// listener in their own epoll set, a new connection wakes every one of them that waits,
+    /// and all but one find nothing to accept (the thundering herd). With the flag the kernel
+    /// wakes one waiter (or a few), and only one that is actually blocked in `epoll_wait`: a
+    /// thread busy elsewhere is skipped, so connections go to whoever is idle. The kernel
+    /// refuses to *modify* such a registration (`EINVAL`), so pausing is
+    /// [`unlisten`](Reactor::unlisten) and listening again.
+    pub(crate) fn listen(&mut self, listener: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
+        let mut flags = EpollFlags::EPOLLIN;
+        if exclusive {
+            flags |= EpollFlags::EPOLLEXCLUSIVE;
+        }
+        self.epoll.add(listener, EpollEvent::new(flags, LISTENER_DATA))?;
+        Ok(())
+    }
+
+    /// Stops watching the listening socket given to [`listen`](Reactor::listen). An error
+    /// means it was not watched; nothing to undo.
+    pub(crate) fn unlisten(&mut self, listener: BorrowedFd<'_>) {
+        let _ = self.epoll.delete(listener);
     }
 
     /// Every live token, in slab order (for a sweep at close).

@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::concurrency::{Concurrency, Dispatcher, Forking, Pool, Sequential, Threading};
+use crate::concurrency::{Concurrency, Dispatcher, EventLoop, Forking, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
 use crate::handler::{Connection, RequestHandler, ServerContext};
 use crate::listener::{self, ListenOptions};
@@ -55,6 +55,8 @@ pub type ForkingTcpServer<H> = Server<Forking, H>;
 /// A TCP server with a fixed pool of worker threads (no Python counterpart; gunicorn's
 /// `gthread`).
 pub type PoolTcpServer<H> = Server<Pool, H>;
+/// A TCP server whose connections all live on event loops (no Python mixin; asyncio, nginx).
+pub type EventLoopTcpServer<H> = Server<EventLoop, H>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
 ///
@@ -328,6 +330,21 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         // Whatever happens below, even a panic, shutdown() waiters must be released.
         let _serving = ServingGuard(self.shutdown.clone());
         log::debug!("{} server on {}: serving", self.concurrency.name(), self.local_addr);
+        if let Some(listener) = &self.listener
+            && self.concurrency.accept_on_own_threads(listener, &self.dispatcher)
+        {
+            // The strategy's threads accept (each event loop waits on the listener in its own
+            // epoll set): this thread only waits for a shutdown, and runs service_actions.
+            while !self.shutdown.is_shutdown_requested() {
+                if sys::wait_readable(self.shutdown.wake_fd(), Some(self.poll_interval)).unwrap_or(false) {
+                    self.shutdown.drain_wake();
+                }
+                self.concurrency.service_actions();
+            }
+            self.concurrency.stop_accepting();
+            log::debug!("{} server on {}: stopped accepting", self.concurrency.name(), self.local_addr);
+            return Ok(());
+        }
         while !self.shutdown.is_shutdown_requested() {
             let ready = self.wait_for_connection(Some(self.poll_interval))?;
             if self.shutdown.is_shutdown_requested() {

@@ -16,7 +16,8 @@ use common::{
 };
 use nix::sys::signal::Signal;
 
-const KINDS: [&str; 4] = ["sequential_server", "threaded_server", "forking_server", "pool_server"];
+const KINDS: [&str; 5] =
+    ["sequential_server", "threaded_server", "forking_server", "pool_server", "event_loop_server"];
 
 #[test]
 fn the_same_handler_answers_the_same_on_every_strategy() {
@@ -33,6 +34,8 @@ fn the_same_handler_answers_the_same_on_every_strategy() {
         assert_eq!(get(a, "/delay?s=0").status, 200, "{name}");
         assert_eq!(get(a, "/delay?s=61").status, 400, "{name}");
         assert_eq!(get(a, "/delay?s=abc").status, 400, "{name}");
+        assert_eq!(get(a, "/block?s=0").status, 200, "{name}");
+        assert_eq!(get(a, "/block?s=61").status, 400, "{name}");
         assert_eq!(get(a, "/cpu?ms=5").status, 200, "{name}");
         assert_eq!(get(a, "/cpu?ms=-1").status, 400, "{name}");
         let post =
@@ -135,8 +138,8 @@ fn a_panicking_handler_gets_500_and_the_next_request_works() {
             assert_eq!(boom.header("connection"), Some("close"), "{name}");
             assert_eq!(get(server.addr, "/hello").status, 200, "{name} survived the panic");
         }
-        if name == "pool_server" {
-            assert_eq!(thread_count(pid), threads, "pool: a worker was lost or replaced");
+        if name == "pool_server" || name == "event_loop_server" {
+            assert_eq!(thread_count(pid), threads, "{name}: a worker or the loop was lost or replaced");
         }
         if name == "prefork_server" {
             assert_eq!(live_children(pid), workers, "prefork: a worker died of a panic");
@@ -149,6 +152,14 @@ fn sigterm_during_a_request_lets_it_finish_and_exits_zero() {
     for name in KINDS {
         let mut server = ServerProcess::start(name, &[]);
         let addr = server.addr;
+        // The event loop opens its loops' descriptors when it starts serving, just after the
+        // banner: one request on a connection kept open first, so that they are counted.
+        let _warm = (name == "event_loop_server").then(|| {
+            let mut warm = TcpStream::connect(addr).unwrap();
+            warm.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            assert_eq!(read_reply(&mut warm, false).unwrap().status, 200);
+            warm
+        });
         let idle_fds = fd_count(server.pid);
         let request = std::thread::spawn(move || get(addr, "/delay?s=1"));
         // Wait until the server has *accepted* the request: a connection still in the kernel's
@@ -309,7 +320,7 @@ fn client_load_mode_against_the_threaded_server_and_its_exit_codes() {
 /// that idle keep-alive connection (5 s): the server lets go of it at once.
 #[test]
 fn sigterm_does_not_wait_for_idle_keep_alive_connections() {
-    for name in ["sequential_server", "threaded_server", "forking_server", "pool_server"] {
+    for name in KINDS {
         let mut server = ServerProcess::start(name, &["--quiet"]);
         let mut idle = TcpStream::connect(server.addr).unwrap();
         idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -327,4 +338,51 @@ fn sigterm_does_not_wait_for_idle_keep_alive_connections() {
         assert!(idle.read_to_end(&mut rest).is_ok(), "{name}: closed cleanly, not reset");
         assert!(rest.is_empty());
     }
+}
+
+/// The event loop's lesson, structurally: 50 concurrent `/delay?s=1` on one loop are 50 timers
+/// of one thread, all answered together; 5 concurrent `/block?s=1` sleep that thread itself,
+/// and are answered one after the other.
+#[test]
+fn one_event_loop_waits_on_timers_for_many_and_stalls_on_a_blocking_call() {
+    let server = ServerProcess::start("event_loop_server", &["--quiet", "--threads", "1"]);
+    let (wall, replies) = burst(server.addr, 50, "/delay?s=1");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(wall >= Duration::from_millis(990), "a 1 s timer fired early: {wall:?}");
+    assert!(wall < Duration::from_secs(5), "50 x /delay?s=1 on one loop took {wall:?}");
+    let tids: HashSet<_> = replies.iter().map(|r| r.tid()).collect();
+    assert_eq!(tids.len(), 1, "one loop thread served all 50: {tids:?}");
+    assert!(!tids.contains(&server.pid), "the loop is not the accept thread");
+
+    let (wall, replies) = burst(server.addr, 5, "/block?s=1");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(wall >= Duration::from_secs(4), "5 x /block?s=1 on one loop took only {wall:?}");
+    let block_tids: HashSet<_> = replies.iter().map(|r| r.tid()).collect();
+    assert_eq!(block_tids, tids, "the same loop thread, stalled five times over");
+}
+
+/// With `--offload`, `/cpu` runs on the offload workers, and the loop answers `/hello` while
+/// they compute: no probe waits anywhere near the 2 s the work takes, as one would if the work
+/// ran on the loop.
+#[test]
+fn offloaded_cpu_work_leaves_the_loop_free() {
+    let server = ServerProcess::start("event_loop_server", &["--quiet", "--offload", "2"]);
+    let addr = server.addr;
+    let loop_tid = get(addr, "/hello").tid();
+    let cpu = std::thread::spawn(move || get(addr, "/cpu?ms=2000"));
+    let (mut probes, mut slowest) = (0, Duration::ZERO);
+    let t0 = Instant::now();
+    while !cpu.is_finished() && t0.elapsed() < Duration::from_secs(20) {
+        let t = Instant::now();
+        let hello = get(addr, "/hello");
+        assert_eq!((hello.status, hello.tid()), (200, loop_tid));
+        slowest = slowest.max(t.elapsed());
+        probes += 1;
+    }
+    let cpu = cpu.join().unwrap();
+    assert_eq!(cpu.status, 200);
+    assert_ne!(cpu.tid(), loop_tid, "the CPU work ran on an offload worker");
+    assert!(cpu.text().contains("burned 2000 ms"), "{}", cpu.text());
+    assert!(probes > 1, "probes while the work ran: {probes}");
+    assert!(slowest < Duration::from_millis(500), "a probe waited {slowest:?}: the loop was blocked");
 }

@@ -54,7 +54,8 @@ const FORKING: Strategy = Strategy { name: "forking", example: "forking_server",
 const POOL: Strategy = Strategy { name: "pool", example: "pool_server", args: &["--threads", "8"] };
 const PREFORK: Strategy =
     Strategy { name: "prefork", example: "prefork_server", args: &["--workers", "2", "--threads", "4"] };
-const ALL: [Strategy; 5] = [SEQUENTIAL, THREADED, FORKING, POOL, PREFORK];
+const EVENT_LOOP: Strategy = Strategy { name: "event-loop", example: "event_loop_server", args: &[] };
+const ALL: [Strategy; 6] = [SEQUENTIAL, THREADED, FORKING, POOL, PREFORK, EVENT_LOOP];
 
 /// A running server and how to count what it holds.
 struct Running {
@@ -351,7 +352,8 @@ fn slowloris_holds_blocking_fixed_capacity_strategies_for_one_read_timeout() {
 /// A pool (and a prefork worker with threads, which is a pool) runs half-sync/half-async: its
 /// reactor reads every request without a thread, and a worker runs only a complete request. So
 /// 200 slowloris clients on 2 workers hold no worker at all: probes spread over the attack are
-/// answered at once, and the slow clients are still cut at the read timeout.
+/// answered at once, and the slow clients are still cut at the read timeout. The event loop
+/// reads the same way, on its one thread.
 #[test]
 fn slowloris_holds_no_worker_of_a_pool_or_a_threaded_prefork() {
     const POOL_2: Strategy =
@@ -361,7 +363,7 @@ fn slowloris_holds_no_worker_of_a_pool_or_a_threaded_prefork() {
         example: "prefork_server",
         args: &["--workers", "2", "--threads", "2"],
     };
-    each(&[POOL_2, PREFORK_2X2], |srv| {
+    each(&[POOL_2, PREFORK_2X2, EVENT_LOOP], |srv| {
         let slow = hostile_clients(srv.addr(), 200, Some(Duration::from_secs(1)));
         // Ten probes spread over the 2.5 s before the slow clients are cut: the spacing is the
         // experiment's schedule, not synchronisation.

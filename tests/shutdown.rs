@@ -47,6 +47,14 @@ fn sigterm_under_load(name: &str, args: &[&str]) {
     if name == "prefork_server" {
         assert!(eventually(Duration::from_secs(5), || live_children(pid).len() == 2), "workers booted");
     }
+    // The event loop opens its loops' descriptors when it starts serving, just after the
+    // banner: one request first (on a connection kept open), so that they are counted.
+    let _warm = (name == "event_loop_server").then(|| {
+        let mut warm = TcpStream::connect(addr).unwrap();
+        warm.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(common::read_reply(&mut warm, false).unwrap().status, 200);
+        warm
+    });
     let idle_fds = family_fds(pid);
     let clients = fire(addr);
     // A connection still in the backlog when the listener closes is refused by design: wait
@@ -103,6 +111,12 @@ fn sigterm_with_50_requests_in_flight_pool() {
 #[test]
 fn sigterm_with_50_requests_in_flight_prefork() {
     sigterm_under_load("prefork_server", &["--quiet", "--workers", "2", "--threads", "32"]);
+}
+
+/// On the event loop the 50 `/delay` requests are 50 timers of one loop thread.
+#[test]
+fn sigterm_with_50_requests_in_flight_event_loop() {
+    sigterm_under_load("event_loop_server", &["--quiet"]);
 }
 
 /// Request threads of this test process (Threading names them `request-N`).

@@ -8,8 +8,9 @@
 //! |---|---|
 //! | `GET /` | 200, the list of endpoints |
 //! | `GET /hello` | 200, `Hello, world!` |
-//! | `GET /delay?s=1` | sleeps `s` seconds (0 to 60, fractions allowed), then 200; else 400 |
-//! | `GET /cpu?ms=100` | burns `ms` milliseconds of CPU (0 to 60000), then 200; else 400 |
+//! | `GET /delay?s=1` | waits `s` seconds (0 to 60, fractions allowed), then 200; else 400: a [`Reply::after`], so on the event loop a loop timer, elsewhere a sleep |
+//! | `GET /block?s=1` | sleeps the handling thread itself `s` seconds, then 200 (on the event loop that stalls the loop: the lesson; with `--offload`, an offload worker's thread) |
+//! | `GET /cpu?ms=100` | burns `ms` milliseconds of CPU (0 to 60000), then 200; else 400 (with `--offload`, on an offload worker) |
 //! | `GET /bytes?n=1024` | 200 with a body of `n` bytes (0 to 64 MiB), else 400: a large response for write-timeout tests |
 //! | `GET /panic` | the handler panics: 500, and the server goes on |
 //! | any other path | 404 |
@@ -29,9 +30,11 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use socketserver::http::{HttpHandler, Request, Response};
+use socketserver::http::{HttpHandler, Reply, Request, Response};
 use socketserver::trace::Who;
-use socketserver::{Concurrency, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals};
+use socketserver::{
+    Concurrency, EventLoop, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals,
+};
 
 /// Longest `/delay` allowed, in seconds.
 pub const MAX_DELAY_SECS: f64 = 60.0;
@@ -48,7 +51,8 @@ socketserver example server
 
 GET /             this list
 GET /hello        a tiny response
-GET /delay?s=1    sleep s seconds (0..=60), then answer
+GET /delay?s=1    wait s seconds (0..=60), then answer (on the event loop: a timer)
+GET /block?s=1    sleep the handling thread s seconds (on the event loop: stalls it)
 GET /cpu?ms=100   burn ms milliseconds of CPU (0..=60000), then answer
 GET /bytes?n=1024 a body of n bytes (0..=67108864)
 GET /panic        a handler that panics: 500, and the server goes on
@@ -61,28 +65,39 @@ Every response says who served it: X-Pid, X-Tid, X-Start, X-Elapsed.
 /// method gets 501 (as Python's `http.server` answers an unknown method).
 const KNOWN_METHODS: [&str; 7] = ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
-/// The example endpoints as a [`socketserver::http::Service`] function.
-pub fn service(req: &Request) -> Response {
+/// The example endpoints as a [`socketserver::http::Service`] function (`/cpu` inline).
+pub fn service(req: &Request) -> Reply {
+    respond(req, false)
+}
+
+/// The example endpoints; with `offload`, `/cpu` and `/block` are [`Reply::offload`]s.
+fn respond(req: &Request, offload: bool) -> Reply {
     let known_path =
-        matches!(req.path(), "/" | "/hello" | "/delay" | "/cpu" | "/bytes" | "/panic" | "/count");
+        matches!(req.path(), "/" | "/hello" | "/delay" | "/block" | "/cpu" | "/bytes" | "/panic" | "/count");
     match req.method() {
         "GET" | "HEAD" => {}
         m if KNOWN_METHODS.contains(&m) && known_path => {
             return Response::text(405, format!("{m} is not allowed here; use GET or HEAD\n"))
-                .with_header("Allow", "GET, HEAD");
+                .with_header("Allow", "GET, HEAD")
+                .into();
         }
-        m if KNOWN_METHODS.contains(&m) => return not_found(req),
-        m => return Response::text(501, format!("method {m:?} is not implemented\n")),
+        m if KNOWN_METHODS.contains(&m) => return not_found(req).into(),
+        m => return Response::text(501, format!("method {m:?} is not implemented\n")).into(),
     }
     match req.path() {
-        "/" => Response::text(200, INDEX),
-        "/hello" => Response::text(200, "Hello, world!\n"),
+        "/" => Response::text(200, INDEX).into(),
+        "/hello" => Response::text(200, "Hello, world!\n").into(),
         "/delay" => delay(req),
-        "/cpu" => cpu(req),
-        "/bytes" => bytes(req),
+        "/block" => match secs_param(req) {
+            Ok(secs) if offload => Reply::offload(move || block(secs)),
+            Ok(secs) => block(secs).into(),
+            Err(bad) => bad.into(),
+        },
+        "/cpu" => cpu(req, offload),
+        "/bytes" => bytes(req).into(),
         "/panic" => panic!("/panic was requested: this is the fault-isolation lesson"),
-        "/count" => count(),
-        _ => not_found(req),
+        "/count" => count().into(),
+        _ => not_found(req).into(),
     }
 }
 
@@ -102,32 +117,52 @@ fn not_found(req: &Request) -> Response {
     Response::text(404, format!("no such endpoint: {}\nGET / lists them\n", req.path()))
 }
 
-/// `/delay?s=SECONDS`: an I/O-bound request. The thread sleeps and uses no CPU, like a handler
-/// waiting for a database.
-fn delay(req: &Request) -> Response {
-    let secs = match req.query_param("s").map(str::parse::<f64>) {
-        None => 1.0,
-        Some(Ok(s)) if (0.0..=MAX_DELAY_SECS).contains(&s) => s,
+/// The `s` parameter of `/delay` and `/block`: seconds, 0 to [`MAX_DELAY_SECS`] (default 1).
+fn secs_param(req: &Request) -> Result<f64, Response> {
+    match req.query_param("s").map(str::parse::<f64>) {
+        None => Ok(1.0),
+        Some(Ok(s)) if (0.0..=MAX_DELAY_SECS).contains(&s) => Ok(s),
         Some(_) => {
-            return Response::text(
-                400,
-                format!("s must be a number of seconds from 0 to {MAX_DELAY_SECS}\n"),
-            );
+            Err(Response::text(400, format!("s must be a number of seconds from 0 to {MAX_DELAY_SECS}\n")))
         }
-    };
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    Response::text(200, format!("slept {secs:.3} s in {}\n", Who::current()))
+    }
 }
 
-/// `/cpu?ms=MILLISECONDS`: a CPU-bound request. Spins, computing, until the time is up.
-fn cpu(req: &Request) -> Response {
+/// `/delay?s=SECONDS`: an I/O-bound request, a handler waiting for a database. A
+/// [`Reply::after`]: on the event loop a timer of the loop (`await asyncio.sleep(s)`: the loop
+/// serves others meanwhile), on every other strategy the handling thread sleeps.
+fn delay(req: &Request) -> Reply {
+    match secs_param(req) {
+        Ok(secs) => Reply::after(Duration::from_secs_f64(secs), move || {
+            Response::text(200, format!("slept {secs:.3} s in {}\n", Who::current()))
+        }),
+        Err(bad) => bad.into(),
+    }
+}
+
+/// `/block?s=SECONDS`: the handling thread itself sleeps (`time.sleep(s)` inside an asyncio
+/// handler). Harmless on a thread of its own; on the event loop every client of the loop waits
+/// — unless `--offload` sends it to a worker (`run_in_executor`, the fix).
+fn block(secs: f64) -> Response {
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    Response::text(200, format!("blocked {secs:.3} s in {}\n", Who::current()))
+}
+
+/// `/cpu?ms=MILLISECONDS`: a CPU-bound request. Spins, computing, until the time is up; with
+/// `offload`, on an offload worker ([`Reply::offload`]).
+fn cpu(req: &Request, offload: bool) -> Reply {
     let ms = match req.query_param("ms").map(str::parse::<u64>) {
         None => 100,
         Some(Ok(ms)) if ms <= MAX_CPU_MS => ms,
-        Some(_) => return Response::text(400, format!("ms must be a whole number from 0 to {MAX_CPU_MS}\n")),
+        Some(_) => {
+            return Response::text(400, format!("ms must be a whole number from 0 to {MAX_CPU_MS}\n")).into();
+        }
     };
-    let (rounds, _) = burn_cpu(Duration::from_millis(ms));
-    Response::text(200, format!("burned {ms} ms of CPU ({rounds} rounds) in {}\n", Who::current()))
+    let work = move || {
+        let (rounds, _) = burn_cpu(Duration::from_millis(ms));
+        Response::text(200, format!("burned {ms} ms of CPU ({rounds} rounds) in {}\n", Who::current()))
+    };
+    if offload { Reply::offload(work) } else { Reply::now(work()) }
 }
 
 /// `/bytes?n=N`: a response of `N` bytes (default 1024), a repeating `0123456789abcdef` line
@@ -221,6 +256,8 @@ pub enum Kind {
     Pool,
     /// [`Prefork`]: a master and `--workers N` worker processes.
     Prefork,
+    /// [`EventLoop`]: `--threads N` loops, `--offload M` offload workers each.
+    EventLoop,
 }
 
 /// Workers of the `pool_server` example unless `--threads` says otherwise: few enough that
@@ -236,10 +273,12 @@ impl Kind {
             Kind::Forking => "forking_server",
             Kind::Pool => "pool_server",
             Kind::Prefork => "prefork_server",
+            Kind::EventLoop => "event_loop_server",
         }
     }
 
-    /// Parses `sequential`, `threading` / `threaded`, `forking`, `pool`, `prefork`.
+    /// Parses `sequential`, `threading` / `threaded`, `forking`, `pool`, `prefork`,
+    /// `event-loop` / `event_loop`.
     pub fn parse(s: &str) -> Option<Kind> {
         match s {
             "sequential" => Some(Kind::Sequential),
@@ -247,6 +286,7 @@ impl Kind {
             "forking" => Some(Kind::Forking),
             "prefork" => Some(Kind::Prefork),
             "pool" => Some(Kind::Pool),
+            "event-loop" | "event_loop" => Some(Kind::EventLoop),
             _ => None,
         }
     }
@@ -264,8 +304,16 @@ pub struct ServerArgs {
     /// `--max-threads N` (threading only; default none).
     pub max_threads: Option<usize>,
     /// `--threads N`: the pool's worker threads (default [`DEFAULT_POOL_THREADS`]), or, for
-    /// prefork, up to N request threads in each worker (default none: one request at a time).
+    /// prefork, up to N request threads in each worker (default none: one request at a time),
+    /// or the event loop's loops (default 1).
     pub threads: Option<usize>,
+    /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
+    /// on them (default none: they run on the loop).
+    pub offload: Option<usize>,
+    /// `--accept-on-loops` (event loop only): every loop accepts from the listener itself
+    /// (`EPOLLEXCLUSIVE`), instead of the accept thread handing connections over
+    /// ([`EventLoop::accept_on_loops`]).
+    pub accept_on_loops: bool,
     /// `--no-reap` (forking only): don't reap in `service_actions`, for the zombie lesson.
     pub no_reap: bool,
     /// `--quiet`: no log line per request (benchmarks use it).
@@ -310,6 +358,8 @@ impl Default for ServerArgs {
             max_children: None,
             max_threads: None,
             threads: None,
+            offload: None,
+            accept_on_loops: false,
             no_reap: false,
             quiet: false,
             workers: None,
@@ -372,9 +422,13 @@ impl ServerArgs {
                 "--max-threads" if kind == Kind::Threading => {
                     out.max_threads = Some(positive("--max-threads", &value("--max-threads")?)?)
                 }
-                "--threads" if matches!(kind, Kind::Pool | Kind::Prefork) => {
+                "--threads" if matches!(kind, Kind::Pool | Kind::Prefork | Kind::EventLoop) => {
                     out.threads = Some(positive("--threads", &value("--threads")?)?)
                 }
+                "--offload" if kind == Kind::EventLoop => {
+                    out.offload = Some(positive("--offload", &value("--offload")?)?)
+                }
+                "--accept-on-loops" if kind == Kind::EventLoop => out.accept_on_loops = true,
                 "--no-reap" if kind == Kind::Forking => out.no_reap = true,
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
@@ -424,6 +478,11 @@ impl ServerArgs {
             Kind::Pool => {
                 "  --threads N       worker threads in the pool (default 4)\n  \
                  --blocking-workers workers read and write connections themselves (no reactor)\n"
+            }
+            Kind::EventLoop => {
+                "  --threads N       N event loops, one thread each (default 1)\n  \
+                 --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
+                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -519,6 +578,8 @@ pub fn options_or_exit<T>(parsed: Result<Option<T>, String>, usage: &str) -> Res
 /// The example [`service`] in an [`HttpHandler`] configured by `args` (logging, timeouts): the
 /// same for every strategy, prefork's workers included.
 pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Service> {
+    let offload = args.offload.is_some();
+    let service = move |req: &Request| respond(req, offload);
     let mut h = HttpHandler::new(service).log_requests(!args.quiet).slow_request_warning(args.warn_after);
     if let Some(d) = args.read_timeout {
         h = h.read_timeout(d);
@@ -608,6 +669,13 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
         Kind::Prefork => serve_prefork(&args),
         Kind::Pool => serve(
             Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers),
+            &args,
+        ),
+        Kind::EventLoop => serve(
+            EventLoop::new()
+                .threads(args.threads.unwrap_or(1))
+                .offload(args.offload.unwrap_or(0))
+                .accept_on_loops(args.accept_on_loops),
             &args,
         ),
     };
@@ -765,7 +833,9 @@ mod tests {
 
     #[test]
     fn timeouts_parse_as_seconds_on_every_strategy_and_are_bounded() {
-        for kind in [Kind::Sequential, Kind::Threading, Kind::Forking, Kind::Pool, Kind::Prefork] {
+        for kind in
+            [Kind::Sequential, Kind::Threading, Kind::Forking, Kind::Pool, Kind::Prefork, Kind::EventLoop]
+        {
             let a = ServerArgs::parse(
                 kind,
                 args(&["--read-timeout", "3", "--write-timeout", "0.5", "--idle-timeout", "3600"]),
@@ -793,7 +863,7 @@ mod tests {
         let get = |target: &str| {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
             match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
-                socketserver::http::Parsed::Complete { request, .. } => service(&request),
+                socketserver::http::Parsed::Complete { request, .. } => service(&request).wait(),
                 other => panic!("{other:?}"),
             }
         };
@@ -812,7 +882,7 @@ mod tests {
         let get = |target: &str| {
             let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
             match socketserver::http::parse_request(raw.as_bytes(), &socketserver::http::Limits::default()) {
-                socketserver::http::Parsed::Complete { request, .. } => service(&request),
+                socketserver::http::Parsed::Complete { request, .. } => service(&request).wait(),
                 other => panic!("{other:?}"),
             }
         };

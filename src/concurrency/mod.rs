@@ -7,6 +7,7 @@
 use crate::handler::{Connection, RequestHandler};
 
 mod dispatcher;
+mod event_loop;
 mod forking;
 mod pool;
 mod prefork;
@@ -14,6 +15,7 @@ mod sequential;
 mod threading;
 
 pub use dispatcher::Dispatcher;
+pub use event_loop::EventLoop;
 pub use forking::Forking;
 pub use pool::Pool;
 pub use prefork::{Prefork, PreforkServer};
@@ -35,7 +37,8 @@ pub use threading::Threading;
 /// The crate's strategies: [`Sequential`](crate::Sequential) (inline on the accept thread),
 /// [`Threading`](crate::Threading) (a thread per connection), [`Forking`](crate::Forking) (a
 /// process per connection), [`Pool`](crate::Pool) (fixed worker threads, idle keep-alive
-/// connections parked without a thread). [`Prefork`](crate::Prefork) sits *above* servers
+/// connections parked without a thread), [`EventLoop`](crate::EventLoop) (every connection on
+/// one reactor thread, the service run there too). [`Prefork`](crate::Prefork) sits *above* servers
 /// rather than inside one.
 ///
 /// # Override this (writing your own)
@@ -76,4 +79,25 @@ pub trait Concurrency {
     fn wait_for_capacity(&mut self, timeout: std::time::Duration) {
         let _ = timeout;
     }
+
+    /// Hidden (the [`EventLoop`](crate::EventLoop)'s): called when `serve_forever` starts. A
+    /// strategy whose own threads accept from `listener` (calling `verify_request`
+    /// themselves) starts or resumes that and returns `true`; `serve_forever` then only waits
+    /// for a shutdown, running `service_actions` every `poll_interval`, and calls
+    /// [`stop_accepting`](Concurrency::stop_accepting) when it returns. Default: `false`, the
+    /// server's thread accepts and calls `process_request`.
+    #[doc(hidden)]
+    fn accept_on_own_threads<H: RequestHandler>(
+        &mut self,
+        listener: &std::net::TcpListener,
+        dispatcher: &Dispatcher<H>,
+    ) -> bool {
+        let _ = (listener, dispatcher);
+        false
+    }
+
+    /// Hidden: `serve_forever` is returning; a strategy that accepts on its own threads stops
+    /// accepting (connections wait in the backlog). Default: nothing.
+    #[doc(hidden)]
+    fn stop_accepting(&mut self) {}
 }

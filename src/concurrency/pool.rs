@@ -17,8 +17,8 @@ use crate::reactor::{Event, Interest, Reactor, Waker};
 
 // The reactor driver (HTTP connections, through `HttpConn`'s `ConnMachine`) and its HTTP glue.
 pub(crate) mod half_async;
-mod http;
-use half_async::{HalfAsync, Machines};
+pub(crate) mod http;
+use half_async::{HalfAsync, Machines, RunOn, Setup};
 use http::HttpMachines;
 
 /// The default queue has room for this many connections per worker.
@@ -491,13 +491,17 @@ impl Pool {
                 log::error!("pool: the handler offers no sans-IO side; closing the connection");
                 return;
             };
-            match HalfAsync::start(
-                machines,
-                self.threads,
-                self.capacity(),
-                self.stack_size,
-                self.accept_only_when_idle,
-            ) {
+            let setup = Setup {
+                run_on: RunOn::Workers,
+                workers: self.threads,
+                capacity: self.capacity(),
+                stack_size: self.stack_size,
+                accept_only_when_idle: self.accept_only_when_idle,
+                reactor_name: "pool-reactor".into(),
+                worker_prefix: "pool-worker-".into(),
+                listener: None,
+            };
+            match HalfAsync::start(machines, setup) {
                 Ok(h) => {
                     self.half_async = Some(h);
                     // The byte-stream workers, if the first service_actions started them, have
@@ -863,6 +867,8 @@ fn poller_loop(shared: &Shared) {
                 }
                 // A worker parked a connection: the inbox is read at the top of the loop.
                 Event::Woken => {}
+                // The poller watches no listener.
+                Event::Listener => {}
             }
         }
         if expired > 0 {

@@ -169,8 +169,12 @@ pub trait SansIo: Send + Sync {
     /// The handler's configuration, shared by all its connections (a driver that keeps it can
     /// make connections without asking the handler again).
     fn config(&self) -> &Arc<ConnConfig>;
-    /// Runs the service on a complete request, on the calling thread.
+    /// Runs the service on a complete request, on the calling thread, waiting for a later
+    /// reply.
     fn call(&self, request: &Request) -> Answer;
+    /// Runs the service on a complete request, on the calling thread, *not* waiting for a
+    /// later reply: the event loop's way (it arms a timer, or offloads).
+    fn start(&self, request: &Request) -> super::reply::Later<Answer>;
 }
 
 /// A response body larger than this is written from its own buffer after the head, instead of

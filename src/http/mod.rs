@@ -113,6 +113,7 @@ mod conn;
 #[doc(hidden)]
 pub mod conn_cases;
 mod date;
+mod reply;
 mod request;
 mod response;
 mod service;
@@ -120,6 +121,9 @@ mod status;
 
 #[doc(hidden)]
 pub use conn::{Answer, ConnConfig, HttpConn, LINGER_BYTES, LINGER_TIME, STOP_GRACE, SansIo, Want};
+pub use reply::Reply;
+#[doc(hidden)]
+pub use reply::{Later, Work};
 pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 pub use response::Response;
 pub use service::{HttpHandler, Service};

@@ -13,6 +13,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags};
 
 use super::conn::{Answer, ConnConfig, HttpConn, MinRate, SansIo, Want};
+use super::reply::{Later, Reply};
 use super::request::{Limits, Request};
 use super::response::Response;
 use crate::error::{Error, HandlerError, panic_message};
@@ -33,16 +34,26 @@ use crate::trace;
 /// # let _ = handler;
 /// ```
 ///
-/// A panic inside `call` is caught: the client gets a 500 and the connection is closed, and
-/// the handler reports [`Error::HandlerPanicked`] to the server.
+/// A service may also answer *later* — a [`Reply`] after a delay, or from an offload worker —
+/// which the [`EventLoop`](crate::EventLoop) needs to stay free; any closure returning
+/// something `Into<Reply>` (a `Response`, a `Reply`) is a service, and on every other strategy
+/// the serving thread just waits for a later reply.
+///
+/// A panic inside `call` (or inside a later reply's closure) is caught: the client gets a 500
+/// and the connection is closed, and the handler reports [`Error::HandlerPanicked`] to the
+/// server.
 pub trait Service: Send + Sync + 'static {
-    /// Answers one request.
-    fn call(&self, req: &Request) -> Response;
+    /// Answers one request: now, or later.
+    fn call(&self, req: &Request) -> Reply;
 }
 
-impl<F: Fn(&Request) -> Response + Send + Sync + 'static> Service for F {
-    fn call(&self, req: &Request) -> Response {
-        self(req)
+impl<F, R> Service for F
+where
+    F: Fn(&Request) -> R + Send + Sync + 'static,
+    R: Into<Reply>,
+{
+    fn call(&self, req: &Request) -> Reply {
+        self(req).into()
     }
 }
 
@@ -257,14 +268,42 @@ impl<S: Service> HttpHandler<S> {
     }
 
     /// Runs the service on `request` on the calling thread (a pool worker, or the blocking
-    /// driver's own thread): catches a panic, times the call, warns if it was slow.
+    /// driver's own thread), waiting for a later reply: catches a panic, times the call, warns
+    /// if it was slow.
     pub(crate) fn call_service(&self, request: &Request) -> Answer {
         let started = Instant::now();
         // AssertUnwindSafe: the service sees the request only by shared reference, and after a
         // panic the connection is closed and everything it read dropped, so no broken state
         // survives.
-        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(request)));
-        let elapsed = started.elapsed();
+        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(request).wait()));
+        self.warn_if_slow(request, started.elapsed());
+        answer(result, started)
+    }
+
+    /// Runs the service on `request` on the calling thread *without* waiting for a later reply
+    /// (the event loop): the answer, or when and how to make it. Later closures catch their
+    /// own panics. The slow-request warning measures the service's call only: on the loop,
+    /// that is the time it held the loop.
+    pub(crate) fn start_service(&self, request: &Request) -> Later<Answer> {
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| self.service.call(request).into_later()));
+        self.warn_if_slow(request, started.elapsed());
+        let later = match result {
+            Ok(later) => later,
+            Err(payload) => return Later::Now(answer(Err(payload), started)),
+        };
+        // AssertUnwindSafe: the closure owns what it uses, and after a panic it is gone.
+        let finish = move |work: Box<dyn FnOnce() -> Response + Send>| -> Box<dyn FnOnce() -> Answer + Send> {
+            Box::new(move || answer(catch_unwind(AssertUnwindSafe(work)), started))
+        };
+        match later {
+            Later::Now(response) => Later::Now(answer(Ok(response), started)),
+            Later::At(at, work) => Later::At(at, finish(work)),
+            Later::Offload(work) => Later::Offload(finish(work)),
+        }
+    }
+
+    fn warn_if_slow(&self, request: &Request, elapsed: Duration) {
         if let Some(limit) = self.slow_request_warning
             && elapsed > limit
         {
@@ -279,15 +318,17 @@ impl<S: Service> HttpHandler<S> {
                 trace::secs(limit)
             );
         }
-        let (response, panicked) = match result {
-            Ok(response) => (response, None),
-            Err(payload) => {
-                (Response::text(500, "500 Internal Server Error\n"), Some(panic_message(&*payload)))
-            }
-        };
-        // Remembered per thread: the kernel is asked once per thread, not twice per request.
-        Answer { response, panicked, started, elapsed, who: trace::Who::cached() }
     }
+}
+
+/// The answer to a service call that began at `started`, made on this thread (its `who`).
+fn answer(result: std::thread::Result<Response>, started: Instant) -> Answer {
+    let (response, panicked) = match result {
+        Ok(response) => (response, None),
+        Err(payload) => (Response::text(500, "500 Internal Server Error\n"), Some(panic_message(&*payload))),
+    };
+    // Remembered per thread: the kernel is asked once per thread, not twice per request.
+    Answer { response, panicked, started, elapsed: started.elapsed(), who: trace::Who::cached() }
 }
 
 impl<S: Service> SansIo for HttpHandler<S> {
@@ -301,6 +342,10 @@ impl<S: Service> SansIo for HttpHandler<S> {
 
     fn call(&self, request: &Request) -> Answer {
         self.call_service(request)
+    }
+
+    fn start(&self, request: &Request) -> Later<Answer> {
+        self.start_service(request)
     }
 }
 

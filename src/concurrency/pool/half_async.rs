@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -105,8 +105,64 @@ pub(crate) trait Machines: Send + Sync + 'static {
     type Conn: ConnMachine;
     /// A new connection's machine.
     fn new_conn(&self, peer: SocketAddr, now: Instant) -> Self::Conn;
-    /// Runs the service on a complete request (on a worker thread).
-    fn call(&self, request: &Req<Self>) -> Ans<Self>;
+    /// Whether to serve a connection from `peer` (`verify_request`), asked by a reactor that
+    /// accepts from its own listener. Default: yes.
+    fn verify(&self, peer: &SocketAddr) -> bool {
+        let _ = peer;
+        true
+    }
+    /// Runs the service on a complete request: its answer now, or what makes it later (a
+    /// timer, or work for an offload worker). Called on a worker ([`RunOn::Workers`]), which
+    /// then [waits](Later::wait) for a later answer, or on the reactor thread itself
+    /// ([`RunOn::Loop`]), which does not.
+    fn call(&self, request: &Req<Self>) -> Later<Ans<Self>>;
+    /// Runs the service on a worker, which waits for a later answer: [`call`](Machines::call)
+    /// then [`Later::wait`], unless the protocol does better (HTTP times the whole wait for its
+    /// slow-request warning).
+    fn call_and_wait(&self, request: &Req<Self>) -> Ans<Self> {
+        self.call(request).wait()
+    }
+}
+
+/// What the service made of a request: an answer now, or the work that makes it later (the
+/// HTTP layer's type, for any answer). The work never panics: the protocol layer catches panics
+/// inside it (HTTP turns them into 500s).
+pub(crate) use crate::http::{Later, Work};
+
+/// Where the service runs: the one thing that differs between the [`Pool`](crate::Pool) and
+/// the [`EventLoop`](crate::EventLoop), which otherwise share this driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunOn {
+    /// On a worker thread (the Pool): the reactor only reads and writes, and a worker waits
+    /// for a later answer (sleeps, or runs the offloaded work inline).
+    Workers,
+    /// On the reactor thread itself (the EventLoop): a later answer is a reactor timer, or a
+    /// job for the offload workers (run on the loop if there are none).
+    Loop,
+}
+
+/// How to start a [`HalfAsync`].
+#[derive(Debug)]
+pub(crate) struct Setup {
+    /// Where the service runs.
+    pub(crate) run_on: RunOn,
+    /// Worker threads: the Pool's workers, or the EventLoop's offload workers (may be 0 then).
+    pub(crate) workers: usize,
+    /// Room for requests (or offloaded jobs) waiting for a worker.
+    pub(crate) capacity: usize,
+    /// Workers' stack size; `None`: Rust's default.
+    pub(crate) stack_size: Option<usize>,
+    /// `Pool::accept_only_when_idle` (see `Shared::accept_limit`).
+    pub(crate) accept_only_when_idle: bool,
+    /// The reactor thread's name.
+    pub(crate) reactor_name: String,
+    /// The workers' names, numbered from 1 after this prefix.
+    pub(crate) worker_prefix: String,
+    /// A listening socket (the server's, duplicated) this reactor accepts from itself, watched
+    /// with `EPOLLEXCLUSIVE` beside the other reactors that share it, while
+    /// [`set_accepting`](HalfAsync::set_accepting) says so. `None`: connections come only
+    /// through [`submit`](HalfAsync::submit).
+    pub(crate) listener: Option<TcpListener>,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -126,6 +182,16 @@ const LINGER: Duration = Duration::from_secs(2);
 
 /// How many bytes a lingering close reads (and drops) at most.
 const LINGER_BYTES: usize = 1 << 20;
+
+/// How many connections a reactor with its own listener accepts per readiness event: one, as
+/// nginx does by default (`multi_accept off`). The listener is shared with the other loops and
+/// level-triggered: what this loop leaves is reported again, to it or to a sibling that is
+/// idle. A loop that took a whole burst at once would serve it alone while its siblings idle.
+/// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise.)
+const ACCEPT_BATCH: usize = 1;
+
+/// How long it stops accepting after an `accept` error that retrying cannot fix at once.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The reactor's and the workers' shared state.
 struct Shared {
@@ -166,6 +232,8 @@ struct State {
     stalled: usize,
     closing: bool,
     reactor_done: bool,
+    /// A reactor with its own listener accepts from it (see `Setup::listener`).
+    accepting: bool,
 }
 
 impl Shared {
@@ -215,15 +283,11 @@ impl std::fmt::Debug for HalfAsync {
 }
 
 impl HalfAsync {
-    /// Starts the reactor thread and `threads` workers for `machines`, with room for `capacity`
-    /// requests in the queue.
-    pub(crate) fn start<M: Machines>(
-        machines: Arc<M>,
-        threads: usize,
-        capacity: usize,
-        stack_size: Option<usize>,
-        accept_only_when_idle: bool,
-    ) -> io::Result<HalfAsync> {
+    /// Starts the reactor thread and the workers for `machines`, as `setup` says.
+    pub(crate) fn start<M: Machines>(machines: Arc<M>, setup: Setup) -> io::Result<HalfAsync> {
+        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, .. } = setup;
+        // The Pool needs a worker to run anything; the event loop's offload workers are optional.
+        let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
         let waker = Arc::new(Waker::new()?);
         let reactor = Reactor::with_waker(Arc::clone(&waker))?;
         let shared = Arc::new(Shared {
@@ -235,8 +299,8 @@ impl HalfAsync {
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
         });
         let mut workers = Vec::new();
-        for i in 0..threads.max(1) {
-            let mut b = std::thread::Builder::new().name(format!("pool-worker-{}", i + 1));
+        for i in 0..threads {
+            let mut b = std::thread::Builder::new().name(format!("{}{}", setup.worker_prefix, i + 1));
             if let Some(bytes) = stack_size {
                 b = b.stack_size(bytes);
             }
@@ -252,9 +316,11 @@ impl HalfAsync {
             }
         }
         let s = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new().name("pool-reactor".into()).spawn(move || {
+        let spawned = std::thread::Builder::new().name(setup.reactor_name).spawn(move || {
             let (tx, rx) = mpsc::channel();
             let mut driver = Driver {
+                run_on,
+                workers: threads,
                 reactor,
                 machines,
                 shared: s,
@@ -264,6 +330,9 @@ impl HalfAsync {
                 in_service: 0,
                 stopping: false,
                 events: Vec::new(),
+                listener: setup.listener,
+                listening: false,
+                accept_paused_until: None,
             };
             driver.run();
         });
@@ -329,13 +398,26 @@ impl HalfAsync {
         self.workers.iter().filter(|w| !w.is_finished()).count()
     }
 
-    /// Stops: connections are told the server is stopping (idle ones close, requests in
-    /// progress finish), then the threads end. With `block`, waits for that.
-    pub(crate) fn close(&mut self, block: bool) {
+    /// Whether a reactor with its own listener accepts from it (the server loop turns this on
+    /// while it serves, off when it stops serving).
+    pub(crate) fn set_accepting(&self, on: bool) {
+        self.shared.lock().accepting = on;
+        self.shared.waker.wake();
+    }
+
+    /// Tells the threads to stop, without waiting: [`close`](HalfAsync::close) does this
+    /// first; several event loops are all told before any is waited for.
+    pub(crate) fn stop(&self) {
         self.shared.lock().closing = true;
         self.shared.waker.wake();
         self.shared.work.notify_all();
         self.shared.room.notify_all();
+    }
+
+    /// Stops: connections are told the server is stopping (idle ones close, requests in
+    /// progress finish), then the threads end. With `block`, waits for that.
+    pub(crate) fn close(&mut self, block: bool) {
+        self.stop();
         if block {
             if let Some(r) = self.reactor.take() {
                 // Err: the reactor panicked (a bug); its connections were dropped, hence closed.
@@ -417,7 +499,7 @@ impl<R, A> Drop for LostGuard<R, A> {
 }
 
 /// One connection on the reactor.
-struct Conn<C> {
+struct Conn<C: ConnMachine> {
     stream: TcpStream,
     machine: C,
     /// A request is out (queued or running).
@@ -429,9 +511,14 @@ struct Conn<C> {
     /// Closed by the machine: our FIN is sent; we read and drop until the peer's EOF or this
     /// instant.
     linger: Option<(Instant, usize)>,
+    /// On the event loop, a request whose answer waits for a reactor timer (`Later::At`):
+    /// when, the request, and the work that makes the answer then.
+    later: Option<Timed<C>>,
 }
 
-impl<C> AsFd for Conn<C> {
+type Timed<C> = (Instant, <C as ConnMachine>::Request, Work<<C as ConnMachine>::Answer>);
+
+impl<C: ConnMachine> AsFd for Conn<C> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }
@@ -439,6 +526,9 @@ impl<C> AsFd for Conn<C> {
 
 /// The reactor thread's state.
 struct Driver<M: Machines> {
+    run_on: RunOn,
+    /// Worker threads started (the event loop's offload work runs on the loop without any).
+    workers: usize,
     reactor: Reactor<Conn<M::Conn>>,
     machines: Arc<M>,
     shared: Arc<Shared>,
@@ -449,6 +539,12 @@ struct Driver<M: Machines> {
     in_service: usize,
     stopping: bool,
     events: Vec<Event>,
+    /// Its own listener (`Setup::listener`), until the stop.
+    listener: Option<TcpListener>,
+    /// The listener is in the epoll set now.
+    listening: bool,
+    /// `accept` failed for want of descriptors or memory: no accepting until then.
+    accept_paused_until: Option<Instant>,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -474,17 +570,19 @@ impl<M: Machines> Driver<M> {
         loop {
             self.events.clear();
             let mut events = std::mem::take(&mut self.events);
-            if let Err(e) = self.reactor.react(None, &mut events) {
+            // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
+            let timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.reactor.react(timeout, &mut events) {
                 // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
                 // (dropping them closes them) rather than spin.
                 log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
                 return;
             }
             let now = Instant::now();
-            let (incoming, closing) = {
+            let (incoming, closing, accepting) = {
                 let mut st = self.shared.lock();
                 st.taken = st.incoming.len();
-                (std::mem::take(&mut st.incoming), st.closing)
+                (std::mem::take(&mut st.incoming), st.closing, st.accepting)
             };
             for (stream, peer) in incoming {
                 self.accept(stream, peer, now);
@@ -493,12 +591,8 @@ impl<M: Machines> Driver<M> {
             while let Ok(back) = self.answers.try_recv() {
                 match back {
                     Back::Answer(token, request, answer) => {
-                        if let Some(c) = self.reactor.get_mut(token) {
-                            c.in_service = false;
-                            c.machine.respond(request, answer, now);
-                            self.in_service -= 1;
-                            self.advance(token, now, false);
-                        }
+                        self.answered(token, request, answer, now);
+                        self.advance(token, now, false);
                     }
                     Back::Lost(token) => {
                         if let Some(c) = self.reactor.get_mut(token) {
@@ -521,15 +615,35 @@ impl<M: Machines> Driver<M> {
                             self.reactor.remove(token);
                             continue;
                         }
+                        if c.in_service {
+                            // The only timer of a connection in service is its later answer's
+                            // (`Later::At`): run its work now, here on the loop.
+                            if c.later.as_ref().is_some_and(|l| l.0 <= now)
+                                && let Some((_, request, work)) = c.later.take()
+                            {
+                                let answer = work();
+                                self.answered(token, request, answer, Instant::now());
+                            }
+                            self.advance(token, now, false);
+                            continue;
+                        }
                         c.machine.timed_out(now);
                         self.advance(token, now, false);
                     }
                     Event::Woken => {}
+                    Event::Listener => self.accept_waiting(now),
                 }
             }
             self.events = events;
             if closing && !self.stopping {
                 self.stopping = true;
+                // The listener goes first: the server has closed its own descriptor, and the
+                // socket is closed (new clients refused) once every duplicate is.
+                if let Some(l) = self.listener.take()
+                    && self.listening
+                {
+                    self.reactor.unlisten(l.as_fd());
+                }
                 for token in self.reactor.tokens() {
                     if let Some(c) = self.reactor.get_mut(token)
                         && c.linger.is_none()
@@ -540,6 +654,7 @@ impl<M: Machines> Driver<M> {
                 }
             }
             self.publish();
+            self.listen_while_room(accepting, Instant::now());
             if self.stopping && self.reactor.len() == 0 {
                 return;
             }
@@ -567,11 +682,23 @@ impl<M: Machines> Driver<M> {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
+        // A response is one write, but one larger than the send buffer goes out in several,
+        // and Nagle's algorithm would hold a later small one back until the client's (delayed)
+        // ACK: ~40 ms. The blocking driver sets it too. Failure only costs latency.
+        let _ = stream.set_nodelay(true);
         let mut machine = self.machines.new_conn(peer, now);
         if self.stopping {
             machine.stopping(now);
         }
-        let conn = Conn { stream, machine, in_service: false, stalled: false, eof: false, linger: None };
+        let conn = Conn {
+            stream,
+            machine,
+            in_service: false,
+            stalled: false,
+            eof: false,
+            linger: None,
+            later: None,
+        };
         // Registered with no interest: `advance` reads at once (the request is often there
         // already) and sets the interest from what the machine wants.
         match self.reactor.insert(conn, Interest::NONE) {
@@ -594,18 +721,125 @@ impl<M: Machines> Driver<M> {
         }
     }
 
+    /// Accepts what waits on the listener (a batch at most: level-triggered epoll reports the
+    /// rest), while there is room.
+    fn accept_waiting(&mut self, now: Instant) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.stopping || !self.stalled.is_empty() || self.queue_full() {
+                return;
+            }
+            let Some(listener) = &self.listener else { return };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.machines.verify(&peer) {
+                        self.accept(stream, peer, now);
+                    }
+                }
+                // Nothing left, or a sibling reactor took it: done.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The client gave up before we accepted, or a signal: next.
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {}
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: retrying at once would spin on a listener
+                // that stays readable. Out of epoll for a moment (the server loop backs off the
+                // same way); the connections wait in the backlog.
+                Err(e) => {
+                    log::error!("event loop: accept failed: {e}; backing off");
+                    self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps the listener in the epoll set exactly while this reactor should accept: told to,
+    /// not stopping, not paused, and room (back-pressure: a full queue leaves new clients in
+    /// the backlog, where a sibling reactor may take them).
+    fn listen_while_room(&mut self, accepting: bool, now: Instant) {
+        let Some(listener) = &self.listener else { return };
+        if self.accept_paused_until.is_some_and(|t| t <= now) {
+            self.accept_paused_until = None;
+        }
+        let want = accepting
+            && !self.stopping
+            && self.accept_paused_until.is_none()
+            && self.stalled.is_empty()
+            && !self.queue_full();
+        if want == self.listening {
+            return;
+        }
+        if !want {
+            self.reactor.unlisten(listener.as_fd());
+            self.listening = false;
+            return;
+        }
+        match self.reactor.listen(listener.as_fd(), true) {
+            Ok(()) => self.listening = true,
+            Err(e) => {
+                // ENOMEM, ENOSPC: try again after a pause.
+                log::error!("event loop: cannot watch the listener: {e}; retrying");
+                self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
+            }
+        }
+    }
+
     fn queue_full(&self) -> bool {
         self.shared.lock().queue.len() >= self.shared.capacity
     }
 
-    /// Hands a request to the workers.
-    fn enqueue(&mut self, token: Token, request: Req<M>) {
-        let machines = Arc::clone(&self.machines);
+    /// Runs the service on a request that connection `token` handed out: where [`RunOn`]
+    /// says. Its answer comes back through [`answered`](Driver::answered), now or later.
+    fn start(&mut self, token: Token, request: Req<M>) {
+        self.in_service += 1;
+        match self.run_on {
+            RunOn::Workers => {
+                let machines = Arc::clone(&self.machines);
+                self.enqueue(token, request, move |request| machines.call_and_wait(request));
+            }
+            // On the loop thread: while the service runs, no other connection is served. That
+            // is the event loop's one rule, and the service's to keep.
+            RunOn::Loop => match self.machines.call(&request) {
+                Later::Now(answer) => self.answered(token, request, answer, Instant::now()),
+                // A reactor timer (the connection's slot deadline, which is free while it is in
+                // service): `advance` arms it, the timer event runs the work.
+                Later::At(at, work) => {
+                    if let Some(c) = self.reactor.get_mut(token) {
+                        c.later = Some((at, request, work));
+                    }
+                }
+                Later::Offload(work) if self.workers > 0 => self.enqueue(token, request, move |_| work()),
+                // No offload workers: the work runs here, blocking the loop (documented on
+                // `EventLoop::offload`).
+                Later::Offload(work) => {
+                    let answer = work();
+                    self.answered(token, request, answer, Instant::now());
+                }
+            },
+        }
+    }
+
+    /// The answer to connection `token`'s request is here (from a worker, a timer, or the
+    /// service on the loop): the machine gets it. The caller advances the connection.
+    fn answered(&mut self, token: Token, request: Req<M>, answer: Ans<M>, now: Instant) {
+        if let Some(c) = self.reactor.get_mut(token) {
+            c.in_service = false;
+            c.machine.respond(request, answer, now);
+            self.in_service -= 1;
+        }
+    }
+
+    /// Hands a request and the work that answers it to the workers.
+    fn enqueue(
+        &mut self,
+        token: Token,
+        request: Req<M>,
+        work: impl FnOnce(&Req<M>) -> Ans<M> + Send + 'static,
+    ) {
         let guard =
             LostGuard { token, tx: Some(self.answers_tx.clone()), waker: Arc::clone(&self.shared.waker) };
         let job: Job = Box::new(move || {
             let mut guard = guard;
-            let answer = machines.call(&request);
+            let answer = work(&request);
             if let Some(tx) = guard.tx.take() {
                 // Err: the reactor is gone, and the connection with it.
                 let _ = tx.send(Back::Answer(token, request, answer));
@@ -619,7 +853,6 @@ impl<M: Machines> Driver<M> {
         if idle {
             self.shared.work.notify_one();
         }
-        self.in_service += 1;
     }
 
     /// Does everything connection `token` can do now without blocking, then sets its epoll
@@ -693,7 +926,7 @@ impl<M: Machines> Driver<M> {
             }
             if let Some(request) = c.machine.next_request(now) {
                 c.in_service = true;
-                self.enqueue(token, request);
+                self.start(token, request);
                 continue;
             }
             if want == Want::Service {
@@ -732,7 +965,8 @@ impl<M: Machines> Driver<M> {
         };
         let deadline = self.reactor.get(token).and_then(|c| match c.linger {
             Some((until, _)) => Some(until),
-            None if c.in_service => None,
+            // In service: no deadline of the client's, only a later answer's timer, if any.
+            None if c.in_service => c.later.as_ref().map(|l| l.0),
             None => c.machine.deadline(),
         });
         if let Err(e) = self.reactor.set_interest(token, interest) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::half_async::{ConnMachine, Machines, Want};
 use crate::error::Error;
 use crate::handler::RequestHandler;
-use crate::http::{self, Answer, ConnConfig, HttpConn, Request, Response};
+use crate::http::{self, Answer, ConnConfig, HttpConn, Later, Request, Response};
 use crate::shutdown::HandlerScope;
 use crate::trace;
 
@@ -99,28 +99,69 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
         HttpConn::new(&self.config, peer, now)
     }
 
-    fn call(&self, request: &Request) -> Answer {
+    fn verify(&self, peer: &SocketAddr) -> bool {
+        self.handler.verify_request(peer)
+    }
+
+    fn call(&self, request: &Request) -> Later<Answer> {
         // As on every other strategy: a handler that calls `shutdown()` on its own server gets
-        // an error instead of a deadlock, also on a pool worker.
+        // an error instead of a deadlock, also on a pool worker or the loop.
         let _scope = HandlerScope::enter(self.server_id);
-        let answer = match self.handler.sans_io() {
-            Some(service) => service.call(request),
+        let later = match self.handler.sans_io() {
+            Some(service) => service.start(request),
             // A handler whose hook said Some when the pool started and None now: nothing to run.
             // Answer rather than leave the client waiting.
-            None => Answer {
+            None => Later::Now(Answer {
                 response: Response::text(500, "500 Internal Server Error\n"),
                 panicked: None,
                 started: Instant::now(),
                 elapsed: Duration::ZERO,
                 who: trace::Who::cached(),
-            },
+            }),
         };
+        // A panic is reported when the answer is made: now, or in the later work.
+        let report = self.reporter(request);
+        match later {
+            Later::Now(answer) => Later::Now(report.report(answer)),
+            Later::At(at, work) => Later::At(at, Box::new(move || report.report(work()))),
+            Later::Offload(work) => Later::Offload(Box::new(move || report.report(work()))),
+        }
+    }
+
+    fn call_and_wait(&self, request: &Request) -> Answer {
+        let _scope = HandlerScope::enter(self.server_id);
+        match self.handler.sans_io() {
+            // The blocking call: its slow-request warning counts the whole wait, as on every
+            // blocking strategy (a pool worker is one).
+            Some(service) => self.reporter(request).report(service.call(request)),
+            None => self.call(request).wait(),
+        }
+    }
+}
+
+impl<H: RequestHandler> HttpMachines<H> {
+    fn reporter(&self, request: &Request) -> Reporter<H> {
+        Reporter { handler: Arc::clone(&self.handler), peer: request.peer_addr(), id: self.server_id }
+    }
+}
+
+/// Reports a panicked service's answer to the handler's `handle_error`, on whichever thread
+/// made the answer.
+struct Reporter<H> {
+    handler: Arc<H>,
+    peer: SocketAddr,
+    id: u64,
+}
+
+impl<H: RequestHandler> Reporter<H> {
+    fn report(&self, answer: Answer) -> Answer {
         if let Some(message) = &answer.panicked {
+            let _scope = HandlerScope::enter(self.id);
             // The blocking driver returns the panic from `handle`, and the dispatcher reports
-            // it; here the worker reports it the same way, to the same hook.
+            // it; here the driver reports it the same way, to the same hook.
             let error: crate::HandlerError = Box::new(Error::HandlerPanicked(message.clone()));
-            // handle_error is user code too: a panic in it must not take the worker down.
-            let report = || self.handler.handle_error(&request.peer_addr(), &error);
+            // handle_error is user code too: a panic in it must not take the thread down.
+            let report = || self.handler.handle_error(&self.peer, &error);
             if catch_unwind(AssertUnwindSafe(report)).is_err() {
                 log::error!("handle_error panicked while reporting: {error}");
             }

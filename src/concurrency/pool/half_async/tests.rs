@@ -148,13 +148,13 @@ impl Machines for Upper {
             last: now,
         }
     }
-    fn call(&self, request: &Vec<u8>) -> Vec<u8> {
+    fn call(&self, request: &Vec<u8>) -> Later<Vec<u8>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut open = self.open.lock().unwrap();
         while !*open {
             open = self.opened.wait(open).unwrap();
         }
-        request.to_ascii_uppercase()
+        Later::Now(request.to_ascii_uppercase())
     }
 }
 
