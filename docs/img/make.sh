@@ -12,6 +12,8 @@
 #   05-pool.svg        pool_server --threads 32;   client -n 512 /delay?s=1     (chapter 5)
 #   05-prefork.svg     prefork_server --workers 4, one more by SIGTTIN; client -n 10 /delay?s=1
 #   09-load.svg        pool_server --threads 4;    client --load -c 32 -d 5s /delay?s=0.01 (ch. 9)
+#   13-loop-delay.svg  event_loop_server --threads 1; client -n 20 /delay?s=1  (chapter 13)
+#   13-loop-block.svg  event_loop_server --threads 1; client -n 5 /block?s=1   (chapter 13)
 #   demo.svg           cargo run --example demo -- --svg docs/img
 #   bench-*.svg        bench/report.py --charts-from docs/benchmarks.md (the last bench run's
 #                      numbers; bench/run.sh redraws them when it measures anew)
@@ -81,7 +83,7 @@ fire() {
 
 log "building the examples (release)"
 cargo build --release --quiet --example client --example sequential_server --example threaded_server \
-    --example forking_server --example pool_server --example prefork_server --example demo
+    --example forking_server --example pool_server --example prefork_server --example demo --example event_loop_server
 mkdir -p "$OUT"
 
 start sequential_server
@@ -112,6 +114,11 @@ finish
 
 start pool_server --threads 4 --quiet
 fire 09-load.svg --load -c 32 -d 5s "http://127.0.0.1:$PORT/delay?s=0.01"
+finish
+
+start event_loop_server --threads 1 --quiet
+fire 13-loop-delay.svg -n 20 "http://127.0.0.1:$PORT/delay?s=1"
+fire 13-loop-block.svg -n 5 "http://127.0.0.1:$PORT/block?s=1"
 finish
 
 log "demo"
