@@ -149,7 +149,7 @@ where
 /// [`can_park`](Connection::can_park) says whether it does, and a handler that has finished a
 /// request, has nothing buffered and wants the connection kept calls
 /// [`park`](Connection::park) and returns `Ok(())`. The strategy then keeps the socket open
-/// without a thread, watches it with `poll(2)`, and runs the handler again (`setup`, `handle`,
+/// without a thread, watches it on its reactor (`epoll`), and runs the handler again (`setup`, `handle`,
 /// `finish`, on a fresh call) when the socket becomes readable; or closes it after
 /// `idle_timeout`. Under every other strategy `can_park` is `false` and `park` does nothing, so a
 /// handler written this way works everywhere.
@@ -226,7 +226,7 @@ impl Connection {
         self.park.take()
     }
 
-    /// The socket's descriptor, for `poll(2)` while parked.
+    /// The socket's descriptor, for the reactor while parked.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.stream.as_fd()
     }
