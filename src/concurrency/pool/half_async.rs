@@ -46,23 +46,9 @@ use std::time::{Duration, Instant};
 
 use crate::reactor::{Event, Interest, Reactor, Token, Waker};
 
-/// What a connection wants from its driver next (the contract's `http::conn::Want`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Want {
-    /// Read more bytes. Also the state of an idle keep-alive connection.
-    Read,
-    /// Output is pending: write `output()`.
-    Write,
-    /// A request is out and its answer awaited: neither read nor write.
-    Service,
-    /// Done, but the client may still be sending (a refused request's body, pipelined bytes
-    /// behind a last response): FIN, then read and drop what comes until the client's EOF,
-    /// bounded in time and bytes, then close. Closing at once with unread input would make the
-    /// kernel send a reset, which can destroy the response before the client reads it.
-    Drain,
-    /// Done, nothing unread: FIN and close now.
-    Close,
-}
+/// What a connection wants from its driver next: the HTTP layer's own `Want` (read, write, the
+/// service, drain, close), which every machine this driver runs answers with.
+pub(crate) use crate::http::Want;
 
 /// A connection as a state machine with no I/O in it: bytes in, requests out; answers in,
 /// bytes out. The reactor drives it; the HTTP layer's `HttpConn` implements it.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::half_async::{ConnMachine, Machines, Want};
 use crate::error::Error;
 use crate::handler::RequestHandler;
-use crate::http::{self, Answer, ConnConfig, HttpConn, Later, Request, Response};
+use crate::http::{Answer, ConnConfig, HttpConn, Later, Request, Response};
 use crate::shutdown::HandlerScope;
 use crate::trace;
 
@@ -51,13 +51,7 @@ impl ConnMachine for HttpConn {
     }
 
     fn wants(&self) -> Want {
-        match HttpConn::wants(self) {
-            http::Want::Read => Want::Read,
-            http::Want::Write => Want::Write,
-            http::Want::Service => Want::Service,
-            http::Want::Drain => Want::Drain,
-            http::Want::Close => Want::Close,
-        }
+        HttpConn::wants(self)
     }
 
     fn deadline(&self) -> Option<Instant> {
