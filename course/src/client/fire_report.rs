@@ -419,12 +419,14 @@ impl fmt::Display for FireReport {
     }
 }
 
+/// Volleys for unit tests of what draws or judges a [`FireReport`] (this file, the SVG timeline).
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::fire::{Reply, RequestError};
+pub(crate) mod fixtures {
+    use super::FireReport;
+    use crate::client::fire::{Outcome, Reply, RequestError};
 
-    fn reply(pid: u32, tid: u32, start: f64, elapsed: f64) -> Result<Reply, RequestError> {
+    /// A 200 from `pid`/`tid`, handled from `start` for `elapsed` seconds (server clock).
+    pub(crate) fn reply(pid: u32, tid: u32, start: f64, elapsed: f64) -> Result<Reply, RequestError> {
         Ok(Reply {
             status: 200,
             pid: Some(pid),
@@ -435,52 +437,48 @@ mod tests {
         })
     }
 
-    fn report(outcomes: Vec<Outcome>) -> FireReport {
+    /// Request `index`, sent and connected at 0, done at `done`.
+    pub(crate) fn outcome(index: usize, done: f64, result: Result<Reply, RequestError>) -> Outcome {
+        Outcome { index, connected: Some(0.0), sent: 0.0, done, result }
+    }
+
+    /// The report of `outcomes` fired at `url`; the wall time is the last one's end.
+    pub(crate) fn report(url: &str, outcomes: Vec<Outcome>) -> FireReport {
         let wall = outcomes.iter().map(|o| o.done).fold(0.0, f64::max);
-        FireReport { url: "http://127.0.0.1:8000/delay?s=1".into(), outcomes, wall }
+        FireReport { url: url.into(), outcomes, wall }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fire::RequestError;
+
+    use super::fixtures::{outcome, reply};
+
+    fn report(outcomes: Vec<Outcome>) -> FireReport {
+        super::fixtures::report("http://127.0.0.1:8000/delay?s=1", outcomes)
     }
 
     /// A sequential server: one thread, each request starting when the previous ended.
     fn staircase() -> FireReport {
         report(
             (0..5)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    connected: Some(0.0),
-                    sent: 0.0,
-                    done: (i + 1) as f64 + 0.003,
-                    result: reply(4242, 4242, 10.0 + i as f64, 1.0),
-                })
+                .map(|i| outcome(i + 1, (i + 1) as f64 + 0.003, reply(4242, 4242, 10.0 + i as f64, 1.0)))
                 .collect(),
         )
     }
 
     /// A threaded server: five threads of one process, all at once.
     fn parallel_threads() -> FireReport {
-        report(
-            (0..5)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    connected: Some(0.0),
-                    sent: 0.0,
-                    done: 1.004,
-                    result: reply(4242, 4250 + i as u32, 10.0, 1.0),
-                })
-                .collect(),
-        )
+        report((0..5).map(|i| outcome(i + 1, 1.004, reply(4242, 4250 + i as u32, 10.0, 1.0))).collect())
     }
 
     /// A forking server: five single-threaded children, all at once.
     fn parallel_processes() -> FireReport {
         report(
             (0..5)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    connected: Some(0.0),
-                    sent: 0.0,
-                    done: 1.004,
-                    result: reply(4300 + i as u32, 4300 + i as u32, 10.0, 1.0),
-                })
+                .map(|i| outcome(i + 1, 1.004, reply(4300 + i as u32, 4300 + i as u32, 10.0, 1.0)))
                 .collect(),
         )
     }
@@ -701,12 +699,12 @@ mod tests {
     fn a_pool_of_two_serves_four_in_two_rounds() {
         let r = report(
             (0..4)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    connected: Some(0.0),
-                    sent: 0.0,
-                    done: (i / 2 + 1) as f64,
-                    result: reply(4242, 4250 + (i % 2) as u32, 10.0 + (i / 2) as f64, 1.0),
+                .map(|i| {
+                    outcome(
+                        i + 1,
+                        (i / 2 + 1) as f64,
+                        reply(4242, 4250 + (i % 2) as u32, 10.0 + (i / 2) as f64, 1.0),
+                    )
                 })
                 .collect(),
         );

@@ -239,34 +239,18 @@ pub fn timelines_side_by_side(title: &str, panels: &[(&str, &FireReport)]) -> St
 mod tests {
     use super::super::check;
     use super::*;
-    use crate::client::fire::{ErrorKind, Reply, RequestError};
+    use crate::client::fire::{ErrorKind, RequestError};
 
-    fn reply(pid: u32, tid: u32, start: f64, elapsed: f64) -> Result<Reply, RequestError> {
-        Ok(Reply {
-            status: 200,
-            pid: Some(pid),
-            tid: Some(tid),
-            server_start: Some(start),
-            server_elapsed: Some(elapsed),
-            body_len: 0,
-        })
-    }
+    use crate::client::fire_report::fixtures::{outcome, reply};
 
     fn report(outcomes: Vec<Outcome>) -> FireReport {
-        let wall = outcomes.iter().map(|o| o.done).fold(0.0, f64::max);
-        FireReport { url: "http://127.0.0.1:8000/delay?s=1&x=<1>".into(), outcomes, wall }
+        crate::client::fire_report::fixtures::report("http://127.0.0.1:8000/delay?s=1&x=<1>", outcomes)
     }
 
     /// A sequential server's five, then one refused connection.
     fn staircase_and_a_failure() -> FireReport {
         let mut outcomes: Vec<Outcome> = (0..5)
-            .map(|i| Outcome {
-                index: i + 1,
-                sent: 0.0,
-                done: (i + 1) as f64 + 0.003,
-                connected: Some(0.0),
-                result: reply(4242, 4242, 10.0 + i as f64, 1.0),
-            })
+            .map(|i| outcome(i + 1, (i + 1) as f64 + 0.003, reply(4242, 4242, 10.0 + i as f64, 1.0)))
             .collect();
         outcomes.push(Outcome {
             index: 6,
@@ -279,17 +263,7 @@ mod tests {
     }
 
     fn threads(n: usize) -> FireReport {
-        report(
-            (0..n)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    sent: 0.0,
-                    done: 1.004,
-                    connected: Some(0.0),
-                    result: reply(4242, 5000 + i as u32, 10.0, 1.0),
-                })
-                .collect(),
-        )
+        report((0..n).map(|i| outcome(i + 1, 1.004, reply(4242, 5000 + i as u32, 10.0, 1.0))).collect())
     }
 
     #[test]
@@ -344,12 +318,8 @@ mod tests {
         // A pool: 32 workers of 32 requests each keep their labels beside their groups.
         let pool = report(
             (0..1024)
-                .map(|i| Outcome {
-                    index: i + 1,
-                    sent: 0.0,
-                    done: (i / 32 + 1) as f64,
-                    connected: Some(0.0),
-                    result: reply(7, 100 + (i % 32) as u32, (i / 32) as f64, 1.0),
+                .map(|i| {
+                    outcome(i + 1, (i / 32 + 1) as f64, reply(7, 100 + (i % 32) as u32, (i / 32) as f64, 1.0))
                 })
                 .collect(),
         );
