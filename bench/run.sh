@@ -39,6 +39,8 @@ INDEX=$WORK/index.tsv
 : >"$INDEX"
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # ---------------------------------------------------------------- cleanup on every exit
 GROUPS_STARTED=()
@@ -100,28 +102,11 @@ ours() { # model -> path of the example binary, or nothing if it does not exist 
 }
 
 # ---------------------------------------------------------------- one server's life
-# start NAME CMD...: starts CMD in a new process group with stdout/stderr in $WORK, waits for
-# the banner line (10 s), sets PORT and SPID, and starts the RSS sampler. Returns 1 if the
-# server did not come up.
+# start NAME CMD...: bench/lib.sh's start_group (new process group, banner, PORT and SPID),
+# then the RSS sampler. Returns 1 if the server did not come up.
 start() {
-    local name=$1 line=
-    shift
-    setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
-    SPID=$!
-    GROUPS_STARTED+=("$SPID")
-    for _ in $(seq 100); do
-        line=$(head -n 1 "$WORK/$name.out" 2>/dev/null || true)
-        [[ $line == Serving* ]] && break
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [[ $line != Serving* ]]; then
-        log "  $name did not print its banner; stderr: $(head -c 300 "$WORK/$name.err")"
-        stop
-        return 1
-    fi
-    PORT=$(sed -n 's/.*(http:\/\/127\.0\.0\.1:\([0-9]*\)\/).*/\1/p' <<<"$line")
-    start_sampler "$name"
+    start_group "$@" || return 1
+    start_sampler "$1"
 }
 
 start_sampler() {
@@ -131,20 +116,9 @@ start_sampler() {
     SAMPLERS+=("$SAMPLER")
 }
 
-# Is PID alive and not a zombie?
-alive() {
-    local s
-    s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $s && $s != Z ]]
-}
-
-# stop: SIGTERM to the server's whole group, wait up to 5 s, then SIGKILL; reap the leader.
+# stop: bench/lib.sh's stop_group, then the sampler.
 stop() {
-    kill -TERM -- "-$SPID" 2>/dev/null || true
-    for _ in $(seq 50); do alive "$SPID" || break; sleep 0.1; done
-    if alive "$SPID"; then log "  pid $SPID ignored SIGTERM for 5 s: SIGKILL"; fi
-    kill -KILL -- "-$SPID" 2>/dev/null || true # stragglers: children of a killed parent
-    wait "$SPID" 2>/dev/null || true
+    stop_group
     if [[ -n ${SAMPLER:-} ]]; then
         kill "$SAMPLER" 2>/dev/null || true
         wait "$SAMPLER" 2>/dev/null || true

@@ -25,6 +25,8 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 EX=$TARGET/release/examples
 WORK=$(mktemp -d /tmp/socketserver-slow.XXXXXX)
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 GROUPS_STARTED=()
 cleanup() {
@@ -44,27 +46,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet --example sequential_server --example threaded_server \
     --example forking_server --example pool_server --example prefork_server
 
-# start NAME CMD...: in a new process group; waits for the banner and sets PORT and SPID.
-start() {
-    local name=$1 line=
-    shift
-    setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
-    SPID=$!
-    GROUPS_STARTED+=("$SPID")
-    for _ in $(seq 100); do
-        line=$(head -n 1 "$WORK/$name.out" 2>/dev/null || true)
-        [[ $line == Serving* ]] && break
-        sleep 0.1
-    done
-    [[ $line == Serving* ]] || { log "$name did not start: $(head -c 300 "$WORK/$name.err")"; return 1; }
-    PORT=$(sed -E 's/.* port ([0-9]+) .*/\1/' <<<"$line")
-}
-stop() {
-    kill -TERM -- "-$SPID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-}
+start() { start_group "$@"; }
+stop() { stop_group; }
 start_nginx() {
     mkdir -p "$WORK/nginx"
     PORT=18080
