@@ -102,11 +102,11 @@ const IDLE_SLICE: Duration = Duration::from_millis(250);
 /// connection (see `handle`).
 const PARK_LINGER_MS: u8 = 2;
 
-/// Whether `stream` has input (or EOF) within `ms` milliseconds: one `poll(2)`.
+/// Whether `stream` has input (or EOF) within `ms` milliseconds: one `poll(2)`, by
+/// `sys::wait_readable` (an error reads as "not readable": the caller then parks, which is safe).
 fn readable_within(stream: &std::net::TcpStream, ms: u8) -> bool {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(stream.as_fd(), nix::poll::PollFlags::POLLIN)];
-    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
+    crate::sys::wait_readable(stream.as_fd(), Some(Duration::from_millis(ms.into()))).unwrap_or(false)
 }
 
 impl<S: Service> HttpHandler<S> {
