@@ -222,7 +222,7 @@ impl Upstream {
         };
         let handler = HttpHandler::new(service).log_requests(false);
         let mut server = Server::bind("127.0.0.1:0", Threading::new(), handler).map_err(|e| e.to_string())?;
-        let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+        let (addr, stop) = (server.local_addr().as_inet().expect("a TCP server"), server.shutdown_handle());
         let thread = thread::spawn(move || {
             let _ = server.serve_forever();
             server.server_close();
@@ -261,7 +261,7 @@ impl CacheServer {
     fn threaded(upstream: SocketAddr, ttl: Duration, guard: Guard) -> Result<CacheServer, String> {
         let handler = HttpHandler::new(cache_service(Cache::new(upstream, ttl, guard))).log_requests(false);
         let mut server = Server::bind("127.0.0.1:0", Threading::new(), handler).map_err(|e| e.to_string())?;
-        let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+        let (addr, stop) = (server.local_addr().as_inet().expect("a TCP server"), server.shutdown_handle());
         let thread = thread::spawn(move || {
             let _ = server.serve_forever();
             server.server_close();
@@ -337,14 +337,14 @@ fn serve_child(kind: &str, upstream: SocketAddr, ttl: Duration) -> ExitCode {
     let result = match kind {
         "forking" => Server::bind("127.0.0.1:0", Forking::new(), handler()).and_then(|mut server| {
             shutdown_on_signals(server.shutdown_handle())?;
-            println!("{}", app::banner(server.local_addr()));
+            println!("{}", app::banner(&server.local_addr()));
             let _ = std::io::stdout().flush();
             server.serve_forever()?;
             server.server_close();
             Ok(())
         }),
         "prefork" => Prefork::new(4).bind("127.0.0.1:0").and_then(|master| {
-            println!("{}", app::banner(master.local_addr()));
+            println!("{}", app::banner(&master.local_addr()));
             let _ = std::io::stdout().flush();
             master.run(handler())
         }),

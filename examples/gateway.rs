@@ -335,7 +335,7 @@ fn serve(o: &Options) -> Result<(), String> {
     // signal and die of it). Command resets the signal mask in the children it starts, so the
     // backends still stop on their own SIGTERM.
     shutdown_on_signals(server.shutdown_handle()).map_err(|e| e.to_string())?;
-    println!("{}", app::banner(server.local_addr()));
+    println!("{}", app::banner(&server.local_addr()));
     let _ = std::io::stdout().flush();
     log::info!("gateway, round robin over {} backends, {} retries; Ctrl-C stops it", list.len(), o.retries);
     server.serve_forever().map_err(|e| e.to_string())?;
@@ -362,7 +362,7 @@ fn demo(o: &Options) -> Result<(), String> {
     let handler =
         HttpHandler::new(move |req: &Request| g.forward(req)).trace_headers(false).log_requests(false);
     let mut server = Server::bind("127.0.0.1:0", Threading::new(), handler).map_err(|e| e.to_string())?;
-    let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    let (addr, stop) = (server.local_addr().as_inet().expect("a TCP server"), server.shutdown_handle());
     let serving = thread::spawn(move || {
         let _ = server.serve_forever();
         server.server_close();

@@ -4,7 +4,8 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+
+use crate::transport::Addr;
 
 /// What a handler returns when it fails: any error type, boxed.
 ///
@@ -24,10 +25,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// Creating, binding or listening on the server socket failed (address in use, permission
-    /// denied for a port below 1024, ...).
+    /// denied for a port below 1024; for a Unix socket also: a path too long, something that is
+    /// not a socket at the path, another server listening there, a directory we may not write).
     Bind {
-        /// The address we tried to bind.
-        addr: SocketAddr,
+        /// The address we tried to bind: an internet address, or a Unix socket path.
+        addr: Addr,
         /// The operating system's reason.
         source: io::Error,
     },
@@ -112,7 +114,7 @@ mod tests {
     #[test]
     fn bind_error_keeps_its_source() {
         let e = Error::Bind {
-            addr: "127.0.0.1:80".parse().unwrap(),
+            addr: Addr::Inet("127.0.0.1:80".parse().unwrap()),
             source: io::Error::from(io::ErrorKind::PermissionDenied),
         };
         assert!(e.to_string().starts_with("cannot listen on 127.0.0.1:80"));

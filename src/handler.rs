@@ -2,7 +2,7 @@
 //! on the types' docs.
 
 use std::io;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::error::HandlerError;
 use crate::shutdown::ShutdownHandle;
+use crate::transport::{Addr, Stream};
 
 /// What one request does. Implement [`handle`](RequestHandler::handle); the rest have defaults.
 ///
@@ -63,7 +64,7 @@ pub trait RequestHandler: Send + Sync + 'static {
     /// Python's `BaseServer.verify_request`: return `false` to close the connection at once
     /// without handling it (an allow-list, a rate limit). Runs on the accept thread, before any
     /// thread or process is started, so keep it cheap. Default: accept everyone.
-    fn verify_request(&self, peer_addr: &SocketAddr) -> bool {
+    fn verify_request(&self, peer_addr: &Addr) -> bool {
         let _ = peer_addr;
         true
     }
@@ -78,7 +79,7 @@ pub trait RequestHandler: Send + Sync + 'static {
 
     /// Python's `BaseServer.handle_error`: called when `setup`, `handle` or `finish` returned an
     /// error or panicked. Default: log it at error level with the peer address and go on.
-    fn handle_error(&self, peer_addr: &SocketAddr, error: &HandlerError) {
+    fn handle_error(&self, peer_addr: &Addr, error: &HandlerError) {
         log::error!("error while handling a request from {peer_addr}: {error}");
     }
 }
@@ -97,10 +98,10 @@ impl<T: RequestHandler + ?Sized> RequestHandler for std::sync::Arc<T> {
         (**self).sans_io()
     }
 
-    fn verify_request(&self, peer_addr: &SocketAddr) -> bool {
+    fn verify_request(&self, peer_addr: &Addr) -> bool {
         (**self).verify_request(peer_addr)
     }
-    fn handle_error(&self, peer_addr: &SocketAddr, error: &HandlerError) {
+    fn handle_error(&self, peer_addr: &Addr, error: &HandlerError) {
         (**self).handle_error(peer_addr, error)
     }
 }
@@ -155,8 +156,8 @@ where
 /// handler written this way works everywhere.
 #[derive(Debug)]
 pub struct Connection {
-    stream: TcpStream,
-    peer_addr: SocketAddr,
+    stream: Stream,
+    peer_addr: Addr,
     server: ServerContext,
     /// Set by a strategy that can park connections (only [`Pool`](crate::Pool)).
     parkable: bool,
@@ -174,7 +175,8 @@ pub struct Connection {
 impl Connection {
     /// Wraps an accepted stream. Servers do this for you; it is public so that handlers can be
     /// unit-tested on a socket pair without a server.
-    pub fn new(stream: TcpStream, peer_addr: SocketAddr, server: ServerContext) -> Connection {
+    pub fn new(stream: impl Into<Stream>, peer_addr: impl Into<Addr>, server: ServerContext) -> Connection {
+        let (stream, peer_addr) = (stream.into(), peer_addr.into());
         Connection { stream, peer_addr, server, parkable: false, park: None, write_shut: false, queued: None }
     }
 
@@ -231,14 +233,15 @@ impl Connection {
         self.stream.as_fd()
     }
 
-    /// The connected socket (Python's `self.request`). Read from and write to it.
-    pub fn stream(&mut self) -> &mut TcpStream {
+    /// The connected socket (Python's `self.request`), TCP or Unix. Read from and write to it.
+    pub fn stream(&mut self) -> &mut Stream {
         &mut self.stream
     }
 
-    /// The client's address (Python's `self.client_address`).
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_addr
+    /// The client's address (Python's `self.client_address`): an internet address, or for a
+    /// Unix socket the client's path if it bound one, usually [`Addr::Unnamed`].
+    pub fn peer_addr(&self) -> &Addr {
+        &self.peer_addr
     }
 
     /// The server this connection came from (Python's `self.server`).
@@ -266,12 +269,18 @@ impl Connection {
     }
 
     /// Gives back the stream, for handlers that want to keep it.
-    pub fn into_stream(self) -> TcpStream {
+    pub fn into_stream(self) -> Stream {
         self.stream
     }
 
+    /// The stream and the peer's address, for a strategy that moves the connection onto its
+    /// reactor.
+    pub(crate) fn into_parts(self) -> (Stream, Addr) {
+        (self.stream, self.peer_addr)
+    }
+
     /// A second handle to the same socket (`dup(2)`), e.g. to read and write from two threads.
-    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+    pub fn try_clone_stream(&self) -> io::Result<Stream> {
         self.stream.try_clone()
     }
 }
@@ -279,13 +288,14 @@ impl Connection {
 /// What a handler may know about its server: where it listens and how to stop it.
 #[derive(Debug, Clone)]
 pub struct ServerContext {
-    local_addr: SocketAddr,
+    /// Shared: a context is cloned into every connection, and a Unix path is a heap string.
+    local_addr: Arc<Addr>,
     shutdown: ShutdownHandle,
 }
 
 impl ServerContext {
-    pub(crate) fn new(local_addr: SocketAddr, shutdown: ShutdownHandle) -> ServerContext {
-        ServerContext { local_addr, shutdown }
+    pub(crate) fn new(local_addr: Addr, shutdown: ShutdownHandle) -> ServerContext {
+        ServerContext { local_addr: Arc::new(local_addr), shutdown }
     }
 
     /// A context that belongs to no running server, for driving a handler directly in a unit
@@ -293,13 +303,13 @@ impl ServerContext {
     ///
     /// # Errors
     /// If the self-pipe behind the shutdown handle cannot be created (out of file descriptors).
-    pub fn standalone(local_addr: SocketAddr) -> crate::Result<ServerContext> {
-        Ok(ServerContext { local_addr, shutdown: ShutdownHandle::new()? })
+    pub fn standalone(local_addr: impl Into<Addr>) -> crate::Result<ServerContext> {
+        Ok(ServerContext { local_addr: Arc::new(local_addr.into()), shutdown: ShutdownHandle::new()? })
     }
 
     /// The address the server listens on (Python's `server.server_address`).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> &Addr {
+        &self.local_addr
     }
 
     /// Whether the server is stopping (see [`ShutdownHandle::is_stopping`]); works in a forked

@@ -176,12 +176,12 @@ mod concurrency;
 mod error;
 mod handler;
 pub mod http;
-mod listener;
 mod reactor;
 mod server;
 mod shutdown;
 mod sys;
 pub mod trace;
+mod transport;
 
 pub use concurrency::{
     Concurrency, Dispatcher, EventLoop, Forking, Pool, Prefork, PreforkServer, Sequential, Threading,
@@ -189,9 +189,11 @@ pub use concurrency::{
 pub use error::{Error, HandlerError, Result};
 pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
 pub use server::{
-    EventLoopTcpServer, ForkingTcpServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer,
+    EventLoopTcpServer, ForkingTcpServer, ForkingUnixStreamServer, PoolTcpServer, Server, ServerBuilder,
+    TcpServer, ThreadingTcpServer, ThreadingUnixStreamServer, UnixStreamServer,
 };
 pub use shutdown::{ShutdownHandle, shutdown_on_signals};
+pub use transport::{Addr, Listener, Stream};
 
 /// The README's Rust examples, compiled and checked as doctests.
 #[cfg(doctest)]

@@ -2,8 +2,9 @@
 //! are on the type's docs.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,9 +15,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use crate::concurrency::{Concurrency, Dispatcher, EventLoop, Forking, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
 use crate::handler::{Connection, RequestHandler, ServerContext};
-use crate::listener::{self, ListenOptions};
 use crate::shutdown::ShutdownHandle;
 use crate::sys;
+use crate::transport::{self, Addr, ListenOptions, Listener, Stream};
 
 /// Python's default `poll_interval`.
 pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -38,7 +39,7 @@ const EPOLL_LISTENER: u64 = 0;
 /// not woken), so one connection costs one wake-up and one `accept`. It stays level-triggered:
 /// a process that comes back to `epoll_wait` while connections are still queued returns at once.
 /// The waker is registered without the flag: every waiter must see a shutdown.
-fn exclusive_epoll(listener: &TcpListener, shutdown: &ShutdownHandle) -> Result<Epoll> {
+fn exclusive_epoll(listener: &Listener, shutdown: &ShutdownHandle) -> Result<Epoll> {
     // CLOEXEC: a program exec'd by a handler must not inherit it.
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(listener, EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE, EPOLL_LISTENER))?;
@@ -57,6 +58,16 @@ pub type ForkingTcpServer<H> = Server<Forking, H>;
 pub type PoolTcpServer<H> = Server<Pool, H>;
 /// A TCP server whose connections all live on event loops (no Python mixin; asyncio, nginx).
 pub type EventLoopTcpServer<H> = Server<EventLoop, H>;
+/// A Unix stream socket server that handles each request inline (Python's `UnixStreamServer`);
+/// made with [`Server::bind_unix`]. The same type as [`TcpServer`]: the transport is the
+/// listener's, not the type's (see [`Listener`]).
+pub type UnixStreamServer<H> = Server<Sequential, H>;
+/// A Unix stream socket server with a thread per request (Python's
+/// `ThreadingUnixStreamServer`); made with [`Server::bind_unix`].
+pub type ThreadingUnixStreamServer<H> = Server<Threading, H>;
+/// A Unix stream socket server with a process per request (Python's `ForkingUnixStreamServer`,
+/// new in 3.12); made with [`Server::bind_unix`].
+pub type ForkingUnixStreamServer<H> = Server<Forking, H>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
 ///
@@ -174,22 +185,57 @@ impl ServerBuilder {
         let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
             Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))
         })?;
-        let listener = listener::bind(addr, self.listen)?;
+        let listener = transport::bind_tcp(addr, self.listen)?;
         self.from_listener(listener, concurrency, handler)
     }
 
+    /// Binds and listens on a Unix stream socket at `path` and makes the server (Python's
+    /// `UnixStreamServer`): the socket file gets [`unix_mode`](ServerBuilder::unix_mode)
+    /// (owner-only by default), a stale one left by a crashed run is replaced, and the file is
+    /// removed when the server is closed. Clients connect with
+    /// `std::os::unix::net::UnixStream`, `curl --unix-socket PATH`, or nginx's
+    /// `proxy_pass http://unix:PATH`.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] with the path and the reason: the path is longer than `sun_path` holds
+    /// (107 bytes), something that is not a socket is there (it is never removed), another
+    /// server is listening there, the directory does not exist or may not be written;
+    /// `reuse_port` was set (it applies to TCP only).
+    pub fn bind_unix<C: Concurrency, H: RequestHandler>(
+        self,
+        path: impl AsRef<Path>,
+        concurrency: C,
+        handler: H,
+    ) -> Result<Server<C, H>> {
+        let listener = transport::bind_unix(path.as_ref(), self.listen)?;
+        self.from_listener(listener, concurrency, handler)
+    }
+
+    /// The mode of a Unix socket file made by [`bind_unix`](ServerBuilder::bind_unix) (default
+    /// `0o600`, owner only). Connecting to a Unix socket needs write permission on its file, so
+    /// the mode is the server's access control: `0o660` lets the file's group in (say, nginx's
+    /// user in a shared group). The default does not depend on the umask, which differs between
+    /// machines and would decide it otherwise.
+    pub fn unix_mode(mut self, mode: u32) -> ServerBuilder {
+        self.listen.unix_mode = mode;
+        self
+    }
+
     /// Makes a server on a listener that is already bound and listening (one inherited from a
-    /// pre-forking master, say). It is switched to non-blocking mode.
+    /// pre-forking master or systemd, say): a [`Listener`], or a `std::net::TcpListener` or
+    /// `std::os::unix::net::UnixListener`, which convert into one. It is switched to
+    /// non-blocking mode.
     ///
     /// # Errors
     /// [`Error::Io`] if the listener's address or mode cannot be read or set, or the shutdown
     /// waker (or, with `exclusive_wakeup`, the epoll instance) cannot be created.
     pub fn from_listener<C: Concurrency, H: RequestHandler>(
         self,
-        listener: TcpListener,
+        listener: impl Into<Listener>,
         concurrency: C,
         handler: H,
     ) -> Result<Server<C, H>> {
+        let listener = listener.into();
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let shutdown = ShutdownHandle::new()?;
@@ -199,7 +245,7 @@ impl ServerBuilder {
         let dispatcher = Dispatcher::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
         Ok(Server {
             epoll,
-            context: ServerContext::new(local_addr, shutdown.clone()),
+            context: ServerContext::new(local_addr.clone(), shutdown.clone()),
             listener: Some(listener),
             local_addr,
             concurrency,
@@ -212,11 +258,12 @@ impl ServerBuilder {
     }
 }
 
-/// A TCP server generic over its concurrency strategy `C` and request handler `H`: the accept
-/// loop, Python's `BaseServer` + `TCPServer`. The [crate docs](crate) draw the big picture.
+/// A stream server (TCP or a Unix socket) generic over its concurrency strategy `C` and request
+/// handler `H`: the accept loop, Python's `BaseServer` + `TCPServer` / `UnixStreamServer`. The [crate docs](crate) draw the big picture.
 ///
 /// # Call this
-/// * [`Server::bind`] (or [`ServerBuilder`]) — create, bind and listen.
+/// * [`Server::bind`] (TCP) or [`Server::bind_unix`] (a Unix stream socket), or
+///   [`ServerBuilder`] — create, bind and listen.
 /// * [`Server::serve_forever`] — accept and dispatch until a shutdown is requested.
 /// * [`Server::handle_request`] — accept and dispatch one connection, waiting at most `timeout`.
 /// * [`Server::shutdown_handle`] — a handle to stop `serve_forever` from elsewhere.
@@ -268,11 +315,11 @@ impl ServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct Server<C: Concurrency, H: RequestHandler> {
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     /// With `exclusive_wakeup`: the listener (`EPOLLEXCLUSIVE`) and the waker, registered
     /// once; `None` means `poll` both on each wait.
     epoll: Option<Epoll>,
-    local_addr: SocketAddr,
+    local_addr: Addr,
     concurrency: C,
     dispatcher: Dispatcher<H>,
     context: ServerContext,
@@ -291,9 +338,20 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         ServerBuilder::new().bind(addr, concurrency, handler)
     }
 
-    /// The address the server listens on; with port 0 this tells the port the kernel chose.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// Binds and listens on a Unix stream socket at `path` with the default configuration
+    /// (Python's `UnixStreamServer`; see [`ServerBuilder::bind_unix`]).
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::bind_unix`].
+    pub fn bind_unix(path: impl AsRef<Path>, concurrency: C, handler: H) -> Result<Server<C, H>> {
+        ServerBuilder::new().bind_unix(path, concurrency, handler)
+    }
+
+    /// The address the server listens on; with port 0 this tells the port the kernel chose. An
+    /// [`Addr`] connects like a `SocketAddr` (`TcpStream::connect(server.local_addr())`) when
+    /// the server is on TCP.
+    pub fn local_addr(&self) -> Addr {
+        self.local_addr.clone()
     }
 
     /// A handle that stops `serve_forever`, usable from any thread (Python's `shutdown`).
@@ -501,7 +559,7 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         let _ = sys::wait_readable(self.shutdown.wake_fd(), Some(ACCEPT_BACKOFF));
     }
 
-    fn dispatch(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn dispatch(&mut self, stream: Stream, peer: Addr) {
         if !self.dispatcher.handler().verify_request(&peer) {
             log::debug!("verify_request refused {peer}");
             // Dropping the stream closes it.

@@ -13,7 +13,6 @@
 //! Linux only, as the crate is: `eventfd(2)`, `prctl(PR_SET_PDEATHSIG)`, `/proc/self/task`.
 
 use std::io::{self, Write};
-use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
@@ -234,11 +233,11 @@ pub(crate) fn close_inherited(fd: RawFd) {
 ///
 /// Contract: only in a child started by [`fork_child`], for the descriptor of a listener owned
 /// by the parent's copied state that is never used or dropped in the child, so the returned
-/// `TcpListener` is its one owner.
-pub(crate) fn adopt_inherited_listener(fd: RawFd) -> TcpListener {
+/// descriptor is its one owner.
+pub(crate) fn adopt_inherited_listener(fd: RawFd) -> std::os::fd::OwnedFd {
     // SAFETY: by the contract above `fd` is an open listening socket that nothing else in this
     // process owns or will close.
-    unsafe { TcpListener::from_raw_fd(fd) }
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
 /// Ends a forked child: flushes stdout (the child's own output, which `_exit` would otherwise

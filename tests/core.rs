@@ -24,7 +24,7 @@ fn start<C: Concurrency + Send + 'static, H: RequestHandler>(
     h: H,
 ) -> (SocketAddr, socketserver::ShutdownHandle, thread::JoinHandle<()>) {
     let mut server = Server::bind("127.0.0.1:0", c, h).expect("bind");
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let stop = server.shutdown_handle();
     let t = thread::spawn(move || {
         server.serve_forever().expect("serve_forever");
@@ -139,7 +139,7 @@ fn verify_request_false_closes_without_handling() {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
-        fn verify_request(&self, _: &SocketAddr) -> bool {
+        fn verify_request(&self, _: &socketserver::Addr) -> bool {
             false
         }
     }
@@ -160,7 +160,7 @@ fn handle_request_times_out_then_handles_one() {
     let t0 = Instant::now();
     assert!(!server.handle_request().unwrap(), "nobody connected");
     assert!(t0.elapsed() >= Duration::from_millis(190));
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let client = thread::spawn(move || ask(addr, "0"));
     // Sequential: handle_request runs the handler inline, then returns.
     let mut handled = false;
@@ -177,7 +177,7 @@ fn handle_request_times_out_then_handles_one() {
 #[test]
 fn server_close_waits_for_in_flight_threads_and_refuses_new_connections() {
     let mut server = Server::bind("127.0.0.1:0", Threading::new(), SleepThenWho).unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let client = thread::spawn(move || ask(addr, "400"));
     // Dispatch exactly that one connection to a thread.
     while !server.handle_request().unwrap() {}
@@ -195,7 +195,7 @@ fn finished_threads_are_not_kept() {
         .timeout(Some(Duration::from_secs(5)))
         .bind("127.0.0.1:0", Threading::new(), SleepThenWho)
         .unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     for _ in 0..20 {
         let client = thread::spawn(move || ask(addr, "0"));
         assert!(server.handle_request().unwrap());

@@ -26,7 +26,7 @@ struct Running {
 
 fn serve<H: RequestHandler + Send + 'static>(strategy: EventLoop, handler: H) -> Running {
     let mut server = Server::bind("127.0.0.1:0", strategy, handler).expect("bind");
-    let (addr, stop) = (server.local_addr(), server.shutdown_handle());
+    let (addr, stop) = (server.local_addr().as_inet().expect("a TCP server"), server.shutdown_handle());
     let thread = thread::spawn(move || {
         server.serve_forever().expect("serve_forever");
         server.server_close();
@@ -72,7 +72,7 @@ fn a_panic_in_a_later_closure_is_a_500_and_the_loop_goes_on() {
         fn handle(&self, conn: &mut socketserver::Connection) -> Result<(), socketserver::HandlerError> {
             self.inner.handle(conn)
         }
-        fn handle_error(&self, _peer: &SocketAddr, _error: &socketserver::HandlerError) {
+        fn handle_error(&self, _peer: &socketserver::Addr, _error: &socketserver::HandlerError) {
             self.reported.fetch_add(1, Ordering::SeqCst);
         }
         fn sans_io(&self) -> Option<&dyn socketserver::http::SansIo> {

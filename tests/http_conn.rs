@@ -26,7 +26,7 @@ use socketserver::{Concurrency, Pool, Sequential, Server, Threading};
 /// input, half-close, read to EOF); stops it. Returns the cases whose bytes differed.
 fn over_sockets<C: Concurrency + Send + 'static>(c: C) -> Vec<String> {
     let mut server = Server::bind("127.0.0.1:0", c, handler()).expect("bind");
-    let addr: SocketAddr = server.local_addr();
+    let addr: SocketAddr = server.local_addr().as_inet().expect("a TCP server");
     let stop = server.shutdown_handle();
     let t = thread::spawn(move || {
         server.serve_forever().expect("serve_forever");
@@ -152,7 +152,7 @@ use std::time::Instant;
 /// Serves `h` with `Sequential` on a thread; returns the address and a stopper.
 fn serve(h: HttpHandler<fn(&Request) -> Response>) -> (SocketAddr, impl FnOnce()) {
     let mut server = Server::bind("127.0.0.1:0", Sequential, h).expect("bind");
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let stop = server.shutdown_handle();
     let t = thread::spawn(move || {
         server.serve_forever().expect("serve_forever");

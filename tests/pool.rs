@@ -23,7 +23,7 @@ fn start<H: RequestHandler>(
     h: H,
 ) -> (SocketAddr, ShutdownHandle, thread::JoinHandle<Server<Pool, H>>) {
     let mut server = Server::bind("127.0.0.1:0", pool, h).expect("bind");
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let stop = server.shutdown_handle();
     let t = thread::spawn(move || {
         server.serve_forever().expect("serve_forever");
@@ -98,7 +98,7 @@ fn a_full_queue_blocks_accept_and_nothing_is_dropped() {
         .timeout(Some(Duration::from_secs(10)))
         .bind("127.0.0.1:0", Pool::new(1).queue_size(1), handler)
         .unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let clients: Vec<_> = (0..4).map(|_| ask_later(addr, "x")).collect();
     // First: to the only worker, which blocks at the gate.
     assert!(server.handle_request().unwrap());
@@ -154,7 +154,7 @@ fn server_close_finishes_running_and_queued_jobs() {
         .timeout(Some(Duration::from_secs(10)))
         .bind("127.0.0.1:0", Pool::new(2), SleepThenWho)
         .unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let clients: Vec<_> = (0..6).map(|_| ask_later(addr, "300")).collect();
     for _ in 0..6 {
         assert!(server.handle_request().unwrap());
@@ -241,7 +241,7 @@ fn one_worker_server<H: RequestHandler>(handler: H) -> Server<Pool, H> {
 fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
     let handler = HttpHandler::new(app::service).log_requests(false).idle_timeout(Duration::from_millis(300));
     let mut server = one_worker_server(handler);
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let mut a = TcpStream::connect(addr).unwrap();
     let mut b = TcpStream::connect(addr).unwrap();
     for s in [&a, &b] {
@@ -281,7 +281,7 @@ fn one_worker_serves_two_kept_alive_clients_in_turn_and_idle_ones_are_closed() {
 fn a_pipelined_request_is_served_before_parking_and_close_closes_parked_connections() {
     let handler = HttpHandler::new(app::service).log_requests(false);
     let mut server = one_worker_server(handler);
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let mut a = TcpStream::connect(addr).unwrap();
     a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // Two requests in one write: the second is in the handler's buffer, not the socket's, so

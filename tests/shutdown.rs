@@ -138,7 +138,7 @@ fn server_close_leaves_no_request_thread_behind() {
         }),
     )
     .unwrap();
-    let addr = server.local_addr();
+    let addr = server.local_addr().as_inet().expect("a TCP server");
     let handle = server.shutdown_handle();
     let baseline = thread_count(std::process::id());
     let serving = thread::spawn(move || {

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use socketserver::http::{HttpHandler, Reply, Request, Response};
 use socketserver::trace::Who;
 use socketserver::{
-    Concurrency, EventLoop, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals,
+    Addr, Concurrency, EventLoop, Forking, Pool, Prefork, Sequential, Server, Threading, shutdown_on_signals,
 };
 
 /// Longest `/delay` allowed, in seconds.
@@ -299,6 +299,9 @@ pub struct ServerArgs {
     pub host: String,
     /// `--port` (default 8000; 0 lets the kernel choose a free port).
     pub port: u16,
+    /// `--unix PATH`: serve on a Unix stream socket at PATH instead of TCP (`--host` and
+    /// `--port` are then unused). The file is made owner-only and removed on exit.
+    pub unix: Option<std::path::PathBuf>,
     /// `--max-children N` (forking only; default 40).
     pub max_children: Option<usize>,
     /// `--max-threads N` (threading only; default none).
@@ -355,6 +358,7 @@ impl Default for ServerArgs {
         ServerArgs {
             host: "127.0.0.1".into(),
             port: 8000,
+            unix: None,
             max_children: None,
             max_threads: None,
             threads: None,
@@ -416,6 +420,7 @@ impl ServerArgs {
                     out.port =
                         v.parse().map_err(|_| ArgsError::Bad(format!("--port {v}: not a port number")))?;
                 }
+                "--unix" => out.unix = Some(value("--unix")?.into()),
                 "--max-children" if kind == Kind::Forking => {
                     out.max_children = Some(positive("--max-children", &value("--max-children")?)?)
                 }
@@ -498,7 +503,8 @@ impl ServerArgs {
         format!(
             "usage: cargo run --example {} -- [options]\n\n  \
              --host HOST       address to listen on (default 127.0.0.1)\n  \
-             --port PORT       port (default 8000; 0 picks a free one)\n{extra}  \
+             --port PORT       port (default 8000; 0 picks a free one)\n  \
+             --unix PATH       serve on a Unix socket at PATH instead (curl --unix-socket PATH)\n{extra}  \
              --read-timeout S  seconds a request has to arrive, from its first byte (default 30)\n  \
              --write-timeout S seconds one blocked write may wait for the client (default 30)\n  \
              --idle-timeout S  seconds a keep-alive connection may wait for its next request (default 5)\n  \
@@ -603,8 +609,19 @@ pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Servic
     h
 }
 
-/// The first line an example server prints, in Python `http.server`'s words.
-pub fn banner(addr: SocketAddr) -> String {
+/// The first line an example server prints, in Python `http.server`'s words; for a Unix socket
+/// (which `http.server` does not have) in the same shape, with the `curl` command that reaches
+/// it.
+pub fn banner(addr: &Addr) -> String {
+    let addr = match addr {
+        Addr::Inet(a) => *a,
+        other => {
+            let path = other.as_path().map(|p| p.display().to_string()).unwrap_or_else(|| other.to_string());
+            return format!(
+                "Serving HTTP on {path} (unix) (curl --unix-socket {path} http://localhost/) ..."
+            );
+        }
+    };
     let host = addr.ip();
     let url_host = if addr.is_ipv6() { format!("[{host}]") } else { host.to_string() };
     format!("Serving HTTP on {host} port {} (http://{url_host}:{}/) ...", addr.port(), addr.port())
@@ -694,10 +711,13 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 /// If the address cannot be bound, or the signal thread cannot be started.
 pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()> {
     let handler = handler(args);
-    let mut server = Server::bind((args.host.as_str(), args.port), c, handler)?;
+    let mut server = match &args.unix {
+        Some(path) => Server::bind_unix(path, c, handler)?,
+        None => Server::bind((args.host.as_str(), args.port), c, handler)?,
+    };
     // Before any other thread exists: the signal mask is inherited by threads made later.
     shutdown_on_signals(server.shutdown_handle())?;
-    println!("{}", banner(server.local_addr()));
+    println!("{}", banner(&server.local_addr()));
     // Flush now: when stdout is a pipe (the demo, the tests) it is not line-buffered by the
     // reader's terminal, and the reader is waiting for this line to learn the port.
     let _ = std::io::stdout().flush();
@@ -730,8 +750,11 @@ pub fn serve_prefork(args: &ServerArgs) -> socketserver::Result<()> {
     if let Some(m) = args.threads {
         prefork = prefork.threads(m);
     }
-    let master = prefork.bind((args.host.as_str(), args.port))?;
-    println!("{}", banner(master.local_addr()));
+    let master = match &args.unix {
+        Some(path) => prefork.bind_unix(path)?,
+        None => prefork.bind((args.host.as_str(), args.port))?,
+    };
+    println!("{}", banner(&master.local_addr()));
     // Flush now, before any fork: the reader is waiting for this line, and an unflushed buffer
     // would be copied into every worker.
     let _ = std::io::stdout().flush();
@@ -765,10 +788,16 @@ mod tests {
     #[test]
     fn banner_round_trips() {
         let addr: SocketAddr = "127.0.0.1:8000".parse().unwrap();
-        assert_eq!(banner(addr), "Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...");
-        assert_eq!(parse_banner(&banner(addr)), Some(addr));
+        assert_eq!(banner(&addr.into()), "Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ...");
+        assert_eq!(parse_banner(&banner(&addr.into())), Some(addr));
+        let unix = Addr::Unix("s.sock".into());
+        assert_eq!(
+            banner(&unix),
+            "Serving HTTP on s.sock (unix) (curl --unix-socket s.sock http://localhost/) ..."
+        );
+        assert_eq!(parse_banner(&banner(&unix)), None);
         let v6: SocketAddr = "[::1]:9000".parse().unwrap();
-        assert_eq!(parse_banner(&banner(v6)), Some(v6));
+        assert_eq!(parse_banner(&banner(&v6.into())), Some(v6));
         assert_eq!(parse_banner("hello"), None);
     }
 

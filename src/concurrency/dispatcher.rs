@@ -107,7 +107,7 @@ impl<H: RequestHandler> Dispatcher<H> {
     /// `true` if the handler succeeded. Leaves the connection open.
     fn serve(&self, conn: &mut Connection) -> bool {
         let _scope = HandlerScope::enter(self.server_id);
-        let peer = conn.peer_addr();
+        let peer = conn.peer_addr().clone();
         let handler = &*self.handler;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             // As in Python: a failed setup skips handle and finish; finish runs after handle

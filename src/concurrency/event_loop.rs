@@ -1,7 +1,6 @@
 //! [`EventLoop`]: every connection on one reactor, and the service run on the reactor's own
 //! thread. The design and its trade-off are on the type's docs.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use super::pool::half_async::{HalfAsync, RunOn, Setup};
 use super::pool::http::HttpMachines;
 use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
+use crate::transport::Listener;
 
 /// Room for offloaded jobs per offload worker (as the Pool's queue: a few per worker keep the
 /// workers busy; more only hides an overload inside the process).
@@ -200,11 +200,7 @@ impl EventLoop {
 
     /// Starts the loops for `handler`, each with a duplicate of `listener` if given; `false` if
     /// none could start.
-    fn start<H: RequestHandler>(
-        &mut self,
-        dispatcher: &Dispatcher<H>,
-        listener: Option<&TcpListener>,
-    ) -> bool {
+    fn start<H: RequestHandler>(&mut self, dispatcher: &Dispatcher<H>, listener: Option<&Listener>) -> bool {
         let Some(machines) = HttpMachines::new(Arc::clone(dispatcher.handler()), dispatcher.server_id())
         else {
             return false;
@@ -214,7 +210,7 @@ impl EventLoop {
         for i in 0..self.threads {
             // A duplicate descriptor of the one socket: every loop's epoll set holds it, and the
             // kernel's queue of connections is shared.
-            let own = match listener.map(TcpListener::try_clone) {
+            let own = match listener.map(Listener::try_clone) {
                 None => None,
                 Some(Ok(l)) => Some(l),
                 Some(Err(e)) => {
@@ -287,15 +283,15 @@ impl Concurrency for EventLoop {
         if self.loops.is_empty() && !self.start(dispatcher, None) {
             return;
         }
-        let peer = conn.peer_addr();
         if let Some(l) = self.pick() {
-            l.submit(conn.into_stream(), peer);
+            let (stream, peer) = conn.into_parts();
+            l.submit(stream, peer);
         }
     }
 
     fn accept_on_own_threads<H: RequestHandler>(
         &mut self,
-        listener: &TcpListener,
+        listener: &Listener,
         dispatcher: &Dispatcher<H>,
     ) -> bool {
         if !self.accept_on_loops || self.closed || dispatcher.handler().sans_io().is_none() {

@@ -89,7 +89,7 @@ pub trait Concurrency {
     #[doc(hidden)]
     fn accept_on_own_threads<H: RequestHandler>(
         &mut self,
-        listener: &std::net::TcpListener,
+        listener: &crate::transport::Listener,
         dispatcher: &Dispatcher<H>,
     ) -> bool {
         let _ = (listener, dispatcher);

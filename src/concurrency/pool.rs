@@ -519,9 +519,9 @@ impl Pool {
                 }
             }
         }
-        let peer = conn.peer_addr();
         if let Some(h) = &self.half_async {
-            h.submit(conn.into_stream(), peer);
+            let (stream, peer) = conn.into_parts();
+            h.submit(stream, peer);
         }
     }
 

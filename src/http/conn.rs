@@ -54,7 +54,7 @@
 //! | draining after a refusal | [`LINGER_TIME`] | close |
 //! | request with the service | none: the service is not interrupted | |
 
-use std::net::SocketAddr;
+use crate::transport::Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,7 +165,7 @@ pub struct Answer {
 #[doc(hidden)]
 pub trait SansIo: Send + Sync {
     /// A connection from `peer`, accepted at `now`, with the handler's configuration.
-    fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn;
+    fn new_conn(&self, peer: Addr, now: Instant) -> HttpConn;
     /// The handler's configuration, shared by all its connections (a driver that keeps it can
     /// make connections without asking the handler again).
     fn config(&self) -> &Arc<ConnConfig>;
@@ -200,7 +200,7 @@ enum AfterWrite {
 #[derive(Debug)]
 pub struct HttpConn {
     cfg: Arc<ConnConfig>,
-    peer: SocketAddr,
+    peer: Addr,
     reader: RequestReader,
     /// Bytes received and not yet consumed by a complete request.
     buf: Vec<u8>,
@@ -246,7 +246,7 @@ pub struct HttpConn {
 
 impl HttpConn {
     /// A connection from `peer`, accepted at `now`, configured by `cfg`.
-    pub fn new(cfg: &Arc<ConnConfig>, peer: SocketAddr, now: Instant) -> HttpConn {
+    pub fn new(cfg: &Arc<ConnConfig>, peer: Addr, now: Instant) -> HttpConn {
         HttpConn {
             reader: RequestReader::new(cfg.limits),
             cfg: Arc::clone(cfg),
@@ -278,8 +278,8 @@ impl HttpConn {
     }
 
     /// The client's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
+    pub fn peer(&self) -> &Addr {
+        &self.peer
     }
 
     /// Space to read into (4 KiB at first, 16 KiB after a read that filled it).
@@ -556,7 +556,7 @@ impl HttpConn {
         let parsed = if self.buf.is_empty() { Parsed::Partial } else { self.reader.advance(&self.buf) };
         match parsed {
             Parsed::Complete { mut request, consumed } => {
-                request.set_peer_addr(self.peer);
+                request.set_peer_addr(self.peer.clone());
                 self.buf.drain(..consumed.min(self.buf.len()));
                 self.reader.reset();
                 self.sent_continue = false;
@@ -656,7 +656,7 @@ impl HttpConn {
         }
         let start = started.saturating_duration_since(trace::epoch()).as_secs_f64();
         let elapsed = elapsed.as_secs_f64();
-        let peer = self.peer;
+        let peer = &self.peer;
         match request {
             Some(r) => log::info!(
                 target: "socketserver::http",
@@ -692,7 +692,7 @@ mod tests {
     }
 
     fn conn(h: &HttpHandler<fn(&Request) -> Response>, now: Instant) -> HttpConn {
-        HttpConn::new(h.conn_config(), SocketAddr::from(([127, 0, 0, 1], 9)), now)
+        HttpConn::new(h.conn_config(), Addr::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 9))), now)
     }
 
     fn recv(c: &mut HttpConn, bytes: &[u8], now: Instant) {

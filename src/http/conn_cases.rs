@@ -12,6 +12,8 @@
 //! Not for use outside this crate's tests, benches and fuzzing; it may change at any time.
 
 use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::transport::Addr;
 use std::time::Instant;
 
 use super::conn::{Answer, HttpConn, SansIo, Want};
@@ -111,7 +113,7 @@ pub fn drive(
     mut schedule: impl FnMut(Step) -> usize,
 ) -> (Vec<u8>, Want) {
     let now = Instant::now();
-    let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000));
+    let peer = Addr::Inet(SocketAddr::from((Ipv4Addr::LOCALHOST, 40_000)));
     let mut conn = sans_io.new_conn(peer, now);
     let mut pos = 0;
     let mut eof_sent = false;

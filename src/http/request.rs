@@ -10,6 +10,8 @@
 use std::fmt;
 use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use crate::transport::Addr;
 use std::ops::Range;
 
 use super::chunked::{Chunk, decode_chunked};
@@ -95,7 +97,7 @@ pub struct Request {
     version: Version,
     headers: Vec<(Range<usize>, Range<usize>)>,
     body: Vec<u8>,
-    peer_addr: SocketAddr,
+    peer_addr: Addr,
     keep_alive: bool,
 }
 
@@ -167,8 +169,8 @@ impl Request {
 
     /// The client's address. [`parse_request`] does not know it and leaves `0.0.0.0:0`; the
     /// [`HttpHandler`](super::HttpHandler) fills it in.
-    pub fn peer_addr(&self) -> SocketAddr {
-        self.peer_addr
+    pub fn peer_addr(&self) -> &Addr {
+        &self.peer_addr
     }
 
     /// Whether the client wants the connection kept open after the response: HTTP/1.1 unless
@@ -177,7 +179,7 @@ impl Request {
         self.keep_alive
     }
 
-    pub(crate) fn set_peer_addr(&mut self, addr: SocketAddr) {
+    pub(crate) fn set_peer_addr(&mut self, addr: Addr) {
         self.peer_addr = addr;
     }
 
@@ -490,7 +492,7 @@ fn parse_head_with<'b>(
         version,
         headers,
         body: std::mem::take(&mut spare.body),
-        peer_addr: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+        peer_addr: Addr::Inet(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))),
         keep_alive: false,
     };
     Ok(Some((request, head_len)))
@@ -902,7 +904,7 @@ mod tests {
         assert_eq!(r.header("X-TWO"), Some(&b"a"[..]));
         assert_eq!(r.headers().count(), 3);
         assert_eq!(r.headers().nth(2), Some(("x-two", &b"b"[..])));
-        assert_eq!(r.peer_addr().port(), 0);
+        assert_eq!(r.peer_addr().as_inet().map(|a| a.port()), Some(0));
         let no_query = request(b"GET /p HTTP/1.0\r\n\r\n");
         assert_eq!((no_query.path(), no_query.query(), no_query.query_param("a")), ("/p", None, None));
         assert!(format!("{r:?}").contains("/delay"));

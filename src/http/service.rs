@@ -2,8 +2,8 @@
 //! [`RequestHandler`] into an HTTP/1.1 server: the *blocking driver* of the sans-IO
 //! connection in `conn.rs`.
 
+use crate::transport::Addr;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ const PARK_LINGER_MS: u8 = 2;
 
 /// Whether `stream` has input (or EOF) within `ms` milliseconds: one `poll(2)`, by
 /// `sys::wait_readable` (an error reads as "not readable": the caller then parks, which is safe).
-fn readable_within(stream: &std::net::TcpStream, ms: u8) -> bool {
+fn readable_within(stream: &crate::transport::Stream, ms: u8) -> bool {
     use std::os::fd::AsFd;
     crate::sys::wait_readable(stream.as_fd(), Some(Duration::from_millis(ms.into()))).unwrap_or(false)
 }
@@ -332,7 +332,7 @@ fn answer(result: std::thread::Result<Response>, started: Instant) -> Answer {
 }
 
 impl<S: Service> SansIo for HttpHandler<S> {
-    fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn {
+    fn new_conn(&self, peer: Addr, now: Instant) -> HttpConn {
         HttpConn::new(self.conn_config(), peer, now)
     }
 
@@ -360,7 +360,7 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
         // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
         // Failure only costs latency, so it is not an error.
         let _ = conn.stream().set_nodelay(true);
-        let mut http = HttpConn::new(&self.config, conn.peer_addr(), Instant::now());
+        let mut http = HttpConn::new(&self.config, conn.peer_addr().clone(), Instant::now());
         let mut io = Blocking::new(conn);
         // A response was just written: the moment to consider parking.
         let mut answered = false;

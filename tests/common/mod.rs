@@ -36,6 +36,8 @@ pub fn example_path(name: &str) -> PathBuf {
 pub struct ServerProcess {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The socket path, for a server started with `--unix` (then `addr` means nothing).
+    pub unix: Option<PathBuf>,
     pub pid: u32,
     stderr: Option<thread::JoinHandle<String>>,
     /// What the server has written to stderr so far, line by line as it arrives.
@@ -47,6 +49,13 @@ impl ServerProcess {
     pub fn start(name: &str, args: &[&str]) -> ServerProcess {
         let mut cmd = Command::new(example_path(name));
         cmd.args(["--port", "0"]).args(args);
+        Self::start_command(name, cmd)
+    }
+
+    /// Starts `cargo run --example NAME -- --unix PATH ARGS...` and waits for its banner line.
+    pub fn start_unix(name: &str, path: &std::path::Path, args: &[&str]) -> ServerProcess {
+        let mut cmd = Command::new(example_path(name));
+        cmd.arg("--unix").arg(path).args(args);
         Self::start_command(name, cmd)
     }
 
@@ -99,13 +108,18 @@ impl ServerProcess {
         let mut me = ServerProcess {
             child: Some(child),
             addr: "127.0.0.1:1".parse().unwrap(),
+            unix: None,
             pid,
             stderr: Some(stderr),
             live_log,
         };
         match course::app::parse_banner(line.trim_end()) {
             Some(addr) => me.addr = addr,
-            None => panic!("no banner from {name}: {line:?}"),
+            // "Serving HTTP on PATH (unix) (curl --unix-socket PATH ...) ..."
+            None => match line.strip_prefix("Serving HTTP on ").and_then(|l| l.split_once(" (unix) ")) {
+                Some((path, _)) => me.unix = Some(PathBuf::from(path)),
+                None => panic!("no banner from {name}: {line:?}"),
+            },
         }
         // Drain the rest of stdout in the background for the same reason as stderr.
         thread::spawn(move || {
@@ -205,8 +219,68 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<Reply> {
     read_reply(&mut s, request.starts_with(b"HEAD"))
 }
 
+/// Sends raw bytes on a Unix stream socket, reads one response.
+pub fn raw_unix(path: &std::path::Path, request: &[u8]) -> std::io::Result<Reply> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(request)?;
+    read_reply(&mut s, request.starts_with(b"HEAD"))
+}
+
+/// `GET path` with `Connection: close` over the Unix socket at `sock`.
+pub fn get_unix(sock: &std::path::Path, path: &str) -> Reply {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    raw_unix(sock, req.as_bytes()).unwrap_or_else(|e| panic!("GET {path} on {}: {e}", sock.display()))
+}
+
+/// `n` clients on the Unix socket at `sock` send `GET path` at the same instant; the wall time
+/// from the release to the last reply, and the replies.
+pub fn burst_unix(sock: &std::path::Path, n: usize, path: &str) -> (Duration, Vec<Reply>) {
+    let barrier = Arc::new(Barrier::new(n + 1));
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let barrier = Arc::clone(&barrier);
+            let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            let sock = sock.to_path_buf();
+            thread::spawn(move || {
+                let s = std::os::unix::net::UnixStream::connect(&sock);
+                barrier.wait();
+                let mut s = s?;
+                s.set_read_timeout(Some(Duration::from_secs(30)))?;
+                s.write_all(req.as_bytes())?;
+                read_reply(&mut s, false)
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t0 = Instant::now();
+    let replies = clients.into_iter().map(|c| c.join().expect("client thread").expect("reply")).collect();
+    (t0.elapsed(), replies)
+}
+
+/// A private temporary directory for socket files, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("socketserver-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Reads one response from `s` by Content-Length.
-pub fn read_reply(s: &mut TcpStream, head: bool) -> std::io::Result<Reply> {
+pub fn read_reply(s: &mut impl Read, head: bool) -> std::io::Result<Reply> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

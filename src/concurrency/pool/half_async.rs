@@ -36,7 +36,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::reactor::{Event, Interest, Reactor, Token, Waker};
+use crate::transport::{Addr, Listener, Stream};
 
 /// What a connection wants from its driver next: the HTTP layer's own `Want` (read, write, the
 /// service, drain, close), which every machine this driver runs answers with.
@@ -90,10 +91,10 @@ pub(crate) trait Machines: Send + Sync + 'static {
     /// The connection machine.
     type Conn: ConnMachine;
     /// A new connection's machine.
-    fn new_conn(&self, peer: SocketAddr, now: Instant) -> Self::Conn;
+    fn new_conn(&self, peer: Addr, now: Instant) -> Self::Conn;
     /// Whether to serve a connection from `peer` (`verify_request`), asked by a reactor that
     /// accepts from its own listener. Default: yes.
-    fn verify(&self, peer: &SocketAddr) -> bool {
+    fn verify(&self, peer: &Addr) -> bool {
         let _ = peer;
         true
     }
@@ -148,7 +149,7 @@ pub(crate) struct Setup {
     /// with `EPOLLEXCLUSIVE` beside the other reactors that share it, while
     /// [`set_accepting`](HalfAsync::set_accepting) says so. `None`: connections come only
     /// through [`submit`](HalfAsync::submit).
-    pub(crate) listener: Option<TcpListener>,
+    pub(crate) listener: Option<Listener>,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -202,7 +203,7 @@ struct Shared {
 struct State {
     queue: VecDeque<Job>,
     /// Accepted, not yet seen by the reactor.
-    incoming: Vec<(TcpStream, SocketAddr)>,
+    incoming: Vec<(Stream, Addr)>,
     /// Taken from `incoming` by the reactor in its current pass, not yet counted in
     /// `in_service` (the pass's `publish` does): without it, a just-accepted connection whose
     /// request is about to be queued would count nowhere for a moment, and the accept limit
@@ -339,7 +340,7 @@ impl HalfAsync {
 
     /// Hands an accepted connection to the reactor (it never waits: back-pressure is
     /// [`has_room`](HalfAsync::has_room), asked before `accept`).
-    pub(crate) fn submit(&self, stream: TcpStream, peer: SocketAddr) {
+    pub(crate) fn submit(&self, stream: Stream, peer: Addr) {
         let mut st = self.shared.lock();
         if st.reactor_done {
             // Nobody would serve it: dropping it closes it.
@@ -486,7 +487,7 @@ impl<R, A> Drop for LostGuard<R, A> {
 
 /// One connection on the reactor.
 struct Conn<C: ConnMachine> {
-    stream: TcpStream,
+    stream: Stream,
     machine: C,
     /// A request is out (queued or running).
     in_service: bool,
@@ -526,7 +527,7 @@ struct Driver<M: Machines> {
     stopping: bool,
     events: Vec<Event>,
     /// Its own listener (`Setup::listener`), until the stop.
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     /// The listener is in the epoll set now.
     listening: bool,
     /// `accept` failed for want of descriptors or memory: no accepting until then.
@@ -661,7 +662,7 @@ impl<M: Machines> Driver<M> {
         }
     }
 
-    fn accept(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn accept(&mut self, stream: Stream, peer: Addr, now: Instant) {
         // Non-blocking: the reactor must never wait on one client. If this fails the socket is
         // unusable (EBADF): drop it.
         if let Err(e) = stream.set_nonblocking(true) {
@@ -672,7 +673,7 @@ impl<M: Machines> Driver<M> {
         // and Nagle's algorithm would hold a later small one back until the client's (delayed)
         // ACK: ~40 ms. The blocking driver sets it too. Failure only costs latency.
         let _ = stream.set_nodelay(true);
-        let mut machine = self.machines.new_conn(peer, now);
+        let mut machine = self.machines.new_conn(peer.clone(), now);
         if self.stopping {
             machine.stopping(now);
         }
@@ -984,7 +985,7 @@ impl<M: Machines> Driver<M> {
 
 /// Reads and drops what a lingering connection sends; `None` when it is over (EOF, an error,
 /// or too much), else the total drained.
-fn drain(stream: &mut TcpStream, mut drained: usize) -> Option<usize> {
+fn drain(stream: &mut Stream, mut drained: usize) -> Option<usize> {
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {

@@ -6,7 +6,6 @@
 //! `http::conn` (the same machine the blocking driver runs, so both answer byte for byte the
 //! same), and the I/O is all in the driver (`half_async`).
 
-use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use crate::handler::RequestHandler;
 use crate::http::{Answer, ConnConfig, HttpConn, Later, Request, Response};
 use crate::shutdown::HandlerScope;
 use crate::trace;
+use crate::transport::Addr;
 
 impl ConnMachine for HttpConn {
     type Request = Request;
@@ -89,11 +89,11 @@ impl<H: RequestHandler> HttpMachines<H> {
 impl<H: RequestHandler> Machines for HttpMachines<H> {
     type Conn = HttpConn;
 
-    fn new_conn(&self, peer: SocketAddr, now: Instant) -> HttpConn {
+    fn new_conn(&self, peer: Addr, now: Instant) -> HttpConn {
         HttpConn::new(&self.config, peer, now)
     }
 
-    fn verify(&self, peer: &SocketAddr) -> bool {
+    fn verify(&self, peer: &Addr) -> bool {
         self.handler.verify_request(peer)
     }
 
@@ -135,7 +135,7 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
 
 impl<H: RequestHandler> HttpMachines<H> {
     fn reporter(&self, request: &Request) -> Reporter<H> {
-        Reporter { handler: Arc::clone(&self.handler), peer: request.peer_addr(), id: self.server_id }
+        Reporter { handler: Arc::clone(&self.handler), peer: request.peer_addr().clone(), id: self.server_id }
     }
 }
 
@@ -143,7 +143,7 @@ impl<H: RequestHandler> HttpMachines<H> {
 /// made the answer.
 struct Reporter<H> {
     handler: Arc<H>,
-    peer: SocketAddr,
+    peer: Addr,
     id: u64,
 }
 

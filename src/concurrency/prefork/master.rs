@@ -1,7 +1,7 @@
 //! The master: forks the workers and supervises them from one thread, reading its signals from
 //! a `signalfd` (see [`Prefork`](crate::Prefork), "The master").
 
-use std::net::SocketAddr;
+use crate::transport::Addr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,7 +123,7 @@ struct Worker {
 /// The master's state. Lives only in the master: a worker never returns into it.
 struct Master<H> {
     config: Prefork,
-    addr: SocketAddr,
+    addr: Addr,
     /// `None` once a stop began: the master closes its copy of the listener then.
     held: Option<Held>,
     handler: Arc<H>,
@@ -314,7 +314,7 @@ impl<H: RequestHandler> Master<H> {
         let Some(held) = &self.held else { return Ok(()) };
         let setup = WorkerSetup {
             master: self.pid,
-            addr: self.addr,
+            addr: self.addr.clone(),
             listener_fd: match held {
                 Held::Shared(_) => Some(held.raw_fd()),
                 Held::Reserved(_) => None,

@@ -7,15 +7,16 @@
 //! * `worker.rs`: a worker's life after the fork: the child preamble, its `signals` thread for
 //!   SIGTERM, its [`Server`](crate::Server), `_exit`.
 
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::{Error, Result};
-use crate::listener;
 use crate::server::ServerBuilder;
+use crate::transport::{self, Addr, Listener};
 
 mod master;
 mod worker;
@@ -279,17 +280,38 @@ impl Prefork {
         } else {
             let mut options = self.builder.listen_options();
             options.reuse_port = false;
-            Held::Shared(listener::bind(addr, options)?)
+            Held::Shared(transport::bind_tcp(addr, options)?)
         };
-        let local_addr = match &held {
-            Held::Shared(l) => l.local_addr()?,
-            Held::Reserved(s) => s
-                .local_addr()?
-                .as_socket()
-                .ok_or_else(|| Error::Io(std::io::Error::other("the reserved socket has no IP address")))?,
-        };
+        let local_addr =
+            match &held {
+                Held::Shared(l) => l.local_addr()?,
+                Held::Reserved(s) => Addr::Inet(s.local_addr()?.as_socket().ok_or_else(|| {
+                    Error::Io(std::io::Error::other("the reserved socket has no IP address"))
+                })?),
+            };
         // Start the clock here, so that the offsets every worker logs (each inherits this
         // epoch through the fork) are on the master's time line.
+        crate::trace::epoch();
+        Ok(PreforkServer { config: self, local_addr, held })
+    }
+
+    /// Binds a Unix stream socket at `path` in the calling process, the future master: the
+    /// one listener every worker inherits (as [`ServerBuilder::bind_unix`](crate::ServerBuilder::bind_unix)
+    /// makes it: owner-only unless `unix_mode` says otherwise, a stale file replaced). The
+    /// master removes the socket file when it stops. No process is forked yet.
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::bind_unix`](crate::ServerBuilder::bind_unix); and
+    /// [`Error::InvalidConfig`] with [`reuse_port`](Prefork::reuse_port), which needs TCP.
+    pub fn bind_unix(self, path: impl AsRef<Path>) -> Result<PreforkServer> {
+        if self.reuse_port {
+            return Err(Error::InvalidConfig("reuse_port needs TCP: Unix socket workers share one listener"));
+        }
+        let mut options = self.builder.listen_options();
+        options.reuse_port = false;
+        let listener = transport::bind_unix(path.as_ref(), options)?;
+        let local_addr = listener.local_addr()?;
+        let held = Held::Shared(listener);
         crate::trace::epoch();
         Ok(PreforkServer { config: self, local_addr, held })
     }
@@ -299,7 +321,7 @@ impl Prefork {
 #[derive(Debug)]
 enum Held {
     /// The one listening socket every worker inherits and accepts on.
-    Shared(TcpListener),
+    Shared(Listener),
     /// `SO_REUSEPORT` mode: a socket bound to the port but not listening. It keeps the port
     /// (port 0 resolved) while workers come and go, and, not listening, gets no connections.
     Reserved(Socket),
@@ -316,7 +338,7 @@ impl Held {
 
 /// Binds `addr` with `SO_REUSEPORT` but does not listen (see [`Held::Reserved`]).
 fn reserve_port(addr: SocketAddr) -> Result<Socket> {
-    let fail = |source| Error::Bind { addr, source };
+    let fail = |source| Error::Bind { addr: Addr::Inet(addr), source };
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     socket.set_reuse_address(true).map_err(fail)?;
     // Every socket sharing a port with SO_REUSEPORT must set it, this one included.
@@ -329,14 +351,14 @@ fn reserve_port(addr: SocketAddr) -> Result<Socket> {
 #[derive(Debug)]
 pub struct PreforkServer {
     config: Prefork,
-    local_addr: SocketAddr,
+    local_addr: Addr,
     held: Held,
 }
 
 impl PreforkServer {
     /// The address the workers serve; with port 0, the port the kernel chose.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    pub fn local_addr(&self) -> Addr {
+        self.local_addr.clone()
     }
 }
 

@@ -2,8 +2,9 @@
 //! [`Server`](crate::Server), `_exit` (see [`Prefork`](crate::Prefork), "The workers").
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::RawFd;
+use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -15,12 +16,13 @@ use crate::handler::RequestHandler;
 use crate::server::ServerBuilder;
 use crate::sys;
 use crate::trace::Who;
+use crate::transport::{Addr, Listener};
 
 /// Everything a new worker needs, copied out of the master's state before the fork, so that
 /// the child reads plain values and never the master's structures.
 pub(super) struct WorkerSetup {
     pub(super) master: Pid,
-    pub(super) addr: SocketAddr,
+    pub(super) addr: Addr,
     /// The shared listener's descriptor; `None` in `SO_REUSEPORT` mode.
     pub(super) listener_fd: Option<RawFd>,
     /// Master descriptors the worker must close (-1: none).
@@ -63,10 +65,15 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
     //    Threads inherit this mask, so every thread started later has SIGTERM blocked.
     setup.worker_mask.thread_set_mask()?;
 
-    // The master's shared listener, inherited by the fork. The master's `TcpListener` copy in
+    // The master's shared listener, inherited by the fork. The master's `Listener` copy in
     // this process is never used or dropped (we end in _exit), so the worker's `Server` is its
-    // one owner and closes it in server_close: adopt_inherited_listener's contract.
-    let listener = setup.listener_fd.map(sys::adopt_inherited_listener);
+    // one owner and closes it in server_close: adopt_inherited_listener's contract. Adopted as
+    // a plain socket, it does not own a Unix socket file: the master removes that.
+    let unix = setup.addr.is_unix();
+    let listener = setup.listener_fd.map(sys::adopt_inherited_listener).map(|fd| match unix {
+        true => Listener::from(UnixListener::from(fd)),
+        false => Listener::from(TcpListener::from(fd)),
+    });
     // 5. Build the worker's server and serve. The inner strategy is a match, not a type
     //    parameter of Prefork, so that adding one (a thread pool) is one more arm.
     match setup.threads {
@@ -89,9 +96,9 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
 fn serve_worker<C: Concurrency, H: RequestHandler>(
     concurrency: C,
     builder: ServerBuilder,
-    addr: SocketAddr,
+    addr: Addr,
     reuse_port: bool,
-    listener: Option<TcpListener>,
+    listener: Option<Listener>,
     handler: Arc<H>,
 ) -> Result<()> {
     let mut server = match listener {

@@ -5,7 +5,7 @@ use super::*;
 use crate::Pool;
 use crate::concurrency::Concurrency;
 use crate::handler::{Connection, ServerContext};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -134,7 +134,7 @@ impl Upper {
 
 impl Machines for Upper {
     type Conn = LineConn;
-    fn new_conn(&self, _peer: SocketAddr, now: Instant) -> LineConn {
+    fn new_conn(&self, _peer: Addr, now: Instant) -> LineConn {
         LineConn {
             buf: Vec::new(),
             filled: 0,

@@ -1,0 +1,461 @@
+//! [`Listener`]: the listening socket, TCP or Unix stream; Python's `server_bind` +
+//! `server_activate`, with socket2.
+//!
+//! ## TCP
+//! `std::net::TcpListener::bind` does socket + bind + listen in one call with a fixed backlog
+//! of 128 and no way to set options *before* `bind`. Two options must be set before `bind` to
+//! matter, so the socket is built step by step here:
+//!
+//! * `SO_REUSEADDR` (always on, as Python's `allow_reuse_address = True` for its HTTP servers):
+//!   lets a restarted server bind its port while connections from the previous run are still in
+//!   `TIME_WAIT`, instead of failing with "address already in use" for a minute.
+//! * `SO_REUSEPORT` (off unless asked): lets several sockets, typically one per pre-forked
+//!   worker, bind the *same* port; the kernel then spreads new connections across them.
+//!
+//! The backlog is the length of the queue of connections the kernel has completed but the
+//! server has not yet `accept`ed. Python's default of 5 makes a burst of 100 simultaneous
+//! clients see resets and retries; the default here is `SOMAXCONN` (4096 with glibc), and Linux
+//! silently caps any value at `/proc/sys/net/core/somaxconn`.
+
+//!
+//! ## Unix stream sockets
+//! A Unix socket's name is a file, and the file is the hard part:
+//!
+//! * **Permissions are the access control.** `connect(2)` needs write permission on the socket
+//!   file, so its mode decides who may talk to the server. `bind` creates it with the process's
+//!   umask applied, which differs between machines and users (002 makes it group-writable); the
+//!   mode is therefore set explicitly, owner-only (`0o600`) unless the user asks for another
+//!   ([`ServerBuilder::unix_mode`](crate::ServerBuilder::unix_mode)). It is set after `bind` and
+//!   *before* `listen`: until `listen`, a `connect` is refused, so no client can slip in while the
+//!   file still has the umask's mode.
+//! * **A stale file blocks the next start.** A server that crashed (or was SIGKILLed) leaves its
+//!   socket file behind, and `bind` then fails with "address in use" although nobody listens.
+//!   Before binding, a socket found at the path is probed with a `connect`: refused means stale,
+//!   and it is removed; accepted means another server is running there, and binding is refused.
+//! * **Never delete what is not ours.** Anything at the path that is not a socket (a regular
+//!   file, a directory, a typo'd path to a config file) is refused with an error, never removed.
+//! * **Clean up.** The file is removed when the listener that created it is dropped, and only if
+//!   it is still the same file (device and inode): a newer server may have replaced it. A forked
+//!   child `_exit`s without running destructors, and a pre-forked worker does not own the file,
+//!   so only the process that bound it removes it.
+//! * **`sun_path` holds 107 bytes** (108 with the terminating NUL): a longer path is refused
+//!   with a message saying so, not the kernel's bare `EINVAL`.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{Addr, Stream};
+use crate::error::{Error, Result};
+
+/// The default listen backlog: `SOMAXCONN`, Python's `request_queue_size` made large.
+pub(crate) const DEFAULT_BACKLOG: i32 = libc::SOMAXCONN;
+
+/// The default mode of a Unix socket file: read and write for the owner only.
+pub(crate) const DEFAULT_UNIX_MODE: u32 = 0o600;
+
+/// The longest path `sun_path` holds, without its terminating NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// Options for [`bind_tcp`] and [`bind_unix`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListenOptions {
+    /// Length of the accept queue (Python's `request_queue_size`). Default [`DEFAULT_BACKLOG`].
+    pub(crate) backlog: i32,
+    /// Set `SO_REUSEPORT` before binding (TCP only). Default `false`.
+    pub(crate) reuse_port: bool,
+    /// The Unix socket file's mode. Default [`DEFAULT_UNIX_MODE`].
+    pub(crate) unix_mode: u32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions { backlog: DEFAULT_BACKLOG, reuse_port: false, unix_mode: DEFAULT_UNIX_MODE }
+    }
+}
+
+/// A listening stream socket: TCP or Unix. A server is made on one with
+/// [`ServerBuilder::from_listener`](crate::ServerBuilder::from_listener) (any
+/// `std::net::TcpListener` or `std::os::unix::net::UnixListener` converts into it, e.g. one
+/// inherited from systemd), or it is made for you by [`Server::bind`](crate::Server::bind) and
+/// [`Server::bind_unix`](crate::Server::bind_unix).
+///
+/// A `Listener` made by `bind_unix` owns its socket file and removes it when dropped (see the
+/// module's docs in `src/transport/listener.rs` for the rules); one converted from a
+/// `UnixListener` leaves the file alone, as it did not create it.
+#[derive(Debug)]
+pub struct Listener {
+    socket: Socket,
+    /// A Unix socket (kept, not asked: `SO_DOMAIN` would be a system call per `accept`).
+    unix: bool,
+    /// The socket file this listener created: held for its `Drop`, which removes the file.
+    _file: Option<SocketFile>,
+}
+
+impl Listener {
+    /// Accepts one connection: the stream and the peer's address. Non-blocking listeners (a
+    /// server's always are) return `WouldBlock` when none is waiting.
+    pub fn accept(&self) -> io::Result<(Stream, Addr)> {
+        // accept4 with SOCK_CLOEXEC (socket2 does that on Linux): a program a handler exec's
+        // must not inherit client sockets.
+        let (socket, peer) = self.socket.accept()?;
+        if self.is_unix() {
+            let stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
+            // A Unix client's name, if it bound one; most do not.
+            let peer = match peer.as_pathname() {
+                Some(p) => Addr::Unix(p.to_path_buf()),
+                None => Addr::Unnamed,
+            };
+            Ok((Stream::Unix(stream), peer))
+        } else {
+            let peer =
+                peer.as_socket().ok_or_else(|| io::Error::other("a TCP peer without an internet address"))?;
+            Ok((Stream::Tcp(socket.into()), Addr::Inet(peer)))
+        }
+    }
+
+    /// The address it listens on (with port 0: the port the kernel chose).
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        let addr = self.socket.local_addr()?;
+        Ok(match (addr.as_socket(), addr.as_pathname()) {
+            (Some(inet), _) => Addr::Inet(inet),
+            (None, Some(path)) => Addr::Unix(path.to_path_buf()),
+            (None, None) => Addr::Unnamed,
+        })
+    }
+
+    /// `O_NONBLOCK` on or off.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.socket.set_nonblocking(on)
+    }
+
+    /// Whether this is a Unix stream socket.
+    pub fn is_unix(&self) -> bool {
+        self.unix
+    }
+
+    /// A second handle to the same socket (`dup(2)`). It does not own the socket file: only the
+    /// original removes it.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener { socket: self.socket.try_clone()?, unix: self.unix, _file: None })
+    }
+}
+
+impl From<TcpListener> for Listener {
+    fn from(l: TcpListener) -> Listener {
+        Listener { socket: l.into(), unix: false, _file: None }
+    }
+}
+
+impl From<UnixListener> for Listener {
+    fn from(l: UnixListener) -> Listener {
+        Listener { socket: std::os::fd::OwnedFd::from(l).into(), unix: true, _file: None }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+/// The socket file a Unix listener created, identified by device and inode so that dropping an
+/// old listener never removes a newer server's file.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    log::warn!("cannot remove the socket file {}: {e}", self.path.display());
+                }
+            }
+            // Gone already, or replaced by someone else's: not ours to remove.
+            _ => {}
+        }
+    }
+}
+
+/// Creates a TCP socket, sets its options, binds it to `addr` and starts listening.
+///
+/// The listener is returned in non-blocking mode: the server only calls `accept` after `poll`
+/// said a connection is waiting, and with several processes or threads polling one listener
+/// another may take that connection first; a blocking `accept` would then hang instead of
+/// returning `WouldBlock`.
+///
+/// # Errors
+/// [`Error::Bind`] with the address and the operating system's reason.
+pub(crate) fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<Listener> {
+    let fail = |source| Error::Bind { addr: Addr::Inet(addr), source };
+    // socket2 creates the socket with SOCK_CLOEXEC on Linux, so a child started with exec never
+    // inherits the listener by accident. (A *forked* child does; see concurrency::forking.)
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    if options.reuse_port {
+        socket.set_reuse_port(true).map_err(fail)?;
+    }
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(options.backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(Listener { socket, unix: false, _file: None })
+}
+
+/// Creates a Unix stream socket at `path`, with the file rules of the module docs: a stale
+/// socket replaced, a live one or a non-socket refused, the mode set before `listen`.
+///
+/// # Errors
+/// [`Error::Bind`] with the path and the reason: too long for `sun_path`, not a socket, another
+/// server listening there, or the operating system's (no such directory, permission denied).
+pub(crate) fn bind_unix(path: &Path, options: ListenOptions) -> Result<Listener> {
+    let fail = |source| Error::Bind { addr: Addr::Unix(path.to_path_buf()), source };
+    let refuse = |kind, msg: String| fail(io::Error::new(kind, msg));
+    if options.reuse_port {
+        return Err(refuse(io::ErrorKind::InvalidInput, "SO_REUSEPORT applies to TCP only".into()));
+    }
+    if path.as_os_str().is_empty() {
+        return Err(refuse(io::ErrorKind::InvalidInput, "an empty path".into()));
+    }
+    let len = path.as_os_str().len();
+    if len > SUN_PATH_MAX {
+        return Err(refuse(
+            io::ErrorKind::InvalidInput,
+            format!("the path is {len} bytes; a Unix socket path holds at most {SUN_PATH_MAX} (sun_path)"),
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e)),
+        Ok(m) if !m.file_type().is_socket() => {
+            let what = if m.is_dir() {
+                "a directory"
+            } else if m.is_file() {
+                "a regular file"
+            } else if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "something that is not a socket"
+            };
+            return Err(refuse(
+                io::ErrorKind::AlreadyExists,
+                format!("{what} is at this path, not a socket; refusing to replace it"),
+            ));
+        }
+        Ok(_) => match UnixStream::connect(path) {
+            // Someone accepted (or queued) the probe: a server is alive there. Ours goes away
+            // at once, and the other server sees a connection close without a request.
+            Ok(_) => {
+                return Err(refuse(
+                    io::ErrorKind::AddrInUse,
+                    "another server is listening on this socket".into(),
+                ));
+            }
+            // Nobody listens: a crashed run's leftover. Replace it.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                log::info!("removing the stale socket file {}", path.display());
+                std::fs::remove_file(path).map_err(fail)?;
+            }
+            Err(e) => return Err(fail(e)),
+        },
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+    socket.bind(&SockAddr::unix(path).map_err(fail)?).map_err(fail)?;
+    // From here the file exists and is ours: if a later step fails, the guard removes it.
+    let meta = std::fs::symlink_metadata(path).map_err(fail)?;
+    let file = SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() };
+    // The mode before listen: until listen, connect is refused, so no client gets in under the
+    // umask's mode (see the module docs).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.unix_mode)).map_err(fail)?;
+    socket.listen(options.backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(Listener { socket, unix: true, _file: Some(file) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str, options: ListenOptions) -> Result<Listener> {
+        bind_tcp(addr.parse().unwrap(), options)
+    }
+
+    fn port(l: &Listener) -> SocketAddr {
+        l.local_addr().unwrap().as_inet().unwrap()
+    }
+
+    #[test]
+    fn binds_an_ephemeral_port_in_non_blocking_mode() {
+        let l = tcp("127.0.0.1:0", ListenOptions::default()).unwrap();
+        assert_ne!(port(&l).port(), 0);
+        assert!(!l.is_unix());
+        // Non-blocking: no client is waiting, so accept must not block.
+        let err = l.accept().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn a_port_in_use_is_a_bind_error_naming_the_address() {
+        let first = tcp("127.0.0.1:0", ListenOptions::default()).unwrap();
+        let addr = port(&first);
+        match bind_tcp(addr, ListenOptions::default()) {
+            Err(Error::Bind { addr: a, source }) => {
+                assert_eq!(a, addr);
+                assert_eq!(source.kind(), io::ErrorKind::AddrInUse);
+            }
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reuse_port_lets_two_sockets_share_a_port() {
+        let opts = ListenOptions { reuse_port: true, ..Default::default() };
+        let first = tcp("127.0.0.1:0", opts).unwrap();
+        let second = bind_tcp(port(&first), opts).unwrap();
+        assert_eq!(port(&first), port(&second));
+    }
+
+    #[test]
+    fn ipv6_loopback_binds_when_the_machine_has_it() {
+        // Containers without IPv6 exist: only a successful bind is checked further.
+        if let Ok(l) = tcp("[::1]:0", ListenOptions::default()) {
+            assert!(port(&l).is_ipv6());
+            let client = std::net::TcpStream::connect(port(&l)).unwrap();
+            let (_, peer) = wait_accept(&l);
+            assert_eq!(peer, client.local_addr().unwrap());
+        }
+    }
+
+    /// A private temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("socketserver-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn wait_accept(l: &Listener) -> (Stream, Addr) {
+        assert!(crate::sys::wait_readable(l.as_fd(), Some(std::time::Duration::from_secs(10))).unwrap());
+        l.accept().unwrap()
+    }
+
+    fn bind_error(path: &Path, options: ListenOptions) -> io::Error {
+        match bind_unix(path, options) {
+            Err(Error::Bind { addr, source }) => {
+                assert_eq!(addr, Addr::Unix(path.to_path_buf()));
+                source
+            }
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_unix_socket_is_owner_only_serves_and_is_removed_on_drop() {
+        let dir = TempDir::new("unix-basic");
+        let path = dir.0.join("s.sock");
+        let l = bind_unix(&path, ListenOptions::default()).unwrap();
+        assert!(l.is_unix());
+        assert_eq!(l.local_addr().unwrap(), Addr::Unix(path.clone()));
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let _client = UnixStream::connect(&path).unwrap();
+        let (stream, peer) = wait_accept(&l);
+        assert!(matches!(stream, Stream::Unix(_)));
+        assert_eq!(peer, Addr::Unnamed);
+        drop(l);
+        assert!(!path.exists(), "the socket file is removed with its listener");
+    }
+
+    #[test]
+    fn the_mode_is_the_users_choice() {
+        let dir = TempDir::new("unix-mode");
+        let path = dir.0.join("s.sock");
+        let _l = bind_unix(&path, ListenOptions { unix_mode: 0o660, ..Default::default() }).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660);
+    }
+
+    #[test]
+    fn a_stale_socket_is_replaced_and_a_live_one_refused() {
+        let dir = TempDir::new("unix-stale");
+        let path = dir.0.join("s.sock");
+        // A crashed run: a bound socket file nobody listens on any more.
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let live = bind_unix(&path, ListenOptions::default()).unwrap();
+        // A second server on the same path while the first is alive.
+        let e = bind_error(&path, ListenOptions::default());
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("another server"), "{e}");
+        drop(live);
+    }
+
+    #[test]
+    fn a_file_or_directory_at_the_path_is_refused_and_kept() {
+        let dir = TempDir::new("unix-notsock");
+        let file = dir.0.join("config.toml");
+        std::fs::write(&file, "keep me").unwrap();
+        let e = bind_error(&file, ListenOptions::default());
+        assert!(e.to_string().contains("a regular file is at this path"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        let sub = dir.0.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let e = bind_error(&sub, ListenOptions::default());
+        assert!(e.to_string().contains("a directory"), "{e}");
+        assert!(sub.is_dir());
+    }
+
+    #[test]
+    fn a_path_too_long_for_sun_path_is_refused_clearly() {
+        let path = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
+        let e = bind_error(&path, ListenOptions::default());
+        assert!(e.to_string().contains("at most 107"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_without_write_permission_is_a_bind_error() {
+        let dir = TempDir::new("unix-ro");
+        let ro = dir.0.join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        let path = ro.join("s.sock");
+        // root (CAP_DAC_OVERRIDE) ignores directory permissions: then the bind simply works.
+        let privileged = std::fs::write(ro.join("probe"), "").is_ok();
+        match bind_unix(&path, ListenOptions::default()) {
+            Ok(_) => assert!(privileged, "bound in a directory we may not write"),
+            Err(Error::Bind { source, .. }) => assert_eq!(source.kind(), io::ErrorKind::PermissionDenied),
+            Err(other) => panic!("expected a bind error, got {other:?}"),
+        }
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[test]
+    fn reuse_port_on_a_unix_socket_is_refused() {
+        let dir = TempDir::new("unix-reuse");
+        let e = bind_error(&dir.0.join("s.sock"), ListenOptions { reuse_port: true, ..Default::default() });
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+}
