@@ -6,6 +6,7 @@
 //!
 //! * [`app`]: the example application every example server serves (the endpoints, the command
 //!   line, the banner line, `main`'s helpers);
+//! * [`echo`]: the echo server's command line, first line and log line (`echo_server`);
 //! * [`client`]: the bundled client (fire mode, load mode, histogram, timeline, its command line).
 //!
 //! The root package's `examples/`, `tests/` and `benches/` use it through a dev-dependency
@@ -14,3 +15,4 @@
 
 pub mod app;
 pub mod client;
+pub mod echo;
