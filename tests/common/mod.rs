@@ -74,7 +74,49 @@ impl ServerProcess {
 
     /// Starts `cmd`, any program that prints the example servers' banner line first (Python's
     /// `http.server` prints the same words), and waits for that line.
-    pub fn start_command(name: &str, mut cmd: Command) -> ServerProcess {
+    pub fn start_command(name: &str, cmd: Command) -> ServerProcess {
+        Self::spawn(name, cmd, |line, me| match course::app::parse_banner(line) {
+            Some(addr) => {
+                me.addr = addr;
+                true
+            }
+            // "Serving HTTP on PATH (unix) (curl --unix-socket PATH ...) ..."
+            None => match line.strip_prefix("Serving HTTP on ").and_then(|l| l.split_once(" (unix) ")) {
+                Some((path, _)) => {
+                    me.unix = Some(PathBuf::from(path));
+                    true
+                }
+                None => false,
+            },
+        })
+    }
+
+    /// Starts `echo_server ARGS...` (with `--port 0` unless ARGS name a Unix socket) and waits
+    /// for its banner, `Serving ECHO on 127.0.0.1 port 9999 (tcp) ...` or `Serving ECHO on
+    /// PATH (unix-dgram) ...`.
+    pub fn start_echo(args: &[&str]) -> ServerProcess {
+        let mut cmd = Command::new(example_path("echo_server"));
+        if !args.iter().any(|a| a.starts_with("--unix")) {
+            cmd.args(["--port", "0"]);
+        }
+        cmd.args(args);
+        Self::spawn(&format!("echo_server {}", args.join(" ")), cmd, |line, me| {
+            match course::echo::parse_banner(line) {
+                Some(course::echo::Listening::Inet { addr, .. }) => me.addr = addr,
+                Some(course::echo::Listening::Unix { path, .. }) => me.unix = Some(path),
+                None => return false,
+            }
+            true
+        })
+    }
+
+    /// Starts `cmd` and reads its first stdout line into the new value with `banner`, which says
+    /// whether it was the banner it expected.
+    fn spawn(
+        name: &str,
+        mut cmd: Command,
+        banner: impl FnOnce(&str, &mut ServerProcess) -> bool,
+    ) -> ServerProcess {
         let mut child = cmd
             .env("RUST_LOG", "info")
             // The tests' /panic requests are expected: with RUST_BACKTRACE=1 inherited from a
@@ -113,13 +155,8 @@ impl ServerProcess {
             stderr: Some(stderr),
             live_log,
         };
-        match course::app::parse_banner(line.trim_end()) {
-            Some(addr) => me.addr = addr,
-            // "Serving HTTP on PATH (unix) (curl --unix-socket PATH ...) ..."
-            None => match line.strip_prefix("Serving HTTP on ").and_then(|l| l.split_once(" (unix) ")) {
-                Some((path, _)) => me.unix = Some(PathBuf::from(path)),
-                None => panic!("no banner from {name}: {line:?}"),
-            },
+        if !banner(line.trim_end(), &mut me) {
+            panic!("no banner from {name}: {line:?}");
         }
         // Drain the rest of stdout in the background for the same reason as stderr.
         thread::spawn(move || {
