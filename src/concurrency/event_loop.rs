@@ -283,10 +283,14 @@ impl Concurrency for EventLoop {
         if self.loops.is_empty() && !self.start(dispatcher, None) {
             return;
         }
-        if let Some(l) = self.pick() {
-            let (stream, peer) = conn.into_parts();
+        // As in the pool: a datagram never has a sans-IO handler, so never gets here.
+        if let (Some(l), Some((stream, peer))) = (self.pick(), conn.into_parts()) {
             l.submit(stream, peer);
         }
+    }
+
+    fn serves_datagrams(&self) -> bool {
+        false
     }
 
     fn accept_on_own_threads<H: RequestHandler>(
