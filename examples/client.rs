@@ -71,7 +71,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use course::client::cli::{self, Command, Mode};
-use course::client::{fire, load, load_with_progress, svg};
+use course::client::{fire, fire_echo, load, load_with_progress, svg};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
@@ -86,8 +86,11 @@ fn main() -> ExitCode {
         }
     };
     let answered = match (args.mode, args.load_config()) {
-        (Mode::Fire, _) => {
-            let report = fire(&args.fire_config());
+        (Mode::Fire | Mode::Echo, _) => {
+            let report = match args.echo_config() {
+                Some(cfg) => fire_echo(&cfg),
+                None => fire(&args.fire_config()),
+            };
             print!("{report}");
             if let Some(path) = &args.svg
                 && !write_svg(path, &svg::fire_timeline(&report))
