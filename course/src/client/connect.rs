@@ -13,7 +13,8 @@
 //!   and must be tried again. A blocking connect waits for room, up to `SO_SNDTIMEO`.
 //! * **What a failure means.** `ECONNREFUSED` on TCP is "nothing listens on that port"; on a
 //!   path it is that, or "that file is not a socket", and `ENOENT` and `EACCES` say the file is
-//!   missing or out of reach. [`explain`] turns each into a sentence naming the path.
+//!   missing or out of reach. [`explain`] turns each into a short sentence (the
+//!   report's heading names the path).
 
 use std::fs;
 use std::io;
@@ -120,44 +121,40 @@ pub(crate) fn blocking(addr: &SockAddr, timeout: Duration) -> Result<Socket, Req
             Ok(()) => return Ok(socket),
             // A signal cut the wait short; wait again for what is left.
             Err(e) if e.kind() == io::ErrorKind::Interrupted && Instant::now() < until => {}
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(backlog_full(addr, timeout)),
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Err(backlog_full(timeout)),
             Err(e) => return Err(explain(addr, &e)),
         }
     }
 }
 
 /// A Unix connect that found no room in the listener's queue for `waited`.
-pub(crate) fn backlog_full(addr: &SockAddr, waited: Duration) -> RequestError {
-    let path = addr.as_pathname().map(|p| p.display().to_string()).unwrap_or_default();
+pub(crate) fn backlog_full(waited: Duration) -> RequestError {
     RequestError::new(
         ErrorKind::Timeout,
-        format!("connect: the backlog stayed full for {:.1} s: {path}", waited.as_secs_f64()),
+        format!("connect: the backlog stayed full for {:.1} s", waited.as_secs_f64()),
     )
 }
 
 /// A connect error in words. For a TCP address, the step and the system's text
-/// (`connect: Connection refused (os error 111)`). For a Unix path, what is wrong with the path,
+/// (`connect: Connection refused (os error 111)`). For a Unix path, what is wrong with it,
 /// found by looking at it: no such file, not a socket, no permission, or a socket nobody
 /// listens on (left behind by a server that did not remove it). All of them mean the request
 /// never reached a server, so they count as [`ErrorKind::Refused`], as a refused TCP connect
 /// does.
 pub(crate) fn explain(addr: &SockAddr, e: &io::Error) -> RequestError {
     let Some(path) = addr.as_pathname() else { return RequestError::io("connect", e) };
-    let shown = path.display();
-    // The problem first, the path last: a report cuts long lines at the end.
-    let refused = |what: String| RequestError::new(ErrorKind::Refused, format!("connect: {what}: {shown}"));
+    // The path is not repeated: the report's heading names it, and the table's rows are short.
+    let refused = |what: String| RequestError::new(ErrorKind::Refused, format!("connect: {what}"));
     match e.raw_os_error() {
         Some(libc::ENOENT) => refused("no such file (is the server running?)".into()),
         Some(libc::ENOTDIR) => refused("a part of the path is not a directory".into()),
-        Some(libc::EACCES | libc::EPERM) => {
-            refused("permission denied (the file's or a directory's mode)".into())
-        }
+        Some(libc::EACCES | libc::EPERM) => refused("permission denied (socket or dir mode)".into()),
         Some(libc::ECONNREFUSED) => match fs::metadata(path) {
             Ok(m) if m.file_type().is_socket() => refused("nobody listens (a stale socket file?)".into()),
             Ok(m) => refused(format!("{}, not a socket", file_kind(&m.file_type()))),
             Err(_) => refused("connection refused".into()),
         },
-        _ => RequestError::new(ErrorKind::from_io(e.kind()), format!("connect: {e}: {shown}")),
+        _ => RequestError::new(ErrorKind::from_io(e.kind()), format!("connect: {e}")),
     }
 }
 
@@ -197,36 +194,30 @@ mod tests {
         let missing = dir.0.join("missing.sock");
         let e = connect_error(&missing);
         assert_eq!(e.kind, ErrorKind::Refused);
-        assert_eq!(
-            e.message,
-            format!("connect: no such file (is the server running?): {}", missing.display())
-        );
+        assert_eq!(e.message, "connect: no such file (is the server running?)");
 
         let file = dir.0.join("plain.txt");
         fs::write(&file, "not a socket").unwrap();
         let e = connect_error(&file);
         assert_eq!(e.kind, ErrorKind::Refused);
-        assert!(e.message.starts_with("connect: a regular file, not a socket: /"), "{e}");
+        assert!(e.message.starts_with("connect: a regular file, not a socket"), "{e}");
         let e = connect_error(&dir.0);
-        assert!(e.message.starts_with("connect: a directory, not a socket: /"), "{e}");
+        assert!(e.message.starts_with("connect: a directory, not a socket"), "{e}");
         let e = connect_error(&file.join("below.sock"));
-        assert!(e.message.starts_with("connect: a part of the path is not a directory: /"), "{e}");
+        assert!(e.message.starts_with("connect: a part of the path is not a directory"), "{e}");
 
         // A socket file whose listener is gone: bound, then closed without removing the file.
         let stale = dir.0.join("stale.sock");
         drop(UnixListener::bind(&stale).unwrap());
         let e = connect_error(&stale);
-        assert!(e.message.starts_with("connect: nobody listens (a stale socket file?): /"), "{e}");
+        assert!(e.message.starts_with("connect: nobody listens (a stale socket file?)"), "{e}");
 
         // Permission denied cannot be provoked as root, so the classification is checked on
         // the error itself.
         let addr = SockAddr::unix(&stale).unwrap();
         let e = explain(&addr, &io::Error::from_raw_os_error(libc::EACCES));
         assert_eq!(e.kind, ErrorKind::Refused);
-        assert!(
-            e.message.starts_with("connect: permission denied (the file's or a directory's mode): /"),
-            "{e}"
-        );
+        assert!(e.message.starts_with("connect: permission denied (socket or dir mode)"), "{e}");
     }
 
     #[test]
@@ -278,7 +269,7 @@ mod tests {
             Err(e) => e,
         };
         assert_eq!(e.kind, ErrorKind::Timeout);
-        assert!(e.message.starts_with("connect: the backlog stayed full for 0.1 s: /"), "{e}");
+        assert!(e.message.starts_with("connect: the backlog stayed full for 0.1 s"), "{e}");
         // Room made: the waiting socket connects on its next try.
         let (accepted, _) = listener.accept().unwrap();
         assert!(retry(&socket, &addr).unwrap());

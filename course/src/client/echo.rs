@@ -158,7 +158,7 @@ pub fn fire_echo(cfg: &EchoConfig) -> FireReport {
             let pid = std::process::id();
             volley(cfg.n, label, |index| {
                 let server = path.clone();
-                let own = cfg.bind_dir.join(format!("client-{pid}-{volley_id}-{index}.sock"));
+                let own = cfg.bind_dir.join(format!("echo-client-{pid}-{volley_id}-{index}.sock"));
                 Box::new(move |gate: &Gate| unix_dgram_line(&server, own, index, timeout, gate)) as Job
             })
         }
@@ -179,9 +179,10 @@ fn bad_path(path: &Path, e: &io::Error) -> RequestError {
     RequestError::new(ErrorKind::Other, format!("{}: {e}", path.display()))
 }
 
-/// The error for an answer that did not come in time.
-fn no_reply(timeout: Duration, datagram: bool) -> RequestError {
-    let why = if datagram { " (a datagram, or its answer, may be lost)" } else { "" };
+/// The error for an answer that did not come in time; over UDP the line or its answer may
+/// simply have been lost (a Unix datagram is not: the kernel hands it over or says why not).
+fn no_reply(timeout: Duration, udp: bool) -> RequestError {
+    let why = if udp { " (UDP may lose datagrams)" } else { "" };
     RequestError::new(ErrorKind::Timeout, format!("no reply after {:.1} s{why}", timeout.as_secs_f64()))
 }
 
@@ -309,10 +310,10 @@ fn udp_line(
         socket.connect(server).map_err(|e| RequestError::io("connect", &e))?;
         Ok(socket)
     });
-    datagram_line(prepared, index, timeout, gate, |e| {
+    datagram_line(prepared, index, timeout, true, gate, |e| {
         // A connected UDP socket hears the ICMP "port unreachable" as a refused receive.
         if e.kind() == io::ErrorKind::ConnectionRefused {
-            RequestError::new(ErrorKind::Refused, "receive: port unreachable (nothing listens on it)")
+            RequestError::new(ErrorKind::Refused, "receive: port unreachable (nothing listens)")
         } else {
             RequestError::io("receive", e)
         }
@@ -351,7 +352,7 @@ fn unix_dgram_line(server: &Path, own: PathBuf, index: usize, timeout: Duration,
         Err(e) => (Err(e), None),
     };
     let server_addr = SockAddr::unix(server).ok();
-    let timed = datagram_line(socket, index, timeout, gate, |e| match &server_addr {
+    let timed = datagram_line(socket, index, timeout, false, gate, |e| match &server_addr {
         Some(addr) if e.kind() != io::ErrorKind::WouldBlock => connect::explain(addr, e),
         _ => RequestError::io("receive", e),
     });
@@ -359,11 +360,13 @@ fn unix_dgram_line(server: &Path, own: PathBuf, index: usize, timeout: Duration,
     timed
 }
 
-/// Waits at the gate, sends the line as one datagram and waits for one datagram back.
+/// Waits at the gate, sends the line as one datagram and waits for one datagram back; `udp`
+/// says whether a missing answer may have been lost.
 fn datagram_line<D: Datagram>(
     prepared: Result<D, RequestError>,
     index: usize,
     timeout: Duration,
+    udp: bool,
     gate: &Gate,
     receive_error: impl Fn(&io::Error) -> RequestError,
 ) -> Timed {
@@ -381,7 +384,10 @@ fn datagram_line<D: Datagram>(
     let sent_at = Instant::now();
     if let Err(e) = sent {
         let e = match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => no_reply(timeout, true),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => RequestError::new(
+                ErrorKind::Timeout,
+                format!("send: the server's queue stayed full for {:.1} s", timeout.as_secs_f64()),
+            ),
             _ => receive_error(&e),
         };
         return Timed { released, connected: Some(released), sent: None, done: sent_at, result: Err(e) };
@@ -390,7 +396,7 @@ fn datagram_line<D: Datagram>(
     let mut buf = vec![0u8; MAX_ANSWER + 1];
     let result = loop {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            break Err(no_reply(timeout, true));
+            break Err(no_reply(timeout, udp));
         }
         if let Err(e) = socket.set_read_timeout(left()) {
             break Err(RequestError::io("receive", &e));
@@ -427,6 +433,13 @@ mod tests {
         }
         let text = report.to_string();
         assert!(text.contains(" echoed "), "{text}");
+        // A correct answer is drawn like a 2xx: no note after the bar.
+        assert!(
+            text.lines()
+                .filter(|l| l.trim_start().starts_with('#') && l.contains('|'))
+                .all(|l| l.ends_with('|')),
+            "{text}"
+        );
     }
 
     #[test]

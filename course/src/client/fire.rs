@@ -501,7 +501,7 @@ impl Connecting {
                     let left = d.saturating_duration_since(Instant::now());
                     // A zero timeout means "block forever" to the OS.
                     if left.is_zero() {
-                        return Err(connect::backlog_full(&self.addr, timeout));
+                        return Err(connect::backlog_full(timeout));
                     }
                     Some(left)
                 }

@@ -369,7 +369,7 @@ impl EventLoop {
             Ok(false) if waited < self.worker.connect_timeout => {}
             Ok(false) => {
                 self.paused -= 1;
-                let e = connect::backlog_full(&self.worker.addrs[addr], waited);
+                let e = connect::backlog_full(waited);
                 self.connect_failed(k, e);
             }
             Ok(true) => {
