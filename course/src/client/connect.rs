@@ -9,11 +9,11 @@
 //! * **A full backlog.** A TCP server whose backlog is full drops the SYN and the client's
 //!   kernel retries it (the connect is *in progress* meanwhile, `EINPROGRESS`). A Unix stream
 //!   socket has no handshake: a connect either lands in the listener's queue at once or, the
-//!   queue being full, fails with `EAGAIN` on a non-blocking socket ([`Started::Backlogged`]),
+//!   queue being full, fails with `EAGAIN` on a non-blocking socket (`Started::Backlogged`),
 //!   and must be tried again. A blocking connect waits for room, up to `SO_SNDTIMEO`.
 //! * **What a failure means.** `ECONNREFUSED` on TCP is "nothing listens on that port"; on a
 //!   path it is that, or "that file is not a socket", and `ENOENT` and `EACCES` say the file is
-//!   missing or out of reach. [`explain`] turns each into a short sentence (the
+//!   missing or out of reach. `explain` turns each into a short sentence (the
 //!   report's heading names the path).
 
 use std::fs;
