@@ -128,29 +128,16 @@ impl Listener {
         // accept4 with SOCK_CLOEXEC (socket2 does that on Linux): a program a handler exec's
         // must not inherit client sockets.
         let (socket, peer) = self.socket.accept()?;
-        if self.is_unix() {
-            let stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
-            // A Unix client's name, if it bound one; most do not.
-            let peer = match peer.as_pathname() {
-                Some(p) => Addr::Unix(p.to_path_buf()),
-                None => Addr::Unnamed,
-            };
-            Ok((Stream::Unix(stream), peer))
-        } else {
-            let peer =
-                peer.as_socket().ok_or_else(|| io::Error::other("a TCP peer without an internet address"))?;
-            Ok((Stream::Tcp(socket.into()), Addr::Inet(peer)))
-        }
+        let stream = match self.is_unix() {
+            true => Stream::Unix(UnixStream::from(std::os::fd::OwnedFd::from(socket))),
+            false => Stream::Tcp(socket.into()),
+        };
+        Ok((stream, addr_of(&peer)))
     }
 
     /// The address it listens on (with port 0: the port the kernel chose).
     pub fn local_addr(&self) -> io::Result<Addr> {
-        let addr = self.socket.local_addr()?;
-        Ok(match (addr.as_socket(), addr.as_pathname()) {
-            (Some(inet), _) => Addr::Inet(inet),
-            (None, Some(path)) => Addr::Unix(path.to_path_buf()),
-            (None, None) => Addr::Unnamed,
-        })
+        Ok(addr_of(&self.socket.local_addr()?))
     }
 
     /// `O_NONBLOCK` on or off.
@@ -184,13 +171,7 @@ impl Listener {
     pub(crate) fn recv_datagram(&self, buf: &mut [u8]) -> io::Result<Received> {
         let capacity = buf.len();
         let (real_len, from) = crate::sys::recv_datagram(&self.socket, buf)?;
-        let peer = match (from.as_socket(), from.as_pathname()) {
-            (Some(inet), _) => Addr::Inet(inet),
-            (None, Some(path)) => Addr::Unix(path.to_path_buf()),
-            // An unnamed (or abstract) Unix sender: nothing to answer to.
-            (None, None) => Addr::Unnamed,
-        };
-        Ok(Received { stored: real_len.min(capacity), real_len, peer })
+        Ok(Received { stored: real_len.min(capacity), real_len, peer: addr_of(&from) })
     }
 
     /// The socket, shared, for a datagram that answers on it.
@@ -226,6 +207,16 @@ impl AsFd for Listener {
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+/// The crate's address for one the kernel gave: an internet address, a Unix path, or (a Unix
+/// client that bound no name, the usual case, or an abstract one) unnamed.
+fn addr_of(a: &SockAddr) -> Addr {
+    match (a.as_socket(), a.as_pathname()) {
+        (Some(inet), _) => Addr::Inet(inet),
+        (None, Some(path)) => Addr::Unix(path.to_path_buf()),
+        (None, None) => Addr::Unnamed,
     }
 }
 
