@@ -320,7 +320,8 @@ pub struct ServerArgs {
     pub quiet: bool,
     /// `--workers N` (prefork only; default [`DEFAULT_WORKERS`]).
     pub workers: Option<usize>,
-    /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
+    /// `--reuse-port` (prefork and event loop): one `SO_REUSEPORT` listener per worker
+    /// ([`Prefork::reuse_port`]) or per loop ([`EventLoop::reuse_port`]).
     pub reuse_port: bool,
     /// `--wake-all` (prefork only): workers wait on the shared listener with plain `poll`, so
     /// every connection wakes all idle workers ([`Prefork::exclusive_wakeup`] off).
@@ -433,7 +434,7 @@ impl ServerArgs {
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
                 }
-                "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
+                "--reuse-port" if matches!(kind, Kind::Prefork | Kind::EventLoop) => out.reuse_port = true,
                 "--wake-all" if kind == Kind::Prefork => out.wake_all = true,
                 "--read-timeout" => {
                     out.read_timeout = Some(seconds("--read-timeout", &value("--read-timeout")?)?)
@@ -482,7 +483,8 @@ impl ServerArgs {
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
                  --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
-                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n"
+                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n  \
+                 --reuse-port      each loop accepts from its own SO_REUSEPORT listener\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -675,7 +677,8 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             EventLoop::new()
                 .threads(args.threads.unwrap_or(1))
                 .offload(args.offload.unwrap_or(0))
-                .accept_on_loops(args.accept_on_loops),
+                .accept_on_loops(args.accept_on_loops)
+                .reuse_port(args.reuse_port),
             &args,
         ),
     };
@@ -803,6 +806,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.workers, p.threads, p.reuse_port, p.wake_all), (Some(3), Some(2), true, true));
+        let e = ServerArgs::parse(Kind::EventLoop, args(&["--threads", "2", "--reuse-port"])).unwrap();
+        assert_eq!((e.threads, e.reuse_port), (Some(2), true));
+        assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--reuse-port"])), Err(ArgsError::Bad(_))));
         assert!(matches!(
             ServerArgs::parse(Kind::Forking, args(&["--workers", "2"])),
             Err(ArgsError::Bad(_))
