@@ -307,8 +307,8 @@ pub struct ServerArgs {
     /// prefork, up to N request threads in each worker (default none: one request at a time),
     /// or the event loop's loops (default 1).
     pub threads: Option<usize>,
-    /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
-    /// on them (default none: they run on the loop).
+    /// `--offload M` (event loop, and prefork with `--event-loop`): offload workers per loop,
+    /// and `/cpu` and `/block` run on them (default none: they run on the loop).
     pub offload: Option<usize>,
     /// `--accept-on-loops` (event loop only): every loop accepts from the listener itself
     /// (`EPOLLEXCLUSIVE`), instead of the accept thread handing connections over
@@ -323,6 +323,9 @@ pub struct ServerArgs {
     /// `--reuse-port` (prefork and event loop): one `SO_REUSEPORT` listener per worker
     /// ([`Prefork::reuse_port`]) or per loop ([`EventLoop::reuse_port`]).
     pub reuse_port: bool,
+    /// `--event-loop` (prefork only): each worker is one event loop ([`Prefork::event_loop`]),
+    /// nginx's architecture.
+    pub event_loop: bool,
     /// `--wake-all` (prefork only): workers wait on the shared listener with plain `poll`, so
     /// every connection wakes all idle workers ([`Prefork::exclusive_wakeup`] off).
     pub wake_all: bool,
@@ -365,6 +368,7 @@ impl Default for ServerArgs {
             quiet: false,
             workers: None,
             reuse_port: false,
+            event_loop: false,
             wake_all: false,
             warn_after: None,
             read_timeout: None,
@@ -426,7 +430,7 @@ impl ServerArgs {
                 "--threads" if matches!(kind, Kind::Pool | Kind::Prefork | Kind::EventLoop) => {
                     out.threads = Some(positive("--threads", &value("--threads")?)?)
                 }
-                "--offload" if kind == Kind::EventLoop => {
+                "--offload" if matches!(kind, Kind::EventLoop | Kind::Prefork) => {
                     out.offload = Some(positive("--offload", &value("--offload")?)?)
                 }
                 "--accept-on-loops" if kind == Kind::EventLoop => out.accept_on_loops = true,
@@ -436,6 +440,7 @@ impl ServerArgs {
                 }
                 "--reuse-port" if matches!(kind, Kind::Prefork | Kind::EventLoop) => out.reuse_port = true,
                 "--wake-all" if kind == Kind::Prefork => out.wake_all = true,
+                "--event-loop" if kind == Kind::Prefork => out.event_loop = true,
                 "--read-timeout" => {
                     out.read_timeout = Some(seconds("--read-timeout", &value("--read-timeout")?)?)
                 }
@@ -468,6 +473,11 @@ impl ServerArgs {
                 _ => return Err(ArgsError::Bad(format!("unknown argument {name:?}"))),
             }
         }
+        if kind == Kind::Prefork && out.offload.is_some() && !out.event_loop {
+            return Err(ArgsError::Bad(
+                "--offload needs --event-loop (offload workers belong to a loop)".into(),
+            ));
+        }
         Ok(out)
     }
 
@@ -494,7 +504,9 @@ impl ServerArgs {
                 "  --workers N       N worker processes (default 4); kill -TTIN/-TTOU the master: one more/fewer\n  \
                  --threads M       each worker runs up to M requests on threads (default: one at a time)\n  \
                  --reuse-port      one SO_REUSEPORT listener per worker (no thundering herd)\n  \
-                 --wake-all        shared listener polled by all: each connection wakes every idle worker\n"
+                 --wake-all        shared listener polled by all: each connection wakes every idle worker\n  \
+                 --event-loop      each worker is one event loop, nginx's architecture (chapter 13)\n  \
+                 --offload M       with --event-loop: M offload workers per worker for /cpu and /block\n"
             }
         };
         format!(
@@ -733,6 +745,9 @@ pub fn serve_prefork(args: &ServerArgs) -> socketserver::Result<()> {
     if let Some(m) = args.threads {
         prefork = prefork.threads(m);
     }
+    if args.event_loop {
+        prefork = prefork.event_loop(args.offload.unwrap_or(0));
+    }
     let master = prefork.bind((args.host.as_str(), args.port))?;
     println!("{}", banner(master.local_addr()));
     // Flush now, before any fork: the reader is waiting for this line, and an unflushed buffer
@@ -806,6 +821,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.workers, p.threads, p.reuse_port, p.wake_all), (Some(3), Some(2), true, true));
+        let n = ServerArgs::parse(Kind::Prefork, args(&["--event-loop", "--offload", "2"])).unwrap();
+        assert_eq!((n.event_loop, n.offload), (true, Some(2)));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Prefork, args(&["--offload", "2"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(
+            ServerArgs::parse(Kind::EventLoop, args(&["--event-loop"])),
+            Err(ArgsError::Bad(_))
+        ));
         let e = ServerArgs::parse(Kind::EventLoop, args(&["--threads", "2", "--reuse-port"])).unwrap();
         assert_eq!((e.threads, e.reuse_port), (Some(2), true));
         assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--reuse-port"])), Err(ArgsError::Bad(_))));
