@@ -199,8 +199,9 @@ fn event_loop_workers_hold_many_requests_on_one_thread_each_and_stop_gracefully(
     // has read both, and the /delay waits on its loop's timer (no sleep to guess when).
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /delay?s=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    let pipelined = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+                      GET /delay?s=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    s.write_all(pipelined).unwrap();
     assert_eq!(read_reply(&mut s, false).unwrap().status, 200);
     server.signal(Signal::SIGTERM);
     let reply = read_reply(&mut s, false).unwrap();

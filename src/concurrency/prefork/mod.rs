@@ -55,8 +55,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 ///
 /// # Configure this
 /// [`new`](Prefork::new) (the number of workers), [`threads`](Prefork::threads),
-/// [`event_loop`](Prefork::event_loop), [`reuse_port`](Prefork::reuse_port), [`exclusive_wakeup`](Prefork::exclusive_wakeup),
-/// [`graceful_timeout`](Prefork::graceful_timeout),
+/// [`event_loop`](Prefork::event_loop), [`reuse_port`](Prefork::reuse_port),
+/// [`exclusive_wakeup`](Prefork::exclusive_wakeup), [`graceful_timeout`](Prefork::graceful_timeout),
 /// [`quick_timeout`](Prefork::quick_timeout), [`respawn_backoff`](Prefork::respawn_backoff),
 /// [`server_builder`](Prefork::server_builder) (backlog, poll interval of the workers).
 ///
