@@ -11,9 +11,11 @@
 #     SERVERS="el2 nginx2 min2" bench/event_loop_pairs.sh
 #
 # Each round measures every server once per mode (wrk -t2 -c32 --latency on /hello, keep-alive
-# then `Connection: close`), in the same order, so the servers of a pair alternate and a drift
-# of the machine touches them alike; the table gives each server's median round (req/s, and
-# that round's p50 and p99) and the range of its rounds.
+# then `Connection: close`; then `h2load --h1 -m 16`, 16 requests pipelined on each of 32
+# connections), in the same order, so the servers of a pair alternate and a drift of the
+# machine touches them alike; the table gives each server's median round (req/s, and that
+# round's p50 and p99 -- for h2load, which reports no percentiles, the mean and the max time
+# per request) and the range of its rounds. MODES picks modes ("keepalive close pipelined").
 #
 # Loopback only: every server binds 127.0.0.1. Bounded: every wrk run lasts SECS seconds; each
 # server runs in its own process group and session (setsid, as bench/run.sh: with autogroup
@@ -25,6 +27,7 @@ ROOT=$PWD
 SECS=${SECS:-5}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-32}
+MODES=${MODES:-"keepalive close pipelined"}
 SERVERS=${SERVERS:-"el1 nginx1 min1 el2 el2x el2r pf2 nginx2 min2 hyper2"}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 MIN=${CARGO_TARGET_DIR:-$ROOT/bench/minimal/target}/release
@@ -45,8 +48,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for tool in wrk nginx; do
-    command -v $tool >/dev/null || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq $tool >/dev/null 2>&1; } \
+for tool in wrk nginx h2load; do
+    pkg=$tool
+    [[ $tool == h2load ]] && pkg=nghttp2-client
+    command -v $tool >/dev/null || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq $pkg >/dev/null 2>&1; } \
         || { log "$tool is required and could not be installed"; exit 1; }
 done
 log "building (release): event_loop_server, prefork_server, min_epoll, hyper_hello"
@@ -109,8 +114,8 @@ start_nginx() {
 }
 
 for round in $(seq "$ROUNDS"); do
-    for mode in keepalive close; do
-        log "round $round of $ROUNDS, $mode: wrk -t2 -c$CONNS -d${SECS}s --latency /hello"
+    for mode in $MODES; do
+        log "round $round of $ROUNDS, $mode: /hello, $CONNS connections, ${SECS} s"
         for s in $SERVERS; do
             [[ $s == hyper* && $HAVE_HYPER == 0 ]] && continue
             if [[ $s == nginx* ]]; then
@@ -121,13 +126,22 @@ for round in $(seq "$ROUNDS"); do
             fi
             hdr=()
             [[ $mode == close ]] && hdr=(-H 'Connection: close')
-            out=$WORK/$s.$mode.$round.wrk
-            wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${hdr[@]}" "http://127.0.0.1:$PORT/hello" >"$out" 2>&1 || true
+            out=$WORK/$s.$mode.$round.out
+            if [[ $mode == pipelined ]]; then
+                h2load --h1 -m 16 -c "$CONNS" -t 2 -D "$SECS" "http://127.0.0.1:$PORT/hello" >"$out" 2>&1 || true
+                # "finished in 5.00s, 226852.50 req/s, ..."; "time for request: min max mean sd".
+                line=$(awk -v s="$s" -v m="$mode" '
+                    /^finished in/ { r = $4 } /^time for request:/ { max = $5; mean = $6 }
+                    /^requests:/ { if ($10 + $12 + $14 > 0) err = $0 }
+                    END { printf "%s\t%s\t%s\t%s\t%s\t%s", s, m, r, mean, max, err }' "$out")
+            else
+                wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "${hdr[@]}" "http://127.0.0.1:$PORT/hello" >"$out" 2>&1 || true
+                line=$(awk -v s="$s" -v m="$mode" '
+                    /Requests\/sec/ { r = $2 } / 50%/ { p50 = $2 } / 99%/ { p99 = $2 }
+                    /Socket errors/ { err = $0 } /Non-2xx/ { bad = $0 }
+                    END { printf "%s\t%s\t%s\t%s\t%s\t%s", s, m, r, p50, p99, err bad }' "$out")
+            fi
             stop_group
-            line=$(awk -v s="$s" -v m="$mode" '
-                /Requests\/sec/ { r = $2 } / 50%/ { p50 = $2 } / 99%/ { p99 = $2 }
-                /Socket errors/ { err = $0 } /Non-2xx/ { bad = $0 }
-                END { printf "%s\t%s\t%s\t%s\t%s\t%s", s, m, r, p50, p99, err bad }' "$out")
             printf '%s\t%s\n' "$line" "$round" >>"$RESULTS"
             log "  $(label_of "$s"): $(cut -f3-5 <<<"$line" | tr '\t' ' ')"
         done
@@ -153,9 +167,14 @@ def rate(r):
         return float(r[2])
     except (IndexError, ValueError):
         return 0.0
-for mode, title in (("keepalive", "keep-alive"), ("close", "Connection: close")):
-    print(f"\n/hello, {title} (wrk -t2 -c32, median of {len({r[6] for r in rows})} rounds)\n")
-    print("| server | req/s | p50 | p99 | rounds' range | errors |")
+modes = (("keepalive", "keep-alive", "wrk -t2 -c32", "p50", "p99"),
+         ("close", "Connection: close", "wrk -t2 -c32", "p50", "p99"),
+         ("pipelined", "16 pipelined per connection", "h2load --h1 -m 16 -c32 -t2", "mean", "max"))
+for mode, title, tool, a, b in modes:
+    if not any(r[1] == mode for r in rows):
+        continue
+    print(f"\n/hello, {title} ({tool}, median of {len({r[6] for r in rows})} rounds)\n")
+    print(f"| server | req/s | {a} | {b} | rounds' range | errors |")
     print("|---|---|---|---|---|---|")
     for s in order:
         runs = sorted((r for r in rows if r[0] == s and r[1] == mode), key=rate)
