@@ -89,6 +89,10 @@ for part in $parts; do
     start 18347 prefork_server --workers 2 --event-loop
     "$bin/client" -n 1000 "http://127.0.0.1:18347/delay?s=1" | tail -6
     "$bin/client" -n 20 "http://127.0.0.1:18347/block?s=1" | tail -6
+    stop
+    echo "== prefork_server --workers 2 --event-loop --reuse-port: 20 /block?s=1"
+    start 18348 prefork_server --workers 2 --event-loop --reuse-port
+    "$bin/client" -n 20 "http://127.0.0.1:18348/block?s=1" | tail -6
     stop ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
   esac
