@@ -302,6 +302,22 @@ fn http_date(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn answer_takes_every_complete_head_and_stops_after_a_close() {
+        let first = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+        let second = b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let inp = [&first[..], &second[..], b"GET /hello HTTP/1.1\r\n\r\n"].concat();
+        let mut out = Vec::new();
+        assert_eq!(super::answer(&inp, &mut out), (first.len() + second.len(), false));
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+        assert!(text.starts_with("HTTP/1.1 200 OK") && text.contains("HTTP/1.1 404 Not Found"));
+        // Half a head: nothing taken, nothing answered, the connection stays.
+        let mut out = Vec::new();
+        assert_eq!(super::answer(b"GET /hel", &mut out), (0, true));
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn date_matches_rfc_example() {
         assert_eq!(super::http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
     }
