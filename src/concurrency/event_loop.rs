@@ -59,7 +59,7 @@ const QUEUE_PER_WORKER: usize = 4;
 /// hand-off (one eventfd write per connection), but the kernel wakes a waiter only when a
 /// connection *arrives*: a burst that arrives at once is then served by the loop that woke,
 /// while a sibling sleeps on a listener that stays readable — measured: twenty `/block?s=1` on
-/// two loops took 13 to 18 s accepting on the loops and 10 s handed off
+/// two loops took 13 to 20 s accepting on the loops and 10 s handed off
 /// (docs/13-the-event-loop.md).
 /// With [`reuse_port`](EventLoop::reuse_port) every loop accepts from a listener of its own,
 /// all bound to the server's port with `SO_REUSEPORT`: the kernel spreads new connections by a
