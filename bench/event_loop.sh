@@ -1,6 +1,6 @@
 #!/bin/sh
 # The measurements of docs/13-the-event-loop.md, in the order the chapter pastes them:
-#   bench/event_loop.sh [delay|block|cpu|idle|accept|burst]...   (default: all of them)
+#   bench/event_loop.sh [delay|block|cpu|idle|accept|burst|prefork]...   (default: all of them)
 # Loopback only, bounded: each part starts its servers on 127.0.0.1 ports 18340-18349, runs a
 # fixed number of requests or a fixed duration, and kills them. Release builds first:
 #   cargo build --release --examples
@@ -8,7 +8,7 @@
 set -e
 cd "$(dirname "$0")/.."
 bin=target/release/examples
-parts=${*:-delay block cpu idle accept burst}
+parts=${*:-delay block cpu idle accept burst prefork}
 
 start() { # start PORT EXAMPLE ARGS... : runs it in the background, sets $pid
   port=$1; shift
@@ -64,8 +64,8 @@ for part in $parts; do
       done
     done ;;
   accept)
-    echo "== wrk -t2 -c32 -d5s /hello on two loops: handed off, or each accepting (EPOLLEXCLUSIVE)"
-    for mode in "" --accept-on-loops; do
+    echo "== wrk -t2 -c32 -d5s /hello on two loops: handed off, each accepting (EPOLLEXCLUSIVE), or a listener each (SO_REUSEPORT)"
+    for mode in "" --accept-on-loops --reuse-port; do
       # shellcheck disable=SC2086
       start 18345 event_loop_server --threads 2 $mode
       for close in keep-alive close; do
@@ -77,13 +77,23 @@ for part in $parts; do
       stop
     done ;;
   burst)
-    for mode in "" --accept-on-loops; do
+    for mode in "" --accept-on-loops --reuse-port; do
       echo "== 20 concurrent /block?s=1 on two loops ${mode:-(handed off)}"
       # shellcheck disable=SC2086
       start 18346 event_loop_server --threads 2 $mode
       "$bin/client" -n 20 "http://127.0.0.1:18346/block?s=1" | tail -6
       stop
     done ;;
+  prefork)
+    echo "== prefork_server --workers 2 --event-loop: 1000 concurrent /delay?s=1, then 20 /block?s=1"
+    start 18347 prefork_server --workers 2 --event-loop
+    "$bin/client" -n 1000 "http://127.0.0.1:18347/delay?s=1" | tail -6
+    "$bin/client" -n 20 "http://127.0.0.1:18347/block?s=1" | tail -6
+    stop
+    echo "== prefork_server --workers 2 --event-loop --reuse-port: 20 /block?s=1"
+    start 18348 prefork_server --workers 2 --event-loop --reuse-port
+    "$bin/client" -n 20 "http://127.0.0.1:18348/block?s=1" | tail -6
+    stop ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Slow clients against every example server and nginx (docs/14-slow-clients.md).
 #
-#     bench/slow.sh                         # every server, every attack: about 25 minutes
+#     bench/slow.sh                         # every server, every attack: about 30 minutes
 #     SERVERS="pool prefork_t4" ATTACKS="H X" bench/slow.sh
 #
 # Attacks, with slowhttptest (a Debian package; installed if missing):
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEN=${LEN:-30}
-SERVERS=${SERVERS:-"sequential threaded forking pool prefork prefork_t4 nginx prefork_behind_nginx"}
+SERVERS=${SERVERS:-"sequential threaded forking pool prefork prefork_t4 event_loop event_loop_t2 nginx prefork_behind_nginx"}
 ATTACKS=${ATTACKS:-"H B X"}
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
 EX=$TARGET/release/examples
@@ -44,7 +44,7 @@ done
 # 1000 attackers and the server's own descriptors: more than the default soft limit of 1024.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet --example sequential_server --example threaded_server \
-    --example forking_server --example pool_server --example prefork_server
+    --example forking_server --example pool_server --example prefork_server --example event_loop_server
 
 start() { start_group "$@"; }
 stop() { stop_group; }
@@ -78,6 +78,8 @@ cmd_of() {
         pool) echo "$EX/pool_server" ;;
         prefork) echo "$EX/prefork_server" ;;
         prefork_t4) echo "$EX/prefork_server --threads 4" ;;
+        event_loop) echo "$EX/event_loop_server" ;;
+        event_loop_t2) echo "$EX/event_loop_server --threads 2" ;;
     esac
 }
 attack() { # attack LETTER PORT PREFIX

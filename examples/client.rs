@@ -1,5 +1,6 @@
 //! Fire N requests at a server at the same instant and see how it handled them; or, with
-//! `--load`, keep it busy and measure requests per second and latency.
+//! `--load`, keep it busy and measure requests per second and latency; over TCP or, with
+//! `--unix PATH`, a Unix socket. `--echo` fires lines at an echo server instead.
 //!
 //! Run a server in one terminal, the client in another:
 //!
@@ -54,6 +55,44 @@
 //! threading model as `-t 2`; the numbers should agree within about 10 % (run each several
 //! times, alternating: other work on the machine moves both).
 //!
+//! # Over a Unix socket
+//!
+//! `--unix PATH` sends the same HTTP over the Unix stream socket at PATH instead of TCP, in fire
+//! mode and in load mode (both threading models); the URL still gives the path and the `Host`
+//! header. The report is the same, its heading says `over PATH`.
+//!
+//! ```text
+//! cargo run --example client -- --unix /tmp/app.sock -n 10 http://localhost/delay?s=1
+//! cargo run --release --example client -- --load --unix /tmp/app.sock -c 32 -d 5s http://localhost/hello
+//! ```
+//!
+//! A missing socket file, a path that is not a socket, a socket nobody listens on, or no
+//! permission: each request fails as `refused`, with the reason (`connect: no such file (is the
+//! server running?)`), as a refused TCP connect does. A Unix listener whose queue is full
+//! refuses nothing: the connect waits for room (in the timeline `~`, as for a dropped SYN).
+//!
+//! # Echo mode
+//!
+//! `--echo tcp|udp|unix|unix-dgram` fires N lines (`hello 1\n` ...) at an echo server that
+//! answers each line upper-cased (Python's socketserver documentation example), each on its own
+//! connection or datagram socket, and checks every answer (`echoed` in the table; a wrong one is
+//! `bad`). The server sends no `X-Pid`/`X-Tid`, so the verdict comes from the spacing of the
+//! answers, and an echo server that answers at once is "too quick to tell": its own log says
+//! which thread answered. A lost UDP datagram is a failed request, `no reply after 5.0 s`
+//! (`--timeout` sets it).
+//!
+//! ```text
+//! python3 -c 'import socketserver as s
+//! class H(s.BaseRequestHandler):
+//!     def handle(self): self.request[1].sendto(self.request[0].strip().upper(), self.client_address)
+//! s.ThreadingUDPServer(("127.0.0.1", 9999), H).serve_forever()'
+//! cargo run --example client -- --echo udp -n 5                     # 127.0.0.1:9999
+//! cargo run --example client -- --echo unix-dgram --unix echo.sock -n 5
+//! ```
+//!
+//! A Unix datagram client binds a socket file of its own in `$TMPDIR`, so the server has an
+//! address to answer to, and removes it when its line is answered or given up on.
+//!
 //! # Pictures
 //!
 //! `--svg FILE` also writes what was measured as an SVG picture (the report on stdout is the
@@ -71,7 +110,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use course::client::cli::{self, Command, Mode};
-use course::client::{fire, load, load_with_progress, svg};
+use course::client::{fire, fire_echo, load, load_with_progress, svg};
 
 fn main() -> ExitCode {
     let args = match cli::parse(std::env::args().skip(1)) {
@@ -86,8 +125,11 @@ fn main() -> ExitCode {
         }
     };
     let answered = match (args.mode, args.load_config()) {
-        (Mode::Fire, _) => {
-            let report = fire(&args.fire_config());
+        (Mode::Fire | Mode::Echo, _) => {
+            let report = match args.echo_config() {
+                Some(cfg) => fire_echo(&cfg),
+                None => fire(&args.fire_config()),
+            };
             print!("{report}");
             if let Some(path) = &args.svg
                 && !write_svg(path, &svg::fire_timeline(&report))

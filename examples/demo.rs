@@ -1,21 +1,24 @@
-//! The demo: the three servers side by side, in one command.
+//! The demo: four servers side by side, in one command.
 //!
 //! Run it:
 //!     cargo run --example demo                 # 5 concurrent /delay?s=1 at each server
 //!     cargo run --example demo -- -n 10 --delay 0.5
-//!     cargo run --example demo -- --svg docs/img    # and draw the three timelines, side by side
+//!     cargo run --example demo -- --svg docs/img    # and draw the four timelines, side by side
 //!
-//! What it does: starts the sequential, threaded and forking example servers as child processes
-//! on free ports (each is this same program, re-run with `--serve KIND`), fires n requests at
+//! What it does: starts the sequential, threaded, forking and event-loop example servers as
+//! child processes on free ports (each is this same program, re-run with `--serve KIND`), fires
+//! n requests at
 //! each *at the same instant* with the bundled client, prints each client report (table,
 //! timeline, verdict) and then one comparison table. Finally it stops every server with SIGTERM
 //! and reaps it.
 //!
 //! What to look for: the sequential server's timeline is a staircase and its wall time is
-//! n × delay; the threaded and forking servers finish in about one delay. The threaded server's
-//! replies name one pid and n tids; the forking server's name n pids, none the server's own.
+//! n × delay; the other three finish in about one delay. The threaded server's replies name one
+//! pid and n tids; the forking server's name n pids, none the server's own; the event loop's
+//! name one pid and *one* tid: a single thread had all n in flight at once, because `/delay`
+//! is a timer of its loop, not a sleep (chapter 13).
 //!
-//! With `--svg DIR` it also writes `DIR/demo.svg`: the three timelines side by side on one time
+//! With `--svg DIR` it also writes `DIR/demo.svg`: the four timelines side by side on one time
 //! scale, each titled with its wall time and verdict (the comparison table as a figure). What it
 //! prints is the same with or without it, plus one last line naming the file.
 
@@ -30,7 +33,7 @@ use course::client::{FireConfig, FireReport, Url, fire, svg};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-const KINDS: [Kind; 3] = [Kind::Sequential, Kind::Threading, Kind::Forking];
+const KINDS: [Kind; 4] = [Kind::Sequential, Kind::Threading, Kind::Forking, Kind::EventLoop];
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
             // A child of the demo: be that server.
             "--serve" => {
                 let Some(kind) = args.next().as_deref().and_then(Kind::parse) else {
-                    eprintln!("--serve needs sequential, threading or forking");
+                    eprintln!("--serve needs sequential, threading, forking or event-loop");
                     return ExitCode::from(2);
                 };
                 return app::run(kind, args);
@@ -73,7 +76,7 @@ fn usage(why: &str) -> ExitCode {
     eprintln!(
         "usage: cargo run --example demo -- [-n N (default 5)] [--delay SECONDS (default 1)] [--svg DIR]"
     );
-    eprintln!("  --svg DIR  also write DIR/demo.svg: the three timelines side by side");
+    eprintln!("  --svg DIR  also write DIR/demo.svg: the four timelines side by side");
     if why.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }
 
@@ -87,7 +90,11 @@ struct ServerChild {
 impl ServerChild {
     fn start(kind: Kind) -> Result<ServerChild, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
-        let name = format!("{kind:?}").to_lowercase();
+        // The name `Kind::parse` reads back in the child (`EventLoop` is spelled `event-loop`).
+        let name = match kind {
+            Kind::EventLoop => "event-loop".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
         let mut child = Command::new(exe)
             .args(["--serve", &name, "--port", "0", "--quiet"])
             .stdin(Stdio::null())
@@ -139,7 +146,7 @@ impl Drop for ServerChild {
 
 fn run_demo(n: usize, delay: f64, svg_dir: Option<PathBuf>) -> ExitCode {
     let t0 = Instant::now();
-    // Start all three first, so their start-up does not count in anyone's timing.
+    // Start them all first, so their start-up does not count in anyone's timing.
     let mut servers = Vec::new();
     for kind in KINDS {
         match ServerChild::start(kind) {
@@ -191,7 +198,7 @@ fn run_demo(n: usize, delay: f64, svg_dir: Option<PathBuf>) -> ExitCode {
         ok &= report.all_answered();
     }
     println!(
-        "\nexpected: sequential ≈ {:.1} s ({n} × {delay} s, one at a time); threaded and forking ≈ {delay} s",
+        "\nexpected: sequential ≈ {:.1} s ({n} × {delay} s, one at a time); threaded, forking and event loop ≈ {delay} s",
         n as f64 * delay
     );
     println!("demo finished in {:.1} s; every server stopped and reaped", t0.elapsed().as_secs_f64());

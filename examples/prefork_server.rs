@@ -6,6 +6,7 @@
 //!     cargo run --example prefork_server -- --workers 2 --threads 4   # 2 workers × 4 threads
 //!     cargo run --example prefork_server -- --workers 4 --reuse-port  # a socket per worker
 //!     cargo run --example prefork_server -- --workers 16 --wake-all   # the thundering herd
+//!     cargo run --example prefork_server -- --workers 2 --event-loop  # nginx: a loop per worker
 //!
 //! The master logs its pid and each worker's as it boots them. Then, in a second terminal:
 //!     cargo run --example client -- -n 10 http://127.0.0.1:8000/delay?s=1
@@ -21,6 +22,10 @@
 //! * The herd: workers share one listener and wait for it with `EPOLLEXCLUSIVE`, so a connection
 //!   wakes one of them; with `--wake-all` they `poll` it and every connection wakes them all.
 //!   `strace -c -f -p <worker pids>` shows the wasted `accept` calls (`EAGAIN`); docs chapter 5.
+//! * `--event-loop`: each worker is one event loop (nginx's architecture, chapter 13): ten
+//!   `/delay?s=1` take about 1 s even on two workers, and the replies name two pids at most,
+//!   each with a single tid. `/block` stalls the worker it lands on (`--offload M` moves it to
+//!   M threads of that worker).
 //! * `kill <master pid>` (SIGTERM) during a slow request: the request finishes, every worker exits,
 //!   the master reaps them and exits 0. Ctrl-C does the same, waiting at most 2 s; a second
 //!   Ctrl-C kills the workers at once. Kill the master with -9 and the workers notice

@@ -1,7 +1,8 @@
 //! # socketserver
 //!
 //! Python's [`socketserver`](https://docs.python.org/3/library/socketserver.html), done properly
-//! in Rust: a small TCP server library for Linux, generic over *how* requests run concurrently,
+//! in Rust: a small server library for Linux (TCP, Unix stream, UDP and Unix datagram sockets),
+//! generic over *how* requests run concurrently,
 //! and teaching material that shows — in pids, thread ids and timings — what each way costs.
 //!
 //! ## Three axes
@@ -9,9 +10,16 @@
 //!
 //! | axis | Python | here |
 //! |---|---|---|
-//! | transport | `TCPServer` (`server_bind`, `server_activate`) | [`Server`] and [`ServerBuilder`] (socket2: `SO_REUSEADDR`, backlog `SOMAXCONN`) |
+//! | transport | `TCPServer`, `UnixStreamServer`, `UDPServer`, `UnixDatagramServer` | a value, not a type: [`Server::bind`], [`Server::bind_unix`], [`Server::bind_udp`], [`Server::bind_unix_datagram`] make a [`Listener`]; [`Addr`] and [`Stream`] cover them all |
 //! | concurrency | `ThreadingMixIn`, `ForkingMixIn` | [`Concurrency`]: [`Sequential`], [`Threading`], [`Forking`], [`Pool`], [`EventLoop`]; [`Prefork`] above servers |
-//! | handler | `BaseRequestHandler` (`setup`, `handle`, `finish`) | [`RequestHandler`]; HTTP/1.1 in [`http`] |
+//! | handler | `BaseRequestHandler`, `StreamRequestHandler`, `DatagramRequestHandler` | [`RequestHandler`], [`StreamRequestHandler`], [`DatagramHandler`]; HTTP/1.1 in [`http`] |
+//!
+//! Why the transport is a value and not a third type parameter: above the socket nothing
+//! differs between TCP and a Unix stream socket (every strategy, the HTTP layer and the reactor
+//! see one [`Stream`] enum and one [`Addr`]), so a parameter would only lengthen every
+//! signature. Datagrams *do* differ (no connection, a request is a packet), and there the type
+//! says so: a datagram server is a `Server<C, Datagrams<D>>` with `D:` [`DatagramHandler`], so
+//! a stream handler cannot be bound to a datagram socket, nor the reverse.
 //!
 //! Python glues the axes with mixins; Rust glues them with a type parameter:
 //!
@@ -26,6 +34,10 @@
 //! TCPServer (no mixin)                           type TcpServer<H>          = Server<Sequential, H>
 //! (gunicorn's gthread; no Python mixin)          type PoolTcpServer<H>      = Server<Pool, H>
 //! (asyncio, nginx; no Python mixin)              type EventLoopTcpServer<H> = Server<EventLoop, H>
+//! UnixStreamServer (ThreadingUnixStreamServer,   Server::bind_unix(path, C, h): the same Server<C, H>
+//!   ForkingUnixStreamServer)
+//! UDPServer (ThreadingUDPServer, ...)            Server::bind_udp(addr, C, d): Server<C, Datagrams<D>>
+//! UnixDatagramServer (ThreadingUnix..., ...)     Server::bind_unix_datagram(path, C, d)
 //!
 //!                     Server<C, H>
 //!         ┌───────────────┼─────────────────┐
@@ -41,6 +53,11 @@
 //!
 //!   Prefork: a master forks N workers, each its own Server<Sequential | Pool, H>
 //!            on the shared listener (gunicorn sync / Apache prefork)
+//!
+//!   Transport (the Listener): TCP v4/v6 · Unix stream · UDP · Unix datagram
+//!     streams:   accept → Connection { Stream, Addr } → every strategy, HTTP
+//!     datagrams: recvmsg(MSG_TRUNC) → one Datagram per request → Sequential,
+//!                Threading, Forking (the child keeps the socket), Pool
 //! ```
 //!
 //! ## The life of a connection
@@ -164,8 +181,9 @@
 //!   here, because figures go stale and the design does not.
 //!
 //! ## Source layout
-//! `server.rs` (the accept loop, [`ServerBuilder`]), `listener.rs` (the listening socket),
-//! `handler.rs`, `shutdown.rs`, `error.rs`, `concurrency/` (one file per strategy,
+//! `server.rs` (the accept loop, [`ServerBuilder`]), `transport/` (`addr.rs`, `stream.rs`,
+//! `listener.rs`: the sockets and the Unix socket file's rules), `handler/` (`mod.rs`, and
+//! `stream.rs`, `datagram.rs` for the two Python handler classes), `shutdown.rs`, `error.rs`, `concurrency/` (one file per strategy,
 //! `dispatcher.rs`, `prefork/` with `master.rs` and `worker.rs`), `http/`, `trace.rs`, and
 //! `sys.rs`: the OS plumbing written once (waking a thread, one-descriptor waits, the signal
 //! thread, fork and `_exit`), the one file with `unsafe` in it.
@@ -187,10 +205,15 @@ pub use concurrency::{
     Concurrency, Dispatcher, EventLoop, Forking, Pool, Prefork, PreforkServer, Sequential, Threading,
 };
 pub use error::{Error, HandlerError, Result};
-pub use handler::{Connection, FnHandler, RequestHandler, ServerContext, handler_fn};
+pub use handler::{
+    Connection, Datagram, DatagramHandler, Datagrams, FnDatagramHandler, FnHandler, RequestHandler,
+    ServerContext, StreamIo, StreamRequestHandler, datagram_fn, handler_fn,
+};
 pub use server::{
-    EventLoopTcpServer, ForkingTcpServer, ForkingUnixStreamServer, PoolTcpServer, Server, ServerBuilder,
-    TcpServer, ThreadingTcpServer, ThreadingUnixStreamServer, UnixStreamServer,
+    EventLoopTcpServer, ForkingTcpServer, ForkingUdpServer, ForkingUnixDatagramServer,
+    ForkingUnixStreamServer, PoolTcpServer, Server, ServerBuilder, TcpServer, ThreadingTcpServer,
+    ThreadingUdpServer, ThreadingUnixDatagramServer, ThreadingUnixStreamServer, UdpServer,
+    UnixDatagramServer, UnixStreamServer,
 };
 pub use shutdown::{ShutdownHandle, shutdown_on_signals};
 pub use transport::{Addr, Listener, Stream};

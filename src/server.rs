@@ -14,16 +14,23 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::concurrency::{Concurrency, Dispatcher, EventLoop, Forking, Pool, Sequential, Threading};
 use crate::error::{Error, Result};
-use crate::handler::{Connection, RequestHandler, ServerContext};
+use crate::handler::{Connection, Datagram, DatagramHandler, Datagrams, RequestHandler, ServerContext};
 use crate::shutdown::ShutdownHandle;
 use crate::sys;
-use crate::transport::{self, Addr, ListenOptions, Listener, Stream};
+use crate::transport::{self, Addr, DatagramAddr, ListenOptions, Listener, Stream};
 
 /// Python's default `poll_interval`.
 pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many connections one loop pass accepts before it runs `service_actions` again.
 const ACCEPT_BATCH: usize = 64;
+
+/// Python's `max_packet_size`: the default receive buffer of a datagram server.
+pub(crate) const DEFAULT_MAX_PACKET_SIZE: usize = 8192;
+
+/// The largest `max_packet_size` accepted: the largest UDP payload over IPv4 is 65,507 bytes
+/// and a Unix datagram's is bounded by the socket buffers; 64 KiB covers both.
+const MAX_PACKET_SIZE_LIMIT: usize = 64 * 1024;
 
 /// How long the loop backs off after an `accept` error that retrying at once cannot fix.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -68,6 +75,22 @@ pub type ThreadingUnixStreamServer<H> = Server<Threading, H>;
 /// A Unix stream socket server with a process per request (Python's `ForkingUnixStreamServer`,
 /// new in 3.12); made with [`Server::bind_unix`].
 pub type ForkingUnixStreamServer<H> = Server<Forking, H>;
+/// A UDP server that handles each datagram inline (Python's `UDPServer`); made with
+/// [`Server::bind_udp`]. Most UDP servers are this one: a datagram is usually answered in
+/// microseconds, and there is no connection to wait on.
+pub type UdpServer<D> = Server<Sequential, Datagrams<D>>;
+/// A UDP server with a thread per datagram (Python's `ThreadingUDPServer`).
+pub type ThreadingUdpServer<D> = Server<Threading, Datagrams<D>>;
+/// A UDP server with a process per datagram (Python's `ForkingUDPServer`).
+pub type ForkingUdpServer<D> = Server<Forking, Datagrams<D>>;
+/// A Unix datagram server that handles each datagram inline (Python's `UnixDatagramServer`);
+/// made with [`Server::bind_unix_datagram`].
+pub type UnixDatagramServer<D> = Server<Sequential, Datagrams<D>>;
+/// A Unix datagram server with a thread per datagram (Python's `ThreadingUnixDatagramServer`).
+pub type ThreadingUnixDatagramServer<D> = Server<Threading, Datagrams<D>>;
+/// A Unix datagram server with a process per datagram (Python's `ForkingUnixDatagramServer`,
+/// new in 3.12).
+pub type ForkingUnixDatagramServer<D> = Server<Forking, Datagrams<D>>;
 
 /// Configuration for a [`Server`], with Python's names and defaults. Consuming setters.
 ///
@@ -103,6 +126,7 @@ pub type ForkingUnixStreamServer<H> = Server<Forking, H>;
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
     listen: ListenOptions,
+    max_packet_size: usize,
     poll_interval: Duration,
     timeout: Option<Duration>,
     exclusive_wakeup: bool,
@@ -120,6 +144,7 @@ impl ServerBuilder {
     pub fn new() -> ServerBuilder {
         ServerBuilder {
             listen: ListenOptions::default(),
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             poll_interval: DEFAULT_POLL_INTERVAL,
             timeout: None,
             exclusive_wakeup: false,
@@ -211,6 +236,67 @@ impl ServerBuilder {
         self.from_listener(listener, concurrency, handler)
     }
 
+    /// A datagram server's receive buffer, in bytes (Python's `max_packet_size`, default 8192;
+    /// at most 64 KiB). A larger datagram is cut to this size and reported as truncated
+    /// ([`Datagram::truncated`], and a warning in the log), never silently.
+    pub fn max_packet_size(mut self, bytes: usize) -> ServerBuilder {
+        self.max_packet_size = bytes;
+        self
+    }
+
+    /// Binds a UDP socket to `addr` (the first address it resolves to) and makes a datagram
+    /// server (Python's `UDPServer`): every datagram is a request for `handler`, answered on the
+    /// server's socket. No listen, no accept, no keep-alive.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if the socket cannot be bound; [`Error::Io`] if `addr` does not resolve;
+    /// [`Error::InvalidConfig`] for a `max_packet_size` of 0 or above 64 KiB, or a strategy
+    /// that serves no datagrams ([`EventLoop`]).
+    pub fn bind_udp<C: Concurrency, D: DatagramHandler>(
+        self,
+        addr: impl ToSocketAddrs,
+        concurrency: C,
+        handler: D,
+    ) -> Result<Server<C, Datagrams<D>>> {
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))
+        })?;
+        self.check_datagram_config(&concurrency)?;
+        let socket = transport::bind_datagram(DatagramAddr::Udp(addr), self.listen)?;
+        self.from_listener(socket, concurrency, Datagrams::new(handler))
+    }
+
+    /// Binds a Unix datagram socket at `path` and makes a datagram server (Python's
+    /// `UnixDatagramServer`), with the socket file's rules of
+    /// [`bind_unix`](ServerBuilder::bind_unix). A client must bind a path of its own to get
+    /// answers: an unnamed sender cannot be replied to.
+    ///
+    /// # Errors
+    /// As [`bind_unix`](ServerBuilder::bind_unix) and [`bind_udp`](ServerBuilder::bind_udp).
+    pub fn bind_unix_datagram<C: Concurrency, D: DatagramHandler>(
+        self,
+        path: impl AsRef<Path>,
+        concurrency: C,
+        handler: D,
+    ) -> Result<Server<C, Datagrams<D>>> {
+        self.check_datagram_config(&concurrency)?;
+        let socket = transport::bind_datagram(DatagramAddr::Unix(path.as_ref()), self.listen)?;
+        self.from_listener(socket, concurrency, Datagrams::new(handler))
+    }
+
+    fn check_datagram_config<C: Concurrency>(&self, concurrency: &C) -> Result<()> {
+        if self.max_packet_size == 0 || self.max_packet_size > MAX_PACKET_SIZE_LIMIT {
+            return Err(Error::InvalidConfig("max_packet_size must be from 1 to 65536 bytes"));
+        }
+        if !concurrency.serves_datagrams() {
+            return Err(Error::InvalidConfig(
+                "this strategy serves no datagrams (the event loop runs HTTP on streams); \
+                 use Sequential, Threading, Forking or Pool",
+            ));
+        }
+        Ok(())
+    }
+
     /// The mode of a Unix socket file made by [`bind_unix`](ServerBuilder::bind_unix) (default
     /// `0o600`, owner only). Connecting to a Unix socket needs write permission on its file, so
     /// the mode is the server's access control: `0o660` lets the file's group in (say, nginx's
@@ -242,7 +328,9 @@ impl ServerBuilder {
         // Offsets in logs count from here: "seconds since the server started".
         crate::trace::epoch();
         let epoll = if self.exclusive_wakeup { Some(exclusive_epoll(&listener, &shutdown)?) } else { None };
-        let dispatcher = Dispatcher::new(Arc::new(handler), shutdown.server_id(), listener.as_raw_fd());
+        // A datagram server's forked children answer on its socket, so they keep it.
+        let child_closes = (!listener.is_datagram()).then(|| listener.as_raw_fd());
+        let dispatcher = Dispatcher::new(Arc::new(handler), shutdown.server_id(), child_closes);
         Ok(Server {
             epoll,
             context: ServerContext::new(local_addr.clone(), shutdown.clone()),
@@ -253,6 +341,7 @@ impl ServerBuilder {
             shutdown,
             poll_interval: self.poll_interval,
             timeout: self.timeout,
+            max_packet_size: self.max_packet_size,
             accept_errors: AcceptErrors::default(),
         })
     }
@@ -326,6 +415,8 @@ pub struct Server<C: Concurrency, H: RequestHandler> {
     shutdown: ShutdownHandle,
     poll_interval: Duration,
     timeout: Option<Duration>,
+    /// A datagram server's receive buffer (Python's `max_packet_size`).
+    max_packet_size: usize,
     accept_errors: AcceptErrors,
 }
 
@@ -517,8 +608,12 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         Ok(ready)
     }
 
-    /// Accepts up to `max` waiting connections and dispatches each; returns how many.
+    /// Accepts up to `max` waiting connections (on a datagram server: receives up to `max`
+    /// datagrams) and dispatches each; returns how many.
     fn accept_batch(&mut self, max: usize) -> usize {
+        if self.listener.as_ref().is_some_and(Listener::is_datagram) {
+            return self.recv_batch(max);
+        }
         let mut dispatched = 0;
         while dispatched < max && !self.shutdown.is_shutdown_requested() && self.concurrency.has_capacity() {
             let Some(listener) = &self.listener else { break };
@@ -533,6 +628,43 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
                 // The client gave up between connecting and our accept; that is its business.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.accept_failed(e);
+                    break;
+                }
+            }
+        }
+        dispatched
+    }
+
+    /// Receives up to `max` waiting datagrams and dispatches each, as `accept_batch` does
+    /// connections: every datagram is a request.
+    fn recv_batch(&mut self, max: usize) -> usize {
+        let mut dispatched = 0;
+        while dispatched < max && !self.shutdown.is_shutdown_requested() && self.concurrency.has_capacity() {
+            let Some(listener) = &self.listener else { break };
+            // A fresh buffer per datagram: it moves into the request, which may live on in a
+            // thread or a child while the next one is received.
+            let mut buf = vec![0u8; self.max_packet_size];
+            match listener.recv_datagram(&mut buf) {
+                Ok(got) => {
+                    self.accept_errors.recovered();
+                    let socket = listener.shared_socket();
+                    if !self.dispatcher.handler().verify_request(&got.peer) {
+                        log::debug!("verify_request refused a datagram from {}", got.peer);
+                        continue;
+                    }
+                    let datagram = Datagram::new(buf, got, socket, self.context.clone());
+                    let conn = Connection::datagram(datagram, self.context.clone());
+                    self.concurrency.process_request(conn, &self.dispatcher);
+                    dispatched += 1;
+                }
+                // Nothing (more) waiting, or another thread or process took it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An ICMP error for an earlier answer (the client is gone) may be reported on
+                // the next receive: the client's business, not the server's.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => {
                     self.accept_failed(e);
                     break;
@@ -567,6 +699,30 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         }
         let conn = Connection::new(stream, peer, self.context.clone());
         self.concurrency.process_request(conn, &self.dispatcher);
+    }
+}
+
+impl<C: Concurrency, D: DatagramHandler> Server<C, Datagrams<D>> {
+    /// Binds a UDP socket to `addr` with the default configuration and makes a datagram server
+    /// (Python's `UDPServer`; see [`ServerBuilder::bind_udp`]).
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::bind_udp`].
+    pub fn bind_udp(addr: impl ToSocketAddrs, concurrency: C, handler: D) -> Result<Server<C, Datagrams<D>>> {
+        ServerBuilder::new().bind_udp(addr, concurrency, handler)
+    }
+
+    /// Binds a Unix datagram socket at `path` with the default configuration (Python's
+    /// `UnixDatagramServer`; see [`ServerBuilder::bind_unix_datagram`]).
+    ///
+    /// # Errors
+    /// As [`ServerBuilder::bind_unix_datagram`].
+    pub fn bind_unix_datagram(
+        path: impl AsRef<Path>,
+        concurrency: C,
+        handler: D,
+    ) -> Result<Server<C, Datagrams<D>>> {
+        ServerBuilder::new().bind_unix_datagram(path, concurrency, handler)
     }
 }
 

@@ -240,6 +240,22 @@ pub(crate) fn adopt_inherited_listener(fd: RawFd) -> std::os::fd::OwnedFd {
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
 }
 
+/// Receives one datagram into `buf` with `recvfrom(MSG_TRUNC)`: the datagram's real length
+/// (Linux returns it with `MSG_TRUNC`, also when only `buf.len()` bytes were stored) and its
+/// sender. socket2 does the call; a Unix sender without a name comes back as an address of
+/// length 0, which socket2 represents faithfully (nix's `recvmsg` asserts on it).
+pub(crate) fn recv_datagram(
+    socket: &socket2::Socket,
+    buf: &mut [u8],
+) -> io::Result<(usize, socket2::SockAddr)> {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and viewing initialised bytes as maybe
+    // uninitialised is always valid to *read*; the one hazard, writing uninitialised bytes
+    // through the view, cannot happen: recvfrom(2) only stores received bytes, and the view
+    // does not outlive this call.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    socket.recv_from_with_flags(uninit, libc::MSG_TRUNC)
+}
+
 /// Ends a forked child: flushes stdout (the child's own output, which `_exit` would otherwise
 /// drop; stderr has no buffer), then `_exit(status)`.
 pub(crate) fn exit_child(status: i32) -> ! {

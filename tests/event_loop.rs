@@ -163,6 +163,50 @@ fn loops_that_accept_themselves_serve_every_connection() {
     server.close();
 }
 
+/// Sockets listening on `addr` (an IPv4 address), from the kernel's table `/proc/net/tcp`:
+/// every socket of the network namespace, whichever descriptor holds it.
+fn listening_sockets_on(addr: SocketAddr) -> usize {
+    let SocketAddr::V4(v4) = addr else { panic!("IPv4 only: {addr}") };
+    // The table prints the address as the 32-bit value in host (little-endian) order, then the
+    // port, both in hex; state 0A is LISTEN.
+    let want = format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port());
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+/// `reuse_port`: each loop accepts from a SO_REUSEPORT socket of its own on the server's port
+/// (two listening sockets in the kernel's table, where the shared mode has one), the kernel
+/// spreads connections from many client ports over both loops, and closing the server closes
+/// every one of those sockets.
+#[test]
+fn loops_with_a_reuse_port_listener_each_share_the_port() {
+    let shared = serve(EventLoop::new().threads(2).accept_on_loops(true), http(later));
+    let _ = get(shared.addr, "/"); // answered: the loops have started and hold their listeners
+    assert_eq!(listening_sockets_on(shared.addr), 1, "one shared listener");
+    shared.close();
+
+    let server = serve(EventLoop::new().threads(2).reuse_port(true), http(later));
+    let mut tids = HashSet::new();
+    tids.insert(get(server.addr, "/").tid());
+    assert_eq!(listening_sockets_on(server.addr), 2, "a listener per loop");
+    // Each connection comes from a new client port, and the hash of the address picks the
+    // socket: 60 connections all on one loop would happen once in 2^59 runs.
+    for _ in 0..60 {
+        tids.insert(get(server.addr, "/").tid());
+    }
+    assert_eq!(tids.len(), 2, "both loops accepted: {tids:?}");
+    let addr = server.addr;
+    server.close();
+    assert_eq!(listening_sockets_on(addr), 0, "every listener closed with the server");
+}
+
 #[test]
 fn a_byte_stream_handler_is_refused_not_run_on_the_loop() {
     let server = serve(

@@ -4,10 +4,12 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{ServerProcess, burst, children_of, eventually, fd_count, get, proc_children};
+use common::{ServerProcess, burst, children_of, eventually, fd_count, get, proc_children, read_reply};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -172,6 +174,42 @@ fn two_workers_with_four_threads_serve_eight_slow_requests_at_once() {
     assert!(wall < Duration::from_millis(1500), "8 x 0.5 s on 2 x 4 threads took {wall:?}");
     let workers = live_workers(server.pid);
     assert!(replies.iter().all(|r| workers.contains(&r.pid())));
+}
+
+/// `--event-loop`, nginx's architecture: each worker is one loop thread holding many requests
+/// at once, so twenty `/delay?s=0.5` on two workers take about 0.5 s (two sequential workers
+/// take 5 s), each worker answering on one thread; and SIGTERM to the master still lets a
+/// request waiting on a loop timer finish before every worker exits.
+#[test]
+fn event_loop_workers_hold_many_requests_on_one_thread_each_and_stop_gracefully() {
+    let mut server = start(2, &["--event-loop"]);
+    let master = server.pid;
+    let workers = live_workers(master);
+    let (wall, replies) = burst(server.addr, 20, "/delay?s=0.5");
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(wall < Duration::from_millis(2500), "20 x 0.5 s on 2 event-loop workers took {wall:?}");
+    let mut tids_of: HashMap<u32, HashSet<u32>> = HashMap::new();
+    for r in &replies {
+        assert!(workers.contains(&r.pid()), "{} is not a worker of {workers:?}", r.pid());
+        tids_of.entry(r.pid()).or_default().insert(r.tid());
+    }
+    assert!(tids_of.values().all(|tids| tids.len() == 1), "one loop thread per worker: {tids_of:?}");
+
+    // A /hello and a /delay pipelined in one write: once the /hello is answered, the worker
+    // has read both, and the /delay waits on its loop's timer (no sleep to guess when).
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let pipelined = b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n\
+                      GET /delay?s=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    s.write_all(pipelined).unwrap();
+    assert_eq!(read_reply(&mut s, false).unwrap().status, 200);
+    server.signal(Signal::SIGTERM);
+    let reply = read_reply(&mut s, false).unwrap();
+    assert_eq!(reply.status, 200, "the request on a loop timer finished");
+    let (status, log) = server.wait_exit(Duration::from_secs(10));
+    let status = status.unwrap_or_else(|| panic!("the master did not exit; log:\n{log}"));
+    assert_eq!(status.code(), Some(0), "master exit status; log:\n{log}");
+    assert!(workers.iter().all(|w| gone(*w)), "a worker outlived the master; log:\n{log}");
 }
 
 #[test]

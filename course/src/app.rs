@@ -310,8 +310,8 @@ pub struct ServerArgs {
     /// prefork, up to N request threads in each worker (default none: one request at a time),
     /// or the event loop's loops (default 1).
     pub threads: Option<usize>,
-    /// `--offload M` (event loop only): offload workers per loop, and `/cpu` and `/block` run
-    /// on them (default none: they run on the loop).
+    /// `--offload M` (event loop, and prefork with `--event-loop`): offload workers per loop,
+    /// and `/cpu` and `/block` run on them (default none: they run on the loop).
     pub offload: Option<usize>,
     /// `--accept-on-loops` (event loop only): every loop accepts from the listener itself
     /// (`EPOLLEXCLUSIVE`), instead of the accept thread handing connections over
@@ -323,8 +323,12 @@ pub struct ServerArgs {
     pub quiet: bool,
     /// `--workers N` (prefork only; default [`DEFAULT_WORKERS`]).
     pub workers: Option<usize>,
-    /// `--reuse-port` (prefork only): one `SO_REUSEPORT` listener per worker.
+    /// `--reuse-port` (prefork and event loop): one `SO_REUSEPORT` listener per worker
+    /// ([`Prefork::reuse_port`]) or per loop ([`EventLoop::reuse_port`]).
     pub reuse_port: bool,
+    /// `--event-loop` (prefork only): each worker is one event loop ([`Prefork::event_loop`]),
+    /// nginx's architecture.
+    pub event_loop: bool,
     /// `--wake-all` (prefork only): workers wait on the shared listener with plain `poll`, so
     /// every connection wakes all idle workers ([`Prefork::exclusive_wakeup`] off).
     pub wake_all: bool,
@@ -368,6 +372,7 @@ impl Default for ServerArgs {
             quiet: false,
             workers: None,
             reuse_port: false,
+            event_loop: false,
             wake_all: false,
             warn_after: None,
             read_timeout: None,
@@ -430,7 +435,7 @@ impl ServerArgs {
                 "--threads" if matches!(kind, Kind::Pool | Kind::Prefork | Kind::EventLoop) => {
                     out.threads = Some(positive("--threads", &value("--threads")?)?)
                 }
-                "--offload" if kind == Kind::EventLoop => {
+                "--offload" if matches!(kind, Kind::EventLoop | Kind::Prefork) => {
                     out.offload = Some(positive("--offload", &value("--offload")?)?)
                 }
                 "--accept-on-loops" if kind == Kind::EventLoop => out.accept_on_loops = true,
@@ -438,8 +443,9 @@ impl ServerArgs {
                 "--workers" | "-w" if kind == Kind::Prefork => {
                     out.workers = Some(positive("--workers", &value("--workers")?)?)
                 }
-                "--reuse-port" if kind == Kind::Prefork => out.reuse_port = true,
+                "--reuse-port" if matches!(kind, Kind::Prefork | Kind::EventLoop) => out.reuse_port = true,
                 "--wake-all" if kind == Kind::Prefork => out.wake_all = true,
+                "--event-loop" if kind == Kind::Prefork => out.event_loop = true,
                 "--read-timeout" => {
                     out.read_timeout = Some(seconds("--read-timeout", &value("--read-timeout")?)?)
                 }
@@ -472,6 +478,11 @@ impl ServerArgs {
                 _ => return Err(ArgsError::Bad(format!("unknown argument {name:?}"))),
             }
         }
+        if kind == Kind::Prefork && out.offload.is_some() && !out.event_loop {
+            return Err(ArgsError::Bad(
+                "--offload needs --event-loop (offload workers belong to a loop)".into(),
+            ));
+        }
         Ok(out)
     }
 
@@ -487,7 +498,8 @@ impl ServerArgs {
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
                  --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
-                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n"
+                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n  \
+                 --reuse-port      each loop accepts from its own SO_REUSEPORT listener\n"
             }
             Kind::Forking => {
                 "  --max-children N  at most N children at once (default 40)\n  \
@@ -497,7 +509,9 @@ impl ServerArgs {
                 "  --workers N       N worker processes (default 4); kill -TTIN/-TTOU the master: one more/fewer\n  \
                  --threads M       each worker runs up to M requests on threads (default: one at a time)\n  \
                  --reuse-port      one SO_REUSEPORT listener per worker (no thundering herd)\n  \
-                 --wake-all        shared listener polled by all: each connection wakes every idle worker\n"
+                 --wake-all        shared listener polled by all: each connection wakes every idle worker\n  \
+                 --event-loop      each worker is one event loop, nginx's architecture (chapter 13)\n  \
+                 --offload M       with --event-loop: M offload workers per worker for /cpu and /block\n"
             }
         };
         format!(
@@ -692,7 +706,8 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             EventLoop::new()
                 .threads(args.threads.unwrap_or(1))
                 .offload(args.offload.unwrap_or(0))
-                .accept_on_loops(args.accept_on_loops),
+                .accept_on_loops(args.accept_on_loops)
+                .reuse_port(args.reuse_port),
             &args,
         ),
     };
@@ -749,6 +764,9 @@ pub fn serve_prefork(args: &ServerArgs) -> socketserver::Result<()> {
         .exclusive_wakeup(!args.wake_all);
     if let Some(m) = args.threads {
         prefork = prefork.threads(m);
+    }
+    if args.event_loop {
+        prefork = prefork.event_loop(args.offload.unwrap_or(0));
     }
     let master = match &args.unix {
         Some(path) => prefork.bind_unix(path)?,
@@ -832,6 +850,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.workers, p.threads, p.reuse_port, p.wake_all), (Some(3), Some(2), true, true));
+        let n = ServerArgs::parse(Kind::Prefork, args(&["--event-loop", "--offload", "2"])).unwrap();
+        assert_eq!((n.event_loop, n.offload), (true, Some(2)));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Prefork, args(&["--offload", "2"])),
+            Err(ArgsError::Bad(_))
+        ));
+        assert!(matches!(
+            ServerArgs::parse(Kind::EventLoop, args(&["--event-loop"])),
+            Err(ArgsError::Bad(_))
+        ));
+        let e = ServerArgs::parse(Kind::EventLoop, args(&["--threads", "2", "--reuse-port"])).unwrap();
+        assert_eq!((e.threads, e.reuse_port), (Some(2), true));
+        assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--reuse-port"])), Err(ArgsError::Bad(_))));
         assert!(matches!(
             ServerArgs::parse(Kind::Forking, args(&["--workers", "2"])),
             Err(ArgsError::Bad(_))

@@ -13,7 +13,7 @@
 # `prefers-color-scheme` style works). It also checks every committed docs/img/*.svg with a
 # real XML parser and against the 50 KB budget.
 #
-# Loopback only: the demo starts its three servers on free ports of 127.0.0.1 and stops and
+# Loopback only: the demo starts its four servers on free ports of 127.0.0.1 and stops and
 # reaps them itself; the browser gets --disable-background-networking and friends and opens a
 # local file. Everything runs under `timeout`.
 set -euo pipefail

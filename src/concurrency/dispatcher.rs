@@ -32,7 +32,7 @@ use crate::shutdown::HandlerScope;
 pub struct Dispatcher<H> {
     handler: Arc<H>,
     server_id: u64,
-    listener_fd: RawFd,
+    listener_fd: Option<RawFd>,
 }
 
 impl<H> Clone for Dispatcher<H> {
@@ -46,7 +46,7 @@ impl<H> Clone for Dispatcher<H> {
 }
 
 impl<H: RequestHandler> Dispatcher<H> {
-    pub(crate) fn new(handler: Arc<H>, server_id: u64, listener_fd: RawFd) -> Dispatcher<H> {
+    pub(crate) fn new(handler: Arc<H>, server_id: u64, listener_fd: Option<RawFd>) -> Dispatcher<H> {
         Dispatcher { handler, server_id, listener_fd }
     }
 
@@ -61,9 +61,10 @@ impl<H: RequestHandler> Dispatcher<H> {
         &self.handler
     }
 
-    /// The raw descriptor of the server's listening socket. A forked child closes it (see
-    /// [`Forking`](crate::Forking)); nothing else should touch it.
-    pub(crate) fn listener_fd(&self) -> RawFd {
+    /// The raw descriptor of the server's listening socket, which a forked child closes (see
+    /// [`Forking`](crate::Forking)); nothing else should touch it. `None` on a datagram server:
+    /// there the child answers on that very socket, so it must keep it.
+    pub(crate) fn listener_fd(&self) -> Option<RawFd> {
         self.listener_fd
     }
 

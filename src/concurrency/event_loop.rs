@@ -8,7 +8,7 @@ use super::pool::half_async::{HalfAsync, RunOn, Setup};
 use super::pool::http::HttpMachines;
 use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
-use crate::transport::Listener;
+use crate::transport::{self, ListenOptions, Listener};
 
 /// Room for offloaded jobs per offload worker (as the Pool's queue: a few per worker keep the
 /// workers busy; more only hides an overload inside the process).
@@ -58,12 +58,16 @@ const QUEUE_PER_WORKER: usize = 4;
 /// hand-off (one eventfd write per connection), but the kernel wakes a waiter only when a
 /// connection *arrives*: a burst that arrives at once is then served by the loop that woke,
 /// while a sibling sleeps on a listener that stays readable — measured: twenty `/block?s=1` on
-/// two loops took 13 to 18 s accepting on the loops and 10 s handed off
+/// two loops took 13 to 20 s accepting on the loops and 10 s handed off
 /// (docs/13-the-event-loop.md).
-/// `SO_REUSEPORT` (a listener per loop) spreads by a hash of the client's address, blind to
-/// how busy a loop is, and resets the connections queued on a socket that closes. The
-/// hand-off keeps the server's one listener, its close and its back-pressure as on every
-/// strategy, and balances by load, hence the default.
+/// With [`reuse_port`](EventLoop::reuse_port) every loop accepts from a listener of its own,
+/// all bound to the server's port with `SO_REUSEPORT`: the kernel spreads new connections by a
+/// hash of the client's address, so no two loops ever wait on one socket — but the hash is
+/// blind to how busy a loop is (a stalled loop's share waits in its own queue), and the
+/// connections queued on a loop's socket when it closes are reset. The hand-off keeps the
+/// server's one listener, its close and its back-pressure as on every strategy, and balances
+/// by load, hence the default. (On `/hello` the three are within the noise of each other on
+/// 2 cores; the chapter has the figures.)
 ///
 /// # Handlers
 /// Only a sans-IO handler (the HTTP layer's [`HttpHandler`](crate::http::HttpHandler)) runs
@@ -76,6 +80,8 @@ const QUEUE_PER_WORKER: usize = 4;
 /// * [`EventLoop::threads`]: the number of loops (default 1).
 /// * [`EventLoop::offload`]: offload workers per loop (default 0: offloaded work runs on the
 ///   loop, blocking it).
+/// * [`EventLoop::accept_on_loops`], [`EventLoop::reuse_port`]: how connections reach the
+///   loops (default: handed off by the accept thread).
 /// * [`EventLoop::queue_size`]: room for offloaded jobs waiting for a worker, per loop
 ///   (default offload × 4); when full, the loop stops reading, as the Pool does.
 /// * [`EventLoop::block_on_close`]: whether `server_close` waits for the requests in progress,
@@ -116,6 +122,8 @@ pub struct EventLoop {
     next: usize,
     /// The loops accept from the listener themselves instead of the accept thread handing over.
     accept_on_loops: bool,
+    /// ... each from a `SO_REUSEPORT` listener of its own (implies `accept_on_loops`).
+    reuse_port: bool,
     /// The loops were started with a duplicate of the listener each.
     own_listeners: bool,
     /// A byte-stream handler was refused already (it is logged once).
@@ -140,6 +148,7 @@ impl EventLoop {
             loops: Vec::new(),
             next: 0,
             accept_on_loops: false,
+            reuse_port: false,
             own_listeners: false,
             refused: false,
             closed: false,
@@ -177,6 +186,24 @@ impl EventLoop {
         self
     }
 
+    /// `true`: every loop accepts from a listening socket of its own, bound to the server's
+    /// address with `SO_REUSEPORT` (nginx's `listen ... reuseport`), and the kernel spreads
+    /// new connections across them by a hash of the client's address and port. Implies
+    /// [`accept_on_loops`](EventLoop::accept_on_loops). Default `false`.
+    ///
+    /// The first loop keeps the server's own listener; `SO_REUSEPORT` is set on it too (Linux
+    /// lets a listening socket join the group late: the group forms when the second socket
+    /// binds), and each further loop binds a new socket with the default backlog (`SOMAXCONN`).
+    /// Two consequences to accept with it: any process of the same user may then bind the port
+    /// as well and receive a share of its connections (as with every `SO_REUSEPORT` server),
+    /// and the connections waiting in a loop's queue when the server closes are reset rather
+    /// than left to a sibling. A loop whose socket cannot be bound falls back to the shared
+    /// listener (logged). A server driven by `handle_request` always hands off.
+    pub fn reuse_port(mut self, on: bool) -> EventLoop {
+        self.reuse_port = on;
+        self
+    }
+
     /// Whether `server_close` waits for the requests in progress (Python's `block_on_close`,
     /// default `true`).
     pub fn block_on_close(mut self, on: bool) -> EventLoop {
@@ -198,8 +225,9 @@ impl EventLoop {
         self.queue_size.unwrap_or((self.offload * QUEUE_PER_WORKER).max(1))
     }
 
-    /// Starts the loops for `handler`, each with a duplicate of `listener` if given; `false` if
-    /// none could start.
+    /// Starts the loops for `handler`, each with a duplicate of `listener` if given (or, with
+    /// `reuse_port`, the first with a duplicate and each other with a socket of its own on the
+    /// same address); `false` if none could start.
     fn start<H: RequestHandler>(&mut self, dispatcher: &Dispatcher<H>, listener: Option<&Listener>) -> bool {
         let Some(machines) = HttpMachines::new(Arc::clone(dispatcher.handler()), dispatcher.server_id())
         else {
@@ -207,10 +235,44 @@ impl EventLoop {
         };
         let machines = Arc::new(machines);
         self.own_listeners = listener.is_some();
+        // Every socket of a SO_REUSEPORT group must have the option, the server's own listener
+        // included: without it the siblings' bind fails with EADDRINUSE.
+        let reuse_addr = match listener {
+            Some(l) if self.reuse_port && self.threads > 1 => {
+                // TCP only: a Unix socket's loops share it (its file has one name).
+                let inet = l.local_addr().ok().and_then(|a| a.as_inet());
+                match inet.map(|a| socket2::SockRef::from(l).set_reuse_port(true).map(|()| a)) {
+                    None => None,
+                    Some(Ok(addr)) => Some(addr),
+                    Some(Err(e)) => {
+                        log::error!("event loop: cannot set SO_REUSEPORT on the listener: {e}; sharing it");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         for i in 0..self.threads {
-            // A duplicate descriptor of the one socket: every loop's epoll set holds it, and the
-            // kernel's queue of connections is shared.
-            let own = match listener.map(Listener::try_clone) {
+            // A socket of its own on the same port (SO_REUSEPORT): the kernel gives this loop
+            // its share of new connections in a queue only it accepts from.
+            let own_socket = match reuse_addr {
+                Some(addr) if i > 0 => {
+                    match transport::bind_tcp(
+                        addr,
+                        ListenOptions { reuse_port: true, ..ListenOptions::default() },
+                    ) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            log::error!("event loop {}: {e}; it shares the server's listener", i + 1);
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            // Else a duplicate descriptor of the one socket: every loop's epoll set holds it, and
+            // the kernel's queue of connections is shared.
+            let own = match own_socket.map(Ok).or_else(|| listener.map(Listener::try_clone)) {
                 None => None,
                 Some(Ok(l)) => Some(l),
                 Some(Err(e)) => {
@@ -283,10 +345,14 @@ impl Concurrency for EventLoop {
         if self.loops.is_empty() && !self.start(dispatcher, None) {
             return;
         }
-        if let Some(l) = self.pick() {
-            let (stream, peer) = conn.into_parts();
+        // As in the pool: a datagram never has a sans-IO handler, so never gets here.
+        if let (Some(l), Some((stream, peer))) = (self.pick(), conn.into_parts()) {
             l.submit(stream, peer);
         }
+    }
+
+    fn serves_datagrams(&self) -> bool {
+        false
     }
 
     fn accept_on_own_threads<H: RequestHandler>(
@@ -294,7 +360,10 @@ impl Concurrency for EventLoop {
         listener: &Listener,
         dispatcher: &Dispatcher<H>,
     ) -> bool {
-        if !self.accept_on_loops || self.closed || dispatcher.handler().sans_io().is_none() {
+        if !(self.accept_on_loops || self.reuse_port)
+            || self.closed
+            || dispatcher.handler().sans_io().is_none()
+        {
             return false;
         }
         if self.loops.is_empty() && !self.start(dispatcher, Some(listener)) {

@@ -319,6 +319,11 @@ fn child<H: RequestHandler>(conn: Connection, dispatcher: &Dispatcher<H>, parent
     // Rule 1. The listener is owned by the parent's `Server`, whose copy in this process is
     // never used again: the child ends in _exit without returning to it or running its
     // destructor (close_inherited's contract).
-    sys::close_inherited(dispatcher.listener_fd());
+    // A stream server's child needs only its connection: closing its copy of the listener
+    // means the listener is gone when the parent closes it, however long children live. A
+    // datagram server's child answers on the server's socket, so it keeps it (no fd here).
+    if let Some(fd) = dispatcher.listener_fd() {
+        sys::close_inherited(fd);
+    }
     dispatcher.run(conn)
 }

@@ -96,6 +96,14 @@ pub trait Concurrency {
         false
     }
 
+    /// Hidden: whether the strategy can run a datagram server's requests (which have no stream
+    /// to put on a reactor). Default `true`; the [`EventLoop`](crate::EventLoop) says `false`,
+    /// and binding a datagram server with it is refused.
+    #[doc(hidden)]
+    fn serves_datagrams(&self) -> bool {
+        true
+    }
+
     /// Hidden: `serve_forever` is returning; a strategy that accepts on its own threads stops
     /// accepting (connections wait in the backlog). Default: nothing.
     #[doc(hidden)]

@@ -519,8 +519,9 @@ impl Pool {
                 }
             }
         }
-        if let Some(h) = &self.half_async {
-            let (stream, peer) = conn.into_parts();
+        // A datagram has no stream to put on the reactor; a datagram handler has no sans-IO
+        // side either, so only a mismatched handler gets here: the datagram is dropped.
+        if let (Some(h), Some((stream, peer))) = (&self.half_async, conn.into_parts()) {
             h.submit(stream, peer);
         }
     }

@@ -1,5 +1,5 @@
-//! [`Listener`]: the listening socket, TCP or Unix stream; Python's `server_bind` +
-//! `server_activate`, with socket2.
+//! [`Listener`]: the server's socket, TCP, Unix stream, UDP or Unix datagram; Python's
+//! `server_bind` + `server_activate`, with socket2.
 //!
 //! ## TCP
 //! `std::net::TcpListener::bind` does socket + bind + listen in one call with a fixed backlog
@@ -38,6 +38,18 @@
 //!   it is still the same file (device and inode): a newer server may have replaced it. A forked
 //!   child `_exit`s without running destructors, and a pre-forked worker does not own the file,
 //!   so only the process that bound it removes it.
+//!
+//! The same rules hold for a Unix *datagram* socket's file; a datagram socket is bound but not
+//! listened on (there is no connection to accept), so its mode is simply set right after `bind`:
+//! until then no one knows the file is ours, and a datagram sent in that instant is merely one
+//! the umask's mode would have allowed.
+//!
+//! ## Datagram sockets (UDP, Unix datagram)
+//! No `listen`, no `accept`: the server's one socket receives every datagram with `recvmsg`,
+//! which also says who sent it, and answers with `sendto` on the same socket. `recvmsg` is
+//! called with `MSG_TRUNC`, so a datagram larger than the buffer is *reported* (Linux returns
+//! its real length) instead of being silently cut; see [`Datagram`](crate::Datagram).
+//!
 //! * **`sun_path` holds 107 bytes** (108 with the terminating NUL): a longer path is refused
 //!   with a message saying so, not the kernel's bare `EINVAL`.
 
@@ -47,6 +59,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -62,7 +76,7 @@ pub(crate) const DEFAULT_UNIX_MODE: u32 = 0o600;
 /// The longest path `sun_path` holds, without its terminating NUL.
 const SUN_PATH_MAX: usize = 107;
 
-/// Options for [`bind_tcp`] and [`bind_unix`].
+/// Options for [`bind_tcp`], [`bind_unix`] and [`bind_datagram`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ListenOptions {
     /// Length of the accept queue (Python's `request_queue_size`). Default [`DEFAULT_BACKLOG`].
@@ -79,54 +93,51 @@ impl Default for ListenOptions {
     }
 }
 
-/// A listening stream socket: TCP or Unix. A server is made on one with
+/// A server's socket: a listening TCP or Unix stream socket, or a bound UDP or Unix datagram
+/// socket. A server is made on one with
 /// [`ServerBuilder::from_listener`](crate::ServerBuilder::from_listener) (any
 /// `std::net::TcpListener` or `std::os::unix::net::UnixListener` converts into it, e.g. one
-/// inherited from systemd), or it is made for you by [`Server::bind`](crate::Server::bind) and
-/// [`Server::bind_unix`](crate::Server::bind_unix).
+/// inherited from systemd), or it is made for you by [`Server::bind`](crate::Server::bind),
+/// [`Server::bind_unix`](crate::Server::bind_unix), [`Server::bind_udp`](crate::Server::bind_udp)
+/// and [`Server::bind_unix_datagram`](crate::Server::bind_unix_datagram).
 ///
 /// A `Listener` made by `bind_unix` owns its socket file and removes it when dropped (see the
 /// module's docs in `src/transport/listener.rs` for the rules); one converted from a
 /// `UnixListener` leaves the file alone, as it did not create it.
 #[derive(Debug)]
 pub struct Listener {
-    socket: Socket,
-    /// A Unix socket (kept, not asked: `SO_DOMAIN` would be a system call per `accept`).
-    unix: bool,
+    /// Shared with the datagrams in flight, which answer on it from a thread or a child.
+    socket: Arc<Socket>,
+    /// Kept, not asked: `SO_DOMAIN` would be a system call per `accept`.
+    kind: Kind,
     /// The socket file this listener created: held for its `Drop`, which removes the file.
     _file: Option<SocketFile>,
 }
 
 impl Listener {
     /// Accepts one connection: the stream and the peer's address. Non-blocking listeners (a
-    /// server's always are) return `WouldBlock` when none is waiting.
+    /// server's always are) return `WouldBlock` when none is waiting; a datagram socket fails
+    /// with `InvalidInput` (there is nothing to accept).
     pub fn accept(&self) -> io::Result<(Stream, Addr)> {
+        if self.is_datagram() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram socket accepts no connections",
+            ));
+        }
         // accept4 with SOCK_CLOEXEC (socket2 does that on Linux): a program a handler exec's
         // must not inherit client sockets.
         let (socket, peer) = self.socket.accept()?;
-        if self.is_unix() {
-            let stream = UnixStream::from(std::os::fd::OwnedFd::from(socket));
-            // A Unix client's name, if it bound one; most do not.
-            let peer = match peer.as_pathname() {
-                Some(p) => Addr::Unix(p.to_path_buf()),
-                None => Addr::Unnamed,
-            };
-            Ok((Stream::Unix(stream), peer))
-        } else {
-            let peer =
-                peer.as_socket().ok_or_else(|| io::Error::other("a TCP peer without an internet address"))?;
-            Ok((Stream::Tcp(socket.into()), Addr::Inet(peer)))
-        }
+        let stream = match self.is_unix() {
+            true => Stream::Unix(UnixStream::from(std::os::fd::OwnedFd::from(socket))),
+            false => Stream::Tcp(socket.into()),
+        };
+        Ok((stream, addr_of(&peer)))
     }
 
     /// The address it listens on (with port 0: the port the kernel chose).
     pub fn local_addr(&self) -> io::Result<Addr> {
-        let addr = self.socket.local_addr()?;
-        Ok(match (addr.as_socket(), addr.as_pathname()) {
-            (Some(inet), _) => Addr::Inet(inet),
-            (None, Some(path)) => Addr::Unix(path.to_path_buf()),
-            (None, None) => Addr::Unnamed,
-        })
+        Ok(addr_of(&self.socket.local_addr()?))
     }
 
     /// `O_NONBLOCK` on or off.
@@ -134,27 +145,56 @@ impl Listener {
         self.socket.set_nonblocking(on)
     }
 
-    /// Whether this is a Unix stream socket.
+    /// Whether this is a Unix socket (stream or datagram).
     pub fn is_unix(&self) -> bool {
-        self.unix
+        matches!(self.kind, Kind::Unix | Kind::UnixDatagram)
+    }
+
+    /// Whether this is a datagram socket (UDP or Unix datagram).
+    pub fn is_datagram(&self) -> bool {
+        matches!(self.kind, Kind::Udp | Kind::UnixDatagram)
+    }
+
+    /// The transport's name, as the example servers' first line says it: `tcp`, `unix`,
+    /// `udp`, `unix-dgram`.
+    pub fn transport(&self) -> &'static str {
+        match self.kind {
+            Kind::Tcp => "tcp",
+            Kind::Unix => "unix",
+            Kind::Udp => "udp",
+            Kind::UnixDatagram => "unix-dgram",
+        }
+    }
+
+    /// Receives one datagram into `buf`: how many bytes were stored, the datagram's real
+    /// length (larger when it did not fit), and its sender.
+    pub(crate) fn recv_datagram(&self, buf: &mut [u8]) -> io::Result<Received> {
+        let capacity = buf.len();
+        let (real_len, from) = crate::sys::recv_datagram(&self.socket, buf)?;
+        Ok(Received { stored: real_len.min(capacity), real_len, peer: addr_of(&from) })
+    }
+
+    /// The socket, shared, for a datagram that answers on it.
+    pub(crate) fn shared_socket(&self) -> Arc<Socket> {
+        Arc::clone(&self.socket)
     }
 
     /// A second handle to the same socket (`dup(2)`). It does not own the socket file: only the
     /// original removes it.
     pub fn try_clone(&self) -> io::Result<Listener> {
-        Ok(Listener { socket: self.socket.try_clone()?, unix: self.unix, _file: None })
+        Ok(Listener { socket: Arc::new(self.socket.try_clone()?), kind: self.kind, _file: None })
     }
 }
 
 impl From<TcpListener> for Listener {
     fn from(l: TcpListener) -> Listener {
-        Listener { socket: l.into(), unix: false, _file: None }
+        Listener { socket: Arc::new(l.into()), kind: Kind::Tcp, _file: None }
     }
 }
 
 impl From<UnixListener> for Listener {
     fn from(l: UnixListener) -> Listener {
-        Listener { socket: std::os::fd::OwnedFd::from(l).into(), unix: true, _file: None }
+        Listener { socket: Arc::new(std::os::fd::OwnedFd::from(l).into()), kind: Kind::Unix, _file: None }
     }
 }
 
@@ -168,6 +208,55 @@ impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
     }
+}
+
+/// The crate's address for one the kernel gave: an internet address, a Unix path, or (a Unix
+/// client that bound no name, the usual case, or an abstract one) unnamed.
+fn addr_of(a: &SockAddr) -> Addr {
+    match (a.as_socket(), a.as_pathname()) {
+        (Some(inet), _) => Addr::Inet(inet),
+        (None, Some(path)) => Addr::Unix(path.to_path_buf()),
+        (None, None) => Addr::Unnamed,
+    }
+}
+
+/// What a server's socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Tcp,
+    Unix,
+    Udp,
+    UnixDatagram,
+}
+
+/// One datagram as [`Listener::recv_datagram`] got it.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes stored in the buffer.
+    pub(crate) stored: usize,
+    /// The datagram's length on the wire; more than `stored` when it was cut.
+    pub(crate) real_len: usize,
+    /// The sender.
+    pub(crate) peer: Addr,
+}
+
+/// Sends `bytes` as one datagram on `socket` to `to`.
+///
+/// # Errors
+/// `NotConnected` for [`Addr::Unnamed`], which has no address to send to; the operating
+/// system's error otherwise.
+pub(crate) fn send_datagram(socket: &Socket, bytes: &[u8], to: &Addr) -> io::Result<usize> {
+    let to = match to {
+        Addr::Inet(a) => SockAddr::from(*a),
+        Addr::Unix(p) => SockAddr::unix(p)?,
+        Addr::Unnamed => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                format!("cannot answer {to}: the sender's socket has no name (a client must bind a path)"),
+            ));
+        }
+    };
+    socket.send_to(bytes, &to)
 }
 
 /// The socket file a Unix listener created, identified by device and inode so that dropping an
@@ -214,7 +303,7 @@ pub(crate) fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<Liste
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(options.backlog).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
-    Ok(Listener { socket, unix: false, _file: None })
+    Ok(Listener { socket: Arc::new(socket), kind: Kind::Tcp, _file: None })
 }
 
 /// Creates a Unix stream socket at `path`, with the file rules of the module docs: a stale
@@ -225,9 +314,62 @@ pub(crate) fn bind_tcp(addr: SocketAddr, options: ListenOptions) -> Result<Liste
 /// server listening there, or the operating system's (no such directory, permission denied).
 pub(crate) fn bind_unix(path: &Path, options: ListenOptions) -> Result<Listener> {
     let fail = |source| Error::Bind { addr: Addr::Unix(path.to_path_buf()), source };
+    let (socket, file) = bind_unix_path(path, Type::STREAM, options)?;
+    // The mode before listen: until listen, connect is refused, so no client gets in under the
+    // umask's mode (see the module docs).
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.unix_mode)).map_err(fail)?;
+    socket.listen(options.backlog).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    Ok(Listener { socket: Arc::new(socket), kind: Kind::Unix, _file: Some(file) })
+}
+
+/// Where a datagram server binds: an internet address (UDP) or a Unix socket path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum DatagramAddr<'a> {
+    Udp(SocketAddr),
+    Unix(&'a Path),
+}
+
+/// Creates a UDP socket bound to `addr`, or a Unix datagram socket at a path (with the socket
+/// file's rules), non-blocking. No `listen`: datagrams arrive without connections.
+///
+/// # Errors
+/// [`Error::Bind`] with the address and the reason.
+pub(crate) fn bind_datagram(addr: DatagramAddr<'_>, options: ListenOptions) -> Result<Listener> {
+    match addr {
+        DatagramAddr::Udp(addr) => {
+            let fail = |source| Error::Bind { addr: Addr::Inet(addr), source };
+            let socket =
+                Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+            // Python's UDPServer sets SO_REUSEADDR only if asked (allow_reuse_address is False
+            // there): UDP has no TIME_WAIT to wait out, and two UDP sockets on one port would
+            // split the datagrams between them. SO_REUSEPORT only if asked, as for TCP.
+            if options.reuse_port {
+                socket.set_reuse_port(true).map_err(fail)?;
+            }
+            socket.bind(&addr.into()).map_err(fail)?;
+            socket.set_nonblocking(true).map_err(fail)?;
+            Ok(Listener { socket: Arc::new(socket), kind: Kind::Udp, _file: None })
+        }
+        DatagramAddr::Unix(path) => {
+            let fail = |source| Error::Bind { addr: Addr::Unix(path.to_path_buf()), source };
+            let (socket, file) = bind_unix_path(path, Type::DGRAM, options)?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.unix_mode))
+                .map_err(fail)?;
+            socket.set_nonblocking(true).map_err(fail)?;
+            Ok(Listener { socket: Arc::new(socket), kind: Kind::UnixDatagram, _file: Some(file) })
+        }
+    }
+}
+
+/// Checks `path` by the module's rules (length, not a socket, a live server, a stale file),
+/// then creates a Unix socket of type `ty` and binds it there. Returns it with the guard that
+/// removes the file again.
+fn bind_unix_path(path: &Path, ty: Type, options: ListenOptions) -> Result<(Socket, SocketFile)> {
+    let fail = |source| Error::Bind { addr: Addr::Unix(path.to_path_buf()), source };
     let refuse = |kind, msg: String| fail(io::Error::new(kind, msg));
     if options.reuse_port {
-        return Err(refuse(io::ErrorKind::InvalidInput, "SO_REUSEPORT applies to TCP only".into()));
+        return Err(refuse(io::ErrorKind::InvalidInput, "SO_REUSEPORT applies to TCP and UDP only".into()));
     }
     if path.as_os_str().is_empty() {
         return Err(refuse(io::ErrorKind::InvalidInput, "an empty path".into()));
@@ -257,6 +399,9 @@ pub(crate) fn bind_unix(path: &Path, options: ListenOptions) -> Result<Listener>
                 format!("{what} is at this path, not a socket; refusing to replace it"),
             ));
         }
+        // The probe is a stream connect whatever we are about to bind: it tells a live stream
+        // server (accepted), a live datagram socket (EPROTOTYPE: wrong type) and a leftover
+        // (refused: nobody is bound to the file) apart.
         Ok(_) => match UnixStream::connect(path) {
             // Someone accepted (or queued) the probe: a server is alive there. Ours goes away
             // at once, and the other server sees a connection close without a request.
@@ -264,6 +409,12 @@ pub(crate) fn bind_unix(path: &Path, options: ListenOptions) -> Result<Listener>
                 return Err(refuse(
                     io::ErrorKind::AddrInUse,
                     "another server is listening on this socket".into(),
+                ));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
+                return Err(refuse(
+                    io::ErrorKind::AddrInUse,
+                    "another server's datagram socket is bound to this path".into(),
                 ));
             }
             // Nobody listens: a crashed run's leftover. Replace it.
@@ -274,17 +425,11 @@ pub(crate) fn bind_unix(path: &Path, options: ListenOptions) -> Result<Listener>
             Err(e) => return Err(fail(e)),
         },
     }
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(fail)?;
+    let socket = Socket::new(Domain::UNIX, ty, None).map_err(fail)?;
     socket.bind(&SockAddr::unix(path).map_err(fail)?).map_err(fail)?;
     // From here the file exists and is ours: if a later step fails, the guard removes it.
     let meta = std::fs::symlink_metadata(path).map_err(fail)?;
-    let file = SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() };
-    // The mode before listen: until listen, connect is refused, so no client gets in under the
-    // umask's mode (see the module docs).
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(options.unix_mode)).map_err(fail)?;
-    socket.listen(options.backlog).map_err(fail)?;
-    socket.set_nonblocking(true).map_err(fail)?;
-    Ok(Listener { socket, unix: true, _file: Some(file) })
+    Ok((socket, SocketFile { path: path.to_path_buf(), dev: meta.dev(), ino: meta.ino() }))
 }
 
 #[cfg(test)]
@@ -457,5 +602,54 @@ mod tests {
         let dir = TempDir::new("unix-reuse");
         let e = bind_error(&dir.0.join("s.sock"), ListenOptions { reuse_port: true, ..Default::default() });
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_udp_socket_reports_a_truncated_datagram_and_its_sender() {
+        let l = bind_datagram(DatagramAddr::Udp("127.0.0.1:0".parse().unwrap()), ListenOptions::default())
+            .unwrap();
+        assert!(l.is_datagram() && !l.is_unix());
+        assert_eq!(l.transport(), "udp");
+        assert_eq!(l.accept().unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.send_to(&[7u8; 100], port(&l)).unwrap();
+        assert!(crate::sys::wait_readable(l.as_fd(), Some(std::time::Duration::from_secs(10))).unwrap());
+        let mut buf = [0u8; 10];
+        let got = l.recv_datagram(&mut buf).unwrap();
+        assert_eq!((got.stored, got.real_len), (10, 100), "cut to the buffer, real length known");
+        assert_eq!(got.peer, client.local_addr().unwrap());
+        send_datagram(&l.shared_socket(), b"back", &got.peer).unwrap();
+        let mut back = [0u8; 8];
+        assert_eq!(client.recv(&mut back).unwrap(), 4);
+        // Empty datagrams exist, and are not EOF.
+        client.send_to(b"", port(&l)).unwrap();
+        assert!(crate::sys::wait_readable(l.as_fd(), Some(std::time::Duration::from_secs(10))).unwrap());
+        let got = l.recv_datagram(&mut buf).unwrap();
+        assert_eq!((got.stored, got.real_len), (0, 0));
+    }
+
+    #[test]
+    fn a_unix_datagram_socket_keeps_the_file_rules_and_names_its_peers() {
+        let dir = TempDir::new("unix-dgram");
+        let path = dir.0.join("d.sock");
+        let l = bind_datagram(DatagramAddr::Unix(&path), ListenOptions::default()).unwrap();
+        assert_eq!(l.transport(), "unix-dgram");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // A second server on the live datagram socket is refused.
+        let e = match bind_unix(&path, ListenOptions::default()) {
+            Err(Error::Bind { source, .. }) => source,
+            other => panic!("expected a bind error, got {other:?}"),
+        };
+        assert!(e.to_string().contains("datagram socket is bound"), "{e}");
+        let named = std::os::unix::net::UnixDatagram::bind(dir.0.join("client.sock")).unwrap();
+        named.send_to(b"hi", &path).unwrap();
+        let unnamed = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        unnamed.send_to(b"yo", &path).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(crate::sys::wait_readable(l.as_fd(), Some(std::time::Duration::from_secs(10))).unwrap());
+        assert_eq!(l.recv_datagram(&mut buf).unwrap().peer, Addr::Unix(dir.0.join("client.sock")));
+        assert_eq!(l.recv_datagram(&mut buf).unwrap().peer, Addr::Unnamed);
+        drop(l);
+        assert!(!path.exists());
     }
 }

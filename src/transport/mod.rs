@@ -20,5 +20,7 @@ mod stream;
 
 pub use addr::Addr;
 pub use listener::Listener;
-pub(crate) use listener::{ListenOptions, bind_tcp, bind_unix};
+pub(crate) use listener::{
+    DatagramAddr, ListenOptions, Received, bind_datagram, bind_tcp, bind_unix, send_datagram,
+};
 pub use stream::Stream;

@@ -273,26 +273,12 @@ pub fn get_unix(sock: &std::path::Path, path: &str) -> Reply {
 /// `n` clients on the Unix socket at `sock` send `GET path` at the same instant; the wall time
 /// from the release to the last reply, and the replies.
 pub fn burst_unix(sock: &std::path::Path, n: usize, path: &str) -> (Duration, Vec<Reply>) {
-    let barrier = Arc::new(Barrier::new(n + 1));
-    let clients: Vec<_> = (0..n)
-        .map(|_| {
-            let barrier = Arc::clone(&barrier);
-            let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-            let sock = sock.to_path_buf();
-            thread::spawn(move || {
-                let s = std::os::unix::net::UnixStream::connect(&sock);
-                barrier.wait();
-                let mut s = s?;
-                s.set_read_timeout(Some(Duration::from_secs(30)))?;
-                s.write_all(req.as_bytes())?;
-                read_reply(&mut s, false)
-            })
-        })
-        .collect();
-    barrier.wait();
-    let t0 = Instant::now();
-    let replies = clients.into_iter().map(|c| c.join().expect("client thread").expect("reply")).collect();
-    (t0.elapsed(), replies)
+    let sock = sock.to_path_buf();
+    burst_with(n, path, move || {
+        let s = std::os::unix::net::UnixStream::connect(&sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(s)
+    })
 }
 
 /// A private temporary directory for socket files, removed on drop.
@@ -366,16 +352,30 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
 /// n clients connect first, then send `GET path` at the same instant; returns the wall time
 /// from the release to the last reply, and the replies.
 pub fn burst(addr: SocketAddr, n: usize, path: &str) -> (Duration, Vec<Reply>) {
+    burst_with(n, path, move || {
+        let s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(s)
+    })
+}
+
+/// [`burst`] over any stream `connect` makes (TCP, a Unix socket), which should set a read
+/// timeout as a safety net.
+pub fn burst_with<S: Read + Write + 'static>(
+    n: usize,
+    path: &str,
+    connect: impl Fn() -> std::io::Result<S> + Send + Sync + 'static,
+) -> (Duration, Vec<Reply>) {
     let barrier = Arc::new(Barrier::new(n + 1));
+    let connect = Arc::new(connect);
     let clients: Vec<_> = (0..n)
         .map(|_| {
-            let barrier = Arc::clone(&barrier);
+            let (barrier, connect) = (Arc::clone(&barrier), Arc::clone(&connect));
             let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
             thread::spawn(move || {
-                let s = TcpStream::connect(addr);
+                let s = connect();
                 barrier.wait();
                 let mut s = s?;
-                s.set_read_timeout(Some(Duration::from_secs(30)))?;
                 s.write_all(req.as_bytes())?;
                 read_reply(&mut s, false)
             })

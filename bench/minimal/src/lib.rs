@@ -34,12 +34,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const SERVER: &str = "socketserver/0.1.0";
 
 /// Bytes a request head may take. A head longer than this closes the connection.
-const BUF: usize = 8 * 1024;
+pub const BUF: usize = 8 * 1024;
 
 static START: OnceLock<Instant> = OnceLock::new();
 
 /// Seconds since the server started (`X-Start` counts from here; forked children inherit it).
-fn offset(at: Instant) -> f64 {
+pub fn offset(at: Instant) -> f64 {
     at.saturating_duration_since(*START.get_or_init(Instant::now)).as_secs_f64()
 }
 
@@ -129,6 +129,7 @@ pub fn handle(mut stream: TcpStream, b: &mut Buffers) {
             }
             continue;
         };
+        b.out.clear();
         let keep = respond(&b.inp[..end], &mut b.out);
         if stream.write_all(&b.out).is_err() || !keep {
             return;
@@ -138,12 +139,28 @@ pub fn handle(mut stream: TcpStream, b: &mut Buffers) {
     }
 }
 
+/// Answers every complete request head at the start of `inp`, appending the responses to
+/// `out`: the sans-IO half of [`handle`], for a server that does its own (non-blocking) I/O.
+/// Returns how many bytes of `inp` were consumed and whether to keep the connection after the
+/// responses are written (`false` once a request asked to close; later input is ignored).
+pub fn answer(inp: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+    let mut used = 0;
+    while let Some(end) = find_head_end(&inp[used..]) {
+        let keep = respond(&inp[used..used + end], out);
+        used += end;
+        if !keep {
+            return (used, false);
+        }
+    }
+    (used, true)
+}
+
 /// The index just past the `\r\n\r\n` ending the first request head, if there is one.
 fn find_head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// Serializes the answer to `head` into `out`; returns whether to keep the connection.
+/// Appends the answer to `head` to `out`; returns whether to keep the connection.
 fn respond(head: &[u8], out: &mut Vec<u8>) -> bool {
     let started = Instant::now();
     let line_end = head.iter().position(|&c| c == b'\r').unwrap_or(head.len());
@@ -201,7 +218,6 @@ fn respond(head: &[u8], out: &mut Vec<u8>) -> bool {
 
     // The header order of socketserver's HTTP layer: service headers (Content-Type), Date,
     // Server, Content-Length, Connection (only when closing), then the trace headers.
-    out.clear();
     let _ = write!(out, "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nDate: ");
     with_date(|d| out.extend_from_slice(d));
     let _ = write!(out, "\r\nServer: {SERVER}\r\nContent-Length: {}\r\n", body.len());
@@ -219,7 +235,8 @@ fn respond(head: &[u8], out: &mut Vec<u8>) -> bool {
     keep
 }
 
-fn tid() -> i32 {
+/// This thread's OS thread id (`gettid`), the `X-Tid` value.
+pub fn tid() -> i32 {
     // SAFETY: gettid has no preconditions and cannot fail.
     unsafe { libc::gettid() }
 }
@@ -284,6 +301,22 @@ fn http_date(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn answer_takes_every_complete_head_and_stops_after_a_close() {
+        let first = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+        let second = b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let inp = [&first[..], &second[..], b"GET /hello HTTP/1.1\r\n\r\n"].concat();
+        let mut out = Vec::new();
+        assert_eq!(super::answer(&inp, &mut out), (first.len() + second.len(), false));
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 2, "{text}");
+        assert!(text.starts_with("HTTP/1.1 200 OK") && text.contains("HTTP/1.1 404 Not Found"));
+        // Half a head: nothing taken, nothing answered, the connection stays.
+        let mut out = Vec::new();
+        assert_eq!(super::answer(b"GET /hel", &mut out), (0, true));
+        assert!(out.is_empty());
+    }
+
     #[test]
     fn date_matches_rfc_example() {
         assert_eq!(super::http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::connect::MAX_UNIX_PATH;
+use super::echo::{DEFAULT_ECHO_ADDRESS, DEFAULT_ECHO_TIMEOUT, EchoConfig, EchoTarget};
 use super::fire::{DEFAULT_TIMEOUT, FireConfig};
 use super::load::{
     DEFAULT_CONNECTIONS, DEFAULT_THREADS, LoadConfig, MAX_CONNECTIONS, MAX_DURATION, MAX_REQUESTS, Threads,
@@ -25,9 +27,12 @@ pub const MAX_N: usize = 10_000;
 
 /// The help text, printed for `-h` and after a usage error.
 pub const USAGE: &str = "\
-usage: client [-n N] [--timeout SECS] [--svg FILE] [URL]
+usage: client [-n N] [--timeout SECS] [--svg FILE] [--unix PATH] [URL]
        client --load [-c N] [-t N | --thread-per-connection] [-d DURATION]
-                     [-n N] [--close] [--timeout S] [--svg FILE] [URL]
+                     [-n N] [--close] [--timeout S] [--svg FILE] [--unix PATH]
+                     [URL]
+       client --echo tcp|udp [-n N] [--timeout S] [--svg FILE] [HOST:PORT]
+       client --echo unix|unix-dgram --unix PATH [-n N] [--timeout S] [--svg F]
 
 Fire mode (the default) opens N connections, sends one GET on each at the same
 instant, and shows who handled which request and when: one at a time, or
@@ -36,16 +41,26 @@ concurrently.
 Load mode (--load) keeps C connections busy, one request after another, and
 reports requests/s, latency percentiles, a latency histogram and errors.
 
+Echo mode (--echo) fires N lines (\"hello 1\\n\" ...) the same way at an echo
+server that answers each line upper-cased (Python's socketserver example, or
+examples/echo_server.rs), each on its own connection or datagram socket, checks
+every answer, and draws the same table and timeline.
+
 arguments:
   URL             http://HOST[:PORT][/PATH]  (default http://127.0.0.1:8000/
                   delay?s=1, or http://127.0.0.1:8000/hello with --load)
+  HOST:PORT       --echo tcp or udp: the echo server (default 127.0.0.1:9999)
 options:
-  -n N            fire: number of concurrent requests, 1 to 10000 (default 10)
-                  load: stop after N requests, 1 to 10000000
+  -n N            fire, echo: number of concurrent requests, 1 to 10000
+                  (default 10); load: stop after N requests, 1 to 10000000
   --timeout SECS  seconds allowed per request, the connect included (default
-                  70: a SYN a full backlog drops is retried after 1, 3, 7 s ...)
+                  70: a SYN a full backlog drops is retried after 1, 3, 7 s ...;
+                  with --echo 5: a lost datagram is \"no reply after 5.0 s\")
+  --unix PATH     HTTP over the Unix stream socket at PATH instead of TCP (the
+                  URL still gives the path and the Host header), in fire and
+                  load mode; with --echo unix or unix-dgram, the echo server
   --svg FILE      also draw what was measured into FILE, an SVG picture:
-                  fire: the timeline; load: latency histogram and req/s
+                  fire, echo: the timeline; load: latency histogram and req/s
   -h, --help      show this help
 load options:
   --load          load mode
@@ -58,6 +73,10 @@ load options:
                   most 1h. With -n too, whichever comes first; with neither, 10s
   --close         one request per connection (Connection: close) instead of
                   keep-alive
+echo options:
+  --echo KIND     echo mode over KIND: tcp, udp, unix or unix-dgram. The Unix
+                  ones need --unix PATH; a unix-dgram client binds a socket
+                  file of its own in $TMPDIR for the answer, and removes it
 
 exit status: 0 if every request got a response (any status), 1 if any failed,
 2 for a usage error.";
@@ -70,6 +89,9 @@ pub enum Mode {
     Fire,
     /// Keep connections busy and measure (see [`load`](super::load())).
     Load(LoadArgs),
+    /// Fire `n` lines at an echo server (see [`fire_echo`](super::fire_echo())); the server is
+    /// [`Args::echo`].
+    Echo,
 }
 
 /// The options only load mode takes.
@@ -96,16 +118,31 @@ pub struct Args {
     pub n: usize,
     /// Time allowed per request (`--timeout`).
     pub timeout: Duration,
-    /// Where to send them.
+    /// Where to send them (in echo mode unused, and the default).
     pub url: Url,
     /// Where to write the picture of the run (`--svg FILE`), if anywhere.
     pub svg: Option<PathBuf>,
+    /// HTTP over the Unix stream socket at this path instead of TCP (`--unix PATH`); in echo
+    /// mode it is in [`Args::echo`] instead.
+    pub unix: Option<PathBuf>,
+    /// The echo server, in echo mode (`--echo KIND` with `HOST:PORT` or `--unix PATH`).
+    pub echo: Option<EchoTarget>,
 }
 
 impl Args {
     /// The [`FireConfig`] these arguments describe.
     pub fn fire_config(&self) -> FireConfig {
-        FireConfig { timeout: self.timeout, ..FireConfig::new(self.n, self.url.clone()) }
+        FireConfig {
+            timeout: self.timeout,
+            unix: self.unix.clone(),
+            ..FireConfig::new(self.n, self.url.clone())
+        }
+    }
+
+    /// The [`EchoConfig`] these arguments describe, or `None` outside echo mode.
+    pub fn echo_config(&self) -> Option<EchoConfig> {
+        let target = self.echo.clone()?;
+        Some(EchoConfig { timeout: self.timeout, ..EchoConfig::new(self.n, target) })
     }
 
     /// The [`LoadConfig`] these arguments describe, or `None` in fire mode.
@@ -118,6 +155,7 @@ impl Args {
             requests: load.requests,
             keep_alive: load.keep_alive,
             timeout: self.timeout,
+            unix: self.unix.clone(),
             ..LoadConfig::new(self.url.clone())
         })
     }
@@ -163,8 +201,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// Run with these arguments.
-    Run(Args),
+    /// Run with these arguments (boxed: they are large, [`Command::Help`] is nothing).
+    Run(Box<Args>),
     /// Print [`USAGE`] and exit successfully.
     Help,
 }
@@ -188,7 +226,9 @@ where
 {
     use lexopt::Arg::{Long, Short, Value};
     let mut n: Option<String> = None;
-    let mut timeout = DEFAULT_TIMEOUT;
+    let mut timeout: Option<Duration> = None;
+    let mut unix: Option<PathBuf> = None;
+    let mut echo: Option<String> = None;
     let mut url: Option<String> = None;
     let mut load = false;
     let mut connections: Option<usize> = None;
@@ -224,7 +264,7 @@ where
             "--timeout" => {
                 let v = value()?;
                 timeout = match v.parse::<f64>() {
-                    Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
+                    Ok(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Some(Duration::from_secs_f64(s)),
                     _ => {
                         return Err(format!(
                             "--timeout wants seconds, more than 0 and at most 86400, not {v:?}"
@@ -249,6 +289,27 @@ where
                 };
             }
             "--close" => close = true,
+            "--unix" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err("--unix wants the path of a socket".into());
+                }
+                // sun_path is a fixed array: a longer path cannot be connected to at all.
+                if v.len() > MAX_UNIX_PATH {
+                    return Err(format!(
+                        "--unix path is {} bytes; a Unix socket path holds at most {MAX_UNIX_PATH}",
+                        v.len()
+                    ));
+                }
+                unix = Some(PathBuf::from(v));
+            }
+            "--echo" => {
+                let v = value()?;
+                if !matches!(v.as_str(), "tcp" | "udp" | "unix" | "unix-dgram") {
+                    return Err(format!("--echo wants tcp, udp, unix or unix-dgram, not {v:?}"));
+                }
+                echo = Some(v);
+            }
             "--svg" => {
                 let v = value()?;
                 if v.is_empty() {
@@ -297,16 +358,54 @@ where
         Mode::Fire
     };
     let n = match (mode, n.as_deref()) {
-        (Mode::Fire, Some(v)) => match v.parse::<usize>() {
+        (Mode::Fire | Mode::Echo, Some(v)) => match v.parse::<usize>() {
             Ok(k) if (1..=MAX_N).contains(&k) => k,
             _ => return Err(format!("-n wants a whole number from 1 to {MAX_N}, not {v:?}")),
         },
         _ => DEFAULT_N,
     };
-    let default_url = if load { DEFAULT_LOAD_URL } else { DEFAULT_URL };
-    let url = url.as_deref().unwrap_or(default_url);
-    let url = Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
-    Ok(Command::Run(Args { mode, n, timeout, url, svg }))
+    let Some(kind) = echo else {
+        let default_url = if load { DEFAULT_LOAD_URL } else { DEFAULT_URL };
+        let url = url.as_deref().unwrap_or(default_url);
+        let url = Url::parse(url).map_err(|e| format!("bad URL {url:?}: {e}"))?;
+        let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+        return Ok(Command::Run(Box::new(Args { mode, n, timeout, url, svg, unix, echo: None })));
+    };
+    if load {
+        return Err("--echo and --load exclude each other".into());
+    }
+    let target = match (kind.as_str(), unix, url) {
+        ("unix" | "unix-dgram", None, _) => return Err(format!("--echo {kind} needs --unix PATH")),
+        ("unix" | "unix-dgram", Some(_), Some(extra)) => {
+            return Err(format!("--echo {kind} takes no address ({extra:?}): the server is --unix PATH"));
+        }
+        ("unix", Some(path), None) => EchoTarget::Unix(path),
+        ("unix-dgram", Some(path), None) => EchoTarget::UnixDgram(path),
+        (_, Some(_), _) => return Err(format!("--unix goes with --echo unix or unix-dgram, not {kind}")),
+        (_, None, address) => {
+            let address = address.unwrap_or_else(|| DEFAULT_ECHO_ADDRESS.to_string());
+            let port_ok = address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            if !port_ok || address.contains('/') {
+                return Err(format!(
+                    "--echo {kind} wants HOST:PORT (like {DEFAULT_ECHO_ADDRESS}), not {address:?}"
+                ));
+            }
+            if kind == "tcp" { EchoTarget::Tcp(address) } else { EchoTarget::Udp(address) }
+        }
+    };
+    let url = Url::parse(DEFAULT_URL).map_err(|e| e.to_string())?;
+    let timeout = timeout.unwrap_or(DEFAULT_ECHO_TIMEOUT);
+    Ok(Command::Run(Box::new(Args {
+        mode: Mode::Echo,
+        n,
+        timeout,
+        url,
+        svg,
+        unix: None,
+        echo: Some(target),
+    })))
 }
 
 #[cfg(test)]
@@ -315,7 +414,7 @@ mod tests {
 
     fn run(args: &[&str]) -> Args {
         match parse(args.iter().copied()) {
-            Ok(Command::Run(a)) => a,
+            Ok(Command::Run(a)) => *a,
             other => panic!("{args:?} gave {other:?}"),
         }
     }
@@ -404,6 +503,77 @@ mod tests {
         assert_eq!(threads(&["--load", "--thread-per-connection"]), Threads::PerConnection);
         let cfg = run(&["--load", "-c", "3", "-t", "8"]).load_config().unwrap();
         assert_eq!(cfg.thread_count(), 3, "no more threads than connections");
+    }
+
+    #[test]
+    fn unix_socket_in_fire_and_load_mode() {
+        let a = run(&["--unix", "/tmp/s.sock", "http://localhost/hello"]);
+        assert_eq!((a.mode, a.unix.clone()), (Mode::Fire, Some(PathBuf::from("/tmp/s.sock"))));
+        let cfg = a.fire_config();
+        assert_eq!(
+            (cfg.unix, cfg.url.host.as_str(), cfg.url.path_and_query.as_str()),
+            (a.unix, "localhost", "/hello")
+        );
+        let a = run(&["--load", "--unix=/run/app.sock", "-c", "4"]);
+        let cfg = a.load_config().unwrap();
+        assert_eq!(cfg.unix, Some(PathBuf::from("/run/app.sock")));
+        assert_eq!(cfg.url, Url::parse(DEFAULT_LOAD_URL).unwrap());
+        assert_eq!(run(&[]).fire_config().unix, None);
+        assert_eq!(a.echo_config(), None);
+    }
+
+    #[test]
+    fn echo_mode_flags() {
+        use crate::client::echo::EchoTarget as T;
+        let table: &[(&[&str], T)] = &[
+            (&["--echo", "tcp"], T::Tcp("127.0.0.1:9999".into())),
+            (&["--echo=udp", "localhost:10000"], T::Udp("localhost:10000".into())),
+            (&["[::1]:9", "--echo", "tcp"], T::Tcp("[::1]:9".into())),
+            (&["--echo", "unix", "--unix", "echo.sock"], T::Unix("echo.sock".into())),
+            (&["--unix", "/tmp/e.sock", "--echo", "unix-dgram"], T::UnixDgram("/tmp/e.sock".into())),
+        ];
+        for (args, target) in table {
+            let a = run(args);
+            assert_eq!((a.mode, a.echo.as_ref()), (Mode::Echo, Some(target)), "{args:?}");
+            let cfg = a.echo_config().unwrap();
+            assert_eq!(
+                (cfg.n, cfg.timeout, &cfg.target),
+                (DEFAULT_N, DEFAULT_ECHO_TIMEOUT, target),
+                "{args:?}"
+            );
+            assert_eq!(a.unix, None, "{args:?}: --unix belongs to the echo target");
+        }
+        let a = run(&["--echo", "udp", "-n", "50", "--timeout", "0.5", "--svg", "e.svg"]);
+        let cfg = a.echo_config().unwrap();
+        assert_eq!((cfg.n, cfg.timeout), (50, Duration::from_millis(500)));
+        assert_eq!(a.svg, Some(PathBuf::from("e.svg")));
+        assert_eq!(run(&[]).echo_config(), None);
+    }
+
+    #[test]
+    fn echo_and_unix_usage_errors() {
+        let long = format!("/tmp/{}", "x".repeat(MAX_UNIX_PATH));
+        let table: &[(&[&str], &str)] = &[
+            (&["--echo"], "--echo needs a value"),
+            (&["--echo", "sctp"], "--echo wants tcp, udp, unix or unix-dgram, not \"sctp\""),
+            (&["--echo", "tcp", "--load"], "--echo and --load exclude each other"),
+            (&["--echo", "tcp", "-c", "2"], "-c is a load-mode option"),
+            (&["--echo", "unix"], "--echo unix needs --unix PATH"),
+            (&["--echo", "unix-dgram", "--unix", "e.sock", "h:1"], "takes no address"),
+            (&["--echo", "tcp", "--unix", "e.sock"], "--unix goes with --echo unix or unix-dgram, not tcp"),
+            (&["--echo", "tcp", "http://127.0.0.1:9999/"], "--echo tcp wants HOST:PORT"),
+            (&["--echo", "udp", "localhost"], "--echo udp wants HOST:PORT (like 127.0.0.1:9999)"),
+            (&["--echo", "udp", ":9999"], "wants HOST:PORT"),
+            (&["--echo", "udp", "h:0"], "wants HOST:PORT"),
+            (&["--echo", "udp", "-n", "0"], "-n wants a whole number from 1 to 10000"),
+            (&["--unix"], "--unix needs a value"),
+            (&["--unix="], "--unix wants the path of a socket"),
+            (&["--unix", &long], "a Unix socket path holds at most 107"),
+        ];
+        for (args, expected) in table {
+            let e = err(args);
+            assert!(e.contains(expected), "{args:?}: {e}");
+        }
     }
 
     #[test]

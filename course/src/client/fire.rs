@@ -16,16 +16,17 @@
 //! release, the connect included, and the report shows the late connections arriving late.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{SockAddr, Socket};
 
+use super::connect::{self, Started};
 use super::fire_report::FireReport;
 use super::url::Url;
 
@@ -38,6 +39,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// SYN that a full backlog dropped to be retried by the kernel five times (at 1, 3, 7, 15 and
 /// 31 s) before the client gives up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(70);
+
+/// [`Reply::status`] of a correct answer from an echo server: not an HTTP status (those are
+/// 100 to 999), the table shows it as `echoed`.
+pub const ECHOED: u16 = 0;
 
 /// A response head longer than this is treated as a bad response rather than read forever.
 const MAX_HEAD: usize = 64 * 1024;
@@ -59,19 +64,23 @@ pub struct FireConfig {
     /// Time allowed for each request, from the release to the end of the response, the TCP
     /// connect included ([`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
+    /// Connect to the Unix stream socket at this path instead of the URL's host and port
+    /// (`--unix PATH`); the URL still gives the path and the `Host` header. `None` by default.
+    pub unix: Option<PathBuf>,
 }
 
 impl FireConfig {
-    /// `n` requests to `url` with the default timeout.
+    /// `n` requests to `url` over TCP with the default timeout.
     pub fn new(n: usize, url: Url) -> FireConfig {
-        FireConfig { n, url, timeout: DEFAULT_TIMEOUT }
+        FireConfig { n, url, timeout: DEFAULT_TIMEOUT, unix: None }
     }
 }
 
 /// What went wrong with one request, in a few kinds a learner can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
-    /// Connection refused: nothing listens on that port (is the server running?).
+    /// Connection refused: nothing listens on that port (is the server running?). On a Unix
+    /// socket path also: no such file, not a socket, or no permission to connect to it.
     Refused,
     /// Connection reset or aborted by the server (a full accept backlog does this where
     /// `net.ipv4.tcp_abort_on_overflow` is 1; a process that exits with the connection unread
@@ -167,7 +176,8 @@ impl std::error::Error for RequestError {}
 /// What the server answered, with the `X-` headers that say who handled it and when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    /// HTTP status code (any status is a reply, 404 and 500 included).
+    /// HTTP status code (any status is a reply, 404 and 500 included); [`ECHOED`] for the echo
+    /// mode's answers, which have no status.
     pub status: u16,
     /// `X-Pid`: the server process that handled the request.
     pub pid: Option<u32>,
@@ -211,12 +221,17 @@ pub struct Outcome {
 
 /// What one thread brings back: instants, converted to offsets once the release instant is
 /// known.
-struct Timed {
-    released: Instant,
-    connected: Option<Instant>,
-    sent: Option<Instant>,
-    done: Instant,
-    result: Result<Reply, RequestError>,
+pub(crate) struct Timed {
+    /// When the thread left the barrier.
+    pub(crate) released: Instant,
+    /// When the connection was up (for a datagram: when the socket was ready), if ever.
+    pub(crate) connected: Option<Instant>,
+    /// When the request was sent, if it was.
+    pub(crate) sent: Option<Instant>,
+    /// When the answer was complete, or the request failed.
+    pub(crate) done: Instant,
+    /// The answer, or why there is none.
+    pub(crate) result: Result<Reply, RequestError>,
 }
 
 /// Opens `cfg.n` connections, sends one `GET` on each at the same instant, and reports.
@@ -225,28 +240,55 @@ struct Timed {
 /// `result` is an [`ErrorKind`]-classified [`RequestError`]. Blocks until every request has
 /// finished or timed out.
 pub fn fire(cfg: &FireConfig) -> FireReport {
-    let url = cfg.url.to_string();
+    let url = connect::target_text(&cfg.url, cfg.unix.as_deref());
     if cfg.n == 0 {
         return FireReport { url, outcomes: Vec::new(), wall: 0.0 };
     }
     // Resolve the name once, here: it is not part of what we measure, and n threads asking the
     // resolver the same question would only add noise.
-    let addrs = Arc::new(cfg.url.socket_addrs().map_err(|e| RequestError::io("resolve", &e)));
+    let addrs = Arc::new(connect::resolve(&cfg.url, cfg.unix.as_deref()));
     let request: Arc<[u8]> = request_bytes(&cfg.url).into();
+    let timeout = cfg.timeout;
+    volley(cfg.n, url, |_| {
+        let (addrs, request) = (Arc::clone(&addrs), Arc::clone(&request));
+        Box::new(move |gate: &Gate| one_request(&addrs, &request, timeout, gate))
+    })
+}
 
+/// The starting gun a volley's threads wait for.
+pub(crate) struct Gate(mpsc::Receiver<Arc<Barrier>>);
+
+impl Gate {
+    /// Waits until every thread of the volley is ready, and returns the instant of release.
+    /// If the barrier never comes (the firing thread is gone), going on is better than hanging.
+    pub(crate) fn wait(&self) -> Instant {
+        if let Ok(barrier) = self.0.recv() {
+            barrier.wait();
+        }
+        Instant::now()
+    }
+}
+
+/// One request of a volley: runs on its own thread, prepares (connects), waits at the
+/// [`Gate`], does its exchange and says when each step happened.
+pub(crate) type Job = Box<dyn FnOnce(&Gate) -> Timed + Send>;
+
+/// Runs `n` jobs, each on its own thread, released together; `job(index)` makes the one for
+/// request `index` (from 1). The heading of the report names `target`. Fire mode and the echo
+/// mode are both a volley: they differ in what one request is.
+pub(crate) fn volley(n: usize, target: String, job: impl Fn(usize) -> Job) -> FireReport {
     // The barrier's count must equal the number of threads that will wait on it, or it never
     // opens. Starting a thread can fail (a process limit), so the count is only known after
     // every spawn has been tried: each thread receives the barrier over a channel then.
-    let mut started = Vec::with_capacity(cfg.n);
+    let mut started = Vec::with_capacity(n);
     let mut not_started = Vec::new();
-    for index in 1..=cfg.n {
+    for index in 1..=n {
         let (gate_tx, gate_rx) = mpsc::channel::<Arc<Barrier>>();
-        let (addrs, request) = (Arc::clone(&addrs), Arc::clone(&request));
-        let timeout = cfg.timeout;
+        let job = job(index);
         let spawned = thread::Builder::new()
             .name(format!("fire-{index}"))
             .stack_size(THREAD_STACK)
-            .spawn(move || one_request(&addrs, &request, timeout, &gate_rx));
+            .spawn(move || job(&Gate(gate_rx)));
         match spawned {
             Ok(handle) => started.push((index, handle, gate_tx)),
             Err(e) => not_started.push((index, RequestError::io("start thread", &e))),
@@ -304,7 +346,7 @@ pub fn fire(cfg: &FireConfig) -> FireReport {
         })
         .collect();
     let wall = outcomes.iter().map(|o| o.done).fold(0.0, f64::max);
-    FireReport { url, outcomes, wall }
+    FireReport { url: target, outcomes, wall }
 }
 
 /// The request, built once and sent in a single `write`: a request that trickled out in pieces
@@ -327,28 +369,13 @@ fn request_bytes(url: &Url) -> Vec<u8> {
 /// One thread's whole life: start connecting, wait for the others, finish connecting, send,
 /// read.
 fn one_request(
-    addrs: &Result<Vec<SocketAddr>, RequestError>,
+    addrs: &Result<Vec<SockAddr>, RequestError>,
     request: &[u8],
     timeout: Duration,
-    gate: &mpsc::Receiver<Arc<Barrier>>,
+    gate: &Gate,
 ) -> Timed {
-    // Start the connect *before* the barrier, without waiting for it: the SYN leaves now, so
-    // when the barrier opens every connection the server's backlog had room for is up, and
-    // every request is one write away from the server (they all land together). A connect the
-    // server cannot take yet (its backlog is full, the kernel will retry the SYN) goes on
-    // after the release and is timed from it: that wait is part of what the server did to this
-    // client. A connect that failed at once still waits at the barrier: it was counted in, and
-    // leaving would hang the others.
-    let connecting = match addrs.as_ref() {
-        Ok(addrs) => Connecting::start(addrs),
-        Err(e) => Err(e.clone()),
-    };
-    // The barrier is the starting gun. If it never comes (the firing thread is gone), going on
-    // is better than hanging.
-    if let Ok(barrier) = gate.recv() {
-        barrier.wait();
-    }
-    let released = Instant::now();
+    let connecting = Connecting::start(addrs);
+    let released = gate.wait();
     // One deadline for the whole request, the connect included; none if it cannot be
     // represented.
     let deadline = released.checked_add(timeout);
@@ -362,87 +389,137 @@ fn one_request(
     Timed { released, connected, sent, done: Instant::now(), result }
 }
 
-/// A connect in progress: a non-blocking socket whose SYN has left, and the addresses still to
-/// try if this one fails (a name can resolve to IPv6 and IPv4).
-struct Connecting {
+/// A connect in progress: a non-blocking socket whose SYN has left (or, on a Unix socket, that
+/// is connected or waits for room in the listener's queue), and the addresses still to try if
+/// this one fails (a name can resolve to IPv6 and IPv4).
+pub(crate) struct Connecting {
     socket: Socket,
-    rest: Vec<SocketAddr>,
+    addr: SockAddr,
+    backlogged: bool,
+    rest: Vec<SockAddr>,
 }
 
 impl Connecting {
     /// Starts connecting to the first address that does not fail at once; reports the last
     /// failure if they all do.
-    fn start(addrs: &[SocketAddr]) -> Result<Connecting, RequestError> {
+    ///
+    /// Called *before* the barrier, without waiting: the SYN leaves now, so when the barrier
+    /// opens every connection the server's backlog had room for is up, and every request is one
+    /// write away from the server (they all land together). A connect the server cannot take
+    /// yet (its backlog is full, the kernel will retry the SYN) goes on after the release and is
+    /// timed from it: that wait is part of what the server did to this client. A connect that
+    /// failed at once still waits at the barrier: it was counted in, and leaving would hang the
+    /// others.
+    pub(crate) fn start(addrs: &Result<Vec<SockAddr>, RequestError>) -> Result<Connecting, RequestError> {
+        let addrs = addrs.as_ref().map_err(Clone::clone)?;
         let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
         for (i, addr) in addrs.iter().enumerate() {
-            match start_connect(addr) {
-                Ok(socket) => return Ok(Connecting { socket, rest: addrs[i + 1..].to_vec() }),
+            match connect::start(addr) {
+                Ok(started) => return Ok(Connecting::new(started, addr, addrs[i + 1..].to_vec())),
                 Err(e) => last = e,
             }
         }
         Err(last)
     }
 
-    /// Waits until the connection is up, it failed, or `deadline` passed.
-    fn finish(mut self, deadline: Option<Instant>, timeout: Duration) -> Result<TcpStream, RequestError> {
+    fn new(started: Started, addr: &SockAddr, rest: Vec<SockAddr>) -> Connecting {
+        let (socket, backlogged) = match started {
+            Started::Pending(s) => (s, false),
+            Started::Backlogged(s) => (s, true),
+        };
+        Connecting { socket, addr: addr.clone(), backlogged, rest }
+    }
+
+    /// Waits until the connection is up, it failed, or `deadline` passed. The socket comes back
+    /// blocking: the exchange uses read and write timeouts.
+    pub(crate) fn finish(
+        mut self,
+        deadline: Option<Instant>,
+        timeout: Duration,
+    ) -> Result<Socket, RequestError> {
         loop {
-            match wait_writable(&self.socket, deadline) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(RequestError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "connect: no connection within {:.1} s (SYN unanswered: is the backlog full?)",
-                            timeout.as_secs_f64()
-                        ),
-                    ));
+            let failure = if self.backlogged {
+                // A Unix listener's full queue: a blocking connect waits for room, up to
+                // SO_SNDTIMEO (what is left of the request's time), then says EAGAIN.
+                match self.wait_for_room(deadline, timeout) {
+                    Ok(()) => return Ok(self.socket),
+                    Err(e) => e,
                 }
-                Err(e) => return Err(RequestError::io("connect", &e)),
-            }
-            // Writable means the handshake ended, one way or the other; SO_ERROR says which.
-            let failure = match self.socket.take_error() {
-                Ok(None) => {
-                    // Blocking from here on: the exchange uses read and write timeouts.
-                    self.socket.set_nonblocking(false).map_err(|e| RequestError::io("connect", &e))?;
-                    return Ok(TcpStream::from(self.socket));
+            } else {
+                match wait_writable(&self.socket, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(RequestError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "connect: no connection within {:.1} s (SYN unanswered: is the backlog full?)",
+                                timeout.as_secs_f64()
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(RequestError::io("connect", &e)),
                 }
-                Ok(Some(e)) | Err(e) => RequestError::io("connect", &e),
+                // Writable means the handshake ended, one way or the other; SO_ERROR says which.
+                match self.socket.take_error() {
+                    Ok(None) => {
+                        self.socket.set_nonblocking(false).map_err(|e| RequestError::io("connect", &e))?;
+                        return Ok(self.socket);
+                    }
+                    Ok(Some(e)) | Err(e) => connect::explain(&self.addr, &e),
+                }
             };
+            if failure.kind == ErrorKind::Timeout {
+                return Err(failure);
+            }
             // That address failed: the next one, if any, from where we are.
             let mut next = None;
             let mut last = failure;
             while next.is_none() && !self.rest.is_empty() {
                 let addr = self.rest.remove(0);
-                match start_connect(&addr) {
-                    Ok(socket) => next = Some(socket),
+                match connect::start(&addr) {
+                    Ok(started) => {
+                        next = Some(Connecting::new(started, &addr, std::mem::take(&mut self.rest)))
+                    }
                     Err(e) => last = e,
                 }
             }
             match next {
-                Some(socket) => self.socket = socket,
+                Some(c) => self = c,
                 None => return Err(last),
+            }
+        }
+    }
+
+    /// The blocking connect of a backlogged Unix socket, within the deadline.
+    fn wait_for_room(&self, deadline: Option<Instant>, timeout: Duration) -> Result<(), RequestError> {
+        let set = |e: io::Error| RequestError::io("connect", &e);
+        self.socket.set_nonblocking(false).map_err(set)?;
+        loop {
+            let left = match deadline {
+                None => None,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    // A zero timeout means "block forever" to the OS.
+                    if left.is_zero() {
+                        return Err(connect::backlog_full(timeout));
+                    }
+                    Some(left)
+                }
+            };
+            self.socket.set_write_timeout(left).map_err(set)?;
+            match connect::retry(&self.socket, &self.addr) {
+                Ok(true) => return Ok(()),
+                // SO_SNDTIMEO ran out: the loop sees the deadline passed.
+                Ok(false) => {}
+                Err(e) => return Err(e),
             }
         }
     }
 }
 
-/// A non-blocking TCP socket whose connect to `addr` has begun (or already finished: on
-/// loopback the handshake can complete inside the call).
-fn start_connect(addr: &SocketAddr) -> Result<Socket, RequestError> {
-    let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(|e| RequestError::io("socket", &e))?;
-    socket.set_nonblocking(true).map_err(|e| RequestError::io("socket", &e))?;
-    match socket.connect(&(*addr).into()) {
-        Ok(()) => Ok(socket),
-        // The handshake is under way; `finish` waits for it.
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(socket),
-        Err(e) => Err(RequestError::io("connect", &e)),
-    }
-}
-
 /// Waits until `socket` is writable (a connect in progress has ended) or `deadline` passes:
 /// `Ok(false)` for the deadline.
-fn wait_writable(socket: &Socket, deadline: Option<Instant>) -> io::Result<bool> {
+pub(crate) fn wait_writable(socket: &Socket, deadline: Option<Instant>) -> io::Result<bool> {
     loop {
         let timeout = match deadline {
             None => PollTimeout::NONE,
@@ -524,7 +601,7 @@ fn seconds(value: &str) -> Option<f64> {
 /// alone would let a server that sends a byte every few seconds keep us forever. `timeout` is
 /// only for the message.
 fn exchange(
-    mut stream: TcpStream,
+    mut stream: Socket,
     request: &[u8],
     deadline: Option<Instant>,
     timeout: Duration,
@@ -627,8 +704,8 @@ fn exchange(
 }
 
 /// One `read` that respects the deadline. `Ok(0)` is end of stream.
-fn read_some(
-    stream: &mut TcpStream,
+pub(crate) fn read_some(
+    stream: &mut Socket,
     chunk: &mut [u8],
     deadline: Option<Instant>,
     timed_out: &dyn Fn() -> RequestError,
@@ -694,6 +771,64 @@ mod tests {
         for bad in ["-1", "NaN", "inf", "", "x"] {
             assert_eq!(seconds(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn http_over_a_unix_socket() {
+        use crate::client::testing::{TempDir, unix_http};
+        let dir = TempDir::new("fire-unix");
+        let path = dir.0.join("http.sock");
+        unix_http(&path);
+        let url = Url::parse("http://localhost/hello").unwrap();
+        let cfg = FireConfig { unix: Some(path.clone()), ..FireConfig::new(4, url) };
+        let report = fire(&cfg);
+        assert!(report.all_answered(), "{report}");
+        assert!(
+            report
+                .outcomes
+                .iter()
+                .all(|o| o.result.as_ref().is_ok_and(|r| r.status == 200 && r.body_len == 5))
+        );
+        let text = report.to_string();
+        let heading = format!("fired 4 requests at http://localhost:80/hello over {} at", path.display());
+        assert!(text.starts_with(&heading), "{text}");
+        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+    }
+
+    #[test]
+    fn unix_paths_that_are_no_server_fail_like_a_refused_connect() {
+        use crate::client::testing::TempDir;
+        let dir = TempDir::new("fire-unix-bad");
+        let file = dir.0.join("file.txt");
+        std::fs::write(&file, "").unwrap();
+        let url = Url::parse("http://localhost/hello").unwrap();
+        for (path, says) in [
+            (dir.0.join("none.sock"), "connect: no such file"),
+            (file, "connect: a regular file, not a socket"),
+        ] {
+            let report = fire(&FireConfig { unix: Some(path), ..FireConfig::new(2, url.clone()) });
+            assert_eq!(report.error_counts(), vec![(ErrorKind::Refused, 2)], "{report}");
+            assert!(report.to_string().contains(says), "{report}");
+            assert_eq!(report.verdict(), "no answers: all 2 requests failed");
+        }
+    }
+
+    #[test]
+    fn a_full_unix_backlog_waits_until_the_timeout() {
+        use crate::client::testing::{TempDir, unix_http_backlog_of_one};
+        let dir = TempDir::new("fire-unix-full");
+        let path = dir.0.join("full.sock");
+        // Never accepts: one connect waits in the queue, the others find it full.
+        let _listener = unix_http_backlog_of_one(&path, false);
+        let url = Url::parse("http://localhost/hello").unwrap();
+        let cfg =
+            FireConfig { unix: Some(path), timeout: Duration::from_millis(300), ..FireConfig::new(3, url) };
+        let report = fire(&cfg);
+        assert_eq!(report.error_counts(), vec![(ErrorKind::Timeout, 3)], "{report}");
+        let text = report.to_string();
+        assert!(text.contains("the backlog stayed full for 0.3 s"), "{text}");
+        // The backlogged ones are drawn connecting the whole time.
+        assert!(text.contains("~ connecting"), "{text}");
     }
 
     #[test]

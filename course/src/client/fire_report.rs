@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::fmt::{self, Write as _};
 
-use super::fire::{ErrorKind, Outcome};
+use super::fire::{ECHOED, ErrorKind, Outcome};
 use super::timeline;
 
 /// Two intervals that touch within this many seconds do not overlap: one request ending at
@@ -216,8 +216,12 @@ impl FireReport {
                     format!("no answers: all {n} requests failed")
                 };
             }
-            (None, _) | (_, Basis::TooQuick { .. }) => {
+            // The hint names the example servers' endpoint; an echo server has none.
+            (None, _) | (_, Basis::TooQuick { .. }) if self.url.starts_with("http://") => {
                 return "cannot tell: the answers came too quickly to read (try /delay?s=0.2)".to_string();
+            }
+            (None, _) | (_, Basis::TooQuick { .. }) => {
+                return "cannot tell: the answers came too quickly to read".to_string();
             }
             (Some(most), _) => most,
         };
@@ -303,8 +307,8 @@ impl FireReport {
             let show = |x: Option<u32>| x.map_or_else(|| "-".to_string(), |x| x.to_string());
             match &o.result {
                 Ok(r) => {
-                    let _ =
-                        writeln!(out, "{head}  {:>7}  {:>10}  {:>10}", r.status, show(r.pid), show(r.tid));
+                    let status = if r.status == ECHOED { "echoed".to_string() } else { r.status.to_string() };
+                    let _ = writeln!(out, "{head}  {status:>7}  {:>10}  {:>10}", show(r.pid), show(r.tid));
                 }
                 Err(e) => {
                     let line = format!("{head}  {:>7}  {}", e.kind.name(), e.message);

@@ -46,6 +46,9 @@
 //! # Where things are
 //!
 //! * [`url`]: the `http://host:port/path` parser;
+//! * [`connect`]: TCP or a Unix stream socket (`--unix PATH`): the address, the connect, and
+//!   what a failed connect to a path means;
+//! * [`echo`]: the echo mode, the same volley of lines at a TCP, UDP or Unix echo server;
 //! * [`fire`](mod@fire): the threads, the barrier and the HTTP exchange;
 //! * [`load`](mod@load): load mode, many requests on `c` connections, throughput and latency;
 //! * [`histogram`]: the latency histogram load mode records into;
@@ -55,16 +58,22 @@
 //! * [`cli`]: the example's command line.
 
 pub mod cli;
+pub mod connect;
+pub mod echo;
 pub mod fire;
 pub mod fire_report;
 pub mod histogram;
 pub mod load;
 pub mod svg;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timeline;
 pub mod url;
 
+pub use echo::{DEFAULT_ECHO_TIMEOUT, EchoConfig, EchoTarget, fire_echo};
 pub use fire::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ErrorKind, FireConfig, Outcome, Reply, RequestError, fire,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, ECHOED, ErrorKind, FireConfig, Outcome, Reply, RequestError,
+    fire,
 };
 pub use fire_report::FireReport;
 pub use histogram::Histogram;

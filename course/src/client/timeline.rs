@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use super::fire::{Outcome, Reply};
+use super::fire::{ECHOED, Outcome, Reply};
 use super::fire_report::quickest_answer;
 
 /// Character for time a request spent being handled by the server (or, without server timing,
@@ -214,7 +214,7 @@ pub(crate) fn render(outcomes: &[Outcome], wall: f64, width: usize) -> String {
     let row = |out: &mut String, o: &Outcome| {
         let label = format!("#{}", o.index);
         let note = match &o.result {
-            Ok(r) if (200..300).contains(&r.status) => String::new(),
+            Ok(r) if (200..300).contains(&r.status) || r.status == ECHOED => String::new(),
             Ok(r) => format!(" {}", r.status),
             Err(e) => format!(" {}", e.kind),
         };

@@ -65,9 +65,11 @@ impl PreforkServer {
             "master {}: {} workers × {}, {}; TTIN/TTOU add/remove one, TERM stops gracefully",
             Who::current(),
             target,
-            match self.config.threads {
-                None => "1 request at a time".to_string(),
-                Some(m) => format!("up to {m} threads"),
+            match (self.config.event_loop, self.config.threads) {
+                (Some(0), _) => "1 event loop".to_string(),
+                (Some(n), _) => format!("1 event loop with {n} offload threads"),
+                (None, None) => "1 request at a time".to_string(),
+                (None, Some(m)) => format!("up to {m} threads"),
             },
             if self.config.reuse_port { "one SO_REUSEPORT socket each" } else { "one shared listener" },
         );
@@ -332,6 +334,7 @@ impl<H: RequestHandler> Master<H> {
                 m
             },
             threads: self.config.threads,
+            event_loop: self.config.event_loop,
             builder: self
                 .config
                 .builder

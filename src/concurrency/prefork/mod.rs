@@ -41,7 +41,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 /// `workers` processes; each worker is simply a [`Server`](crate::Server) built with
 /// [`ServerBuilder::from_listener`](crate::ServerBuilder::from_listener) on its copy of the
 /// listener, with an inner strategy ([`Sequential`](crate::Sequential) by default, a
-/// [`Pool`](crate::Pool) of threads with [`Prefork::threads`]). The master itself never accepts
+/// [`Pool`](crate::Pool) of threads with [`Prefork::threads`], one
+/// [`EventLoop`](crate::EventLoop) with [`Prefork::event_loop`]). The master itself never accepts
 /// a connection and never touches a client socket: it keeps the listener only to hand it to the
 /// workers it forks, and spends its life watching them.
 ///
@@ -55,8 +56,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 ///
 /// # Configure this
 /// [`new`](Prefork::new) (the number of workers), [`threads`](Prefork::threads),
-/// [`reuse_port`](Prefork::reuse_port), [`exclusive_wakeup`](Prefork::exclusive_wakeup),
-/// [`graceful_timeout`](Prefork::graceful_timeout),
+/// [`event_loop`](Prefork::event_loop), [`reuse_port`](Prefork::reuse_port),
+/// [`exclusive_wakeup`](Prefork::exclusive_wakeup), [`graceful_timeout`](Prefork::graceful_timeout),
 /// [`quick_timeout`](Prefork::quick_timeout), [`respawn_backoff`](Prefork::respawn_backoff),
 /// [`server_builder`](Prefork::server_builder) (backlog, poll interval of the workers).
 ///
@@ -91,6 +92,18 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 /// * **Shared nothing.** Each worker has its own caches, counters and connection pools. A value
 ///   cached by worker 101 is not seen by worker 102; state that must be shared lives outside
 ///   (a database, a file, shared memory).
+///
+/// # Event-loop workers: nginx's architecture
+/// With [`event_loop`](Prefork::event_loop) each worker is a single-threaded event loop (an
+/// [`EventLoop`](crate::EventLoop) of one loop) that accepts from the shared listener itself,
+/// registered in its own epoll set with `EPOLLEXCLUSIVE` (or from its own socket with
+/// [`reuse_port`](Prefork::reuse_port)): a master that only supervises, and N workers, one per
+/// core, each holding thousands of connections — nginx's `master process` and
+/// `worker_processes`. Capacity is no longer `workers × threads`: a worker answers every
+/// client whose service waits on a timer ([`Reply::after`](crate::http::Reply::after)) at
+/// once, and only a service that blocks stalls (the clients of its worker alone, where one
+/// process of loops would stall them all). Only sans-IO handlers (the HTTP layer) run on a
+/// loop; see [`EventLoop`](crate::EventLoop).
 ///
 /// *When to pick it:* the process isolation of [`Forking`](crate::Forking) at a steady, high
 /// request rate: a production web application behind a proxy, sized to the cores (gunicorn's
@@ -179,6 +192,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 pub struct Prefork {
     workers: usize,
     threads: Option<usize>,
+    /// `Some(offload)`: each worker is one event loop with `offload` offload workers.
+    event_loop: Option<usize>,
     reuse_port: bool,
     exclusive_wakeup: bool,
     graceful_timeout: Duration,
@@ -195,6 +210,7 @@ impl Prefork {
         Prefork {
             workers: workers.max(1),
             threads: None,
+            event_loop: None,
             reuse_port: false,
             exclusive_wakeup: true,
             graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
@@ -209,6 +225,15 @@ impl Prefork {
     /// instead of one at a time: capacity becomes `workers × m`. Raised to 1 if 0.
     pub fn threads(mut self, m: usize) -> Prefork {
         self.threads = Some(m.max(1));
+        self
+    }
+
+    /// Each worker is one single-threaded event loop ([`EventLoop`](crate::EventLoop) with one
+    /// loop, accepting from the listener itself; see [`Prefork`], "Event-loop workers"), with
+    /// `offload` offload workers for [`Reply::offload`](crate::http::Reply::offload) (0: none;
+    /// offloaded work then runs on the loop). Takes precedence over [`threads`](Prefork::threads).
+    pub fn event_loop(mut self, offload: usize) -> Prefork {
+        self.event_loop = Some(offload);
         self
     }
 

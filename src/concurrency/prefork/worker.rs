@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::concurrency::{Concurrency, Pool, Sequential};
+use crate::concurrency::{Concurrency, EventLoop, Pool, Sequential};
 use crate::error::Result;
 use crate::handler::RequestHandler;
 use crate::server::ServerBuilder;
@@ -29,6 +29,8 @@ pub(super) struct WorkerSetup {
     pub(super) close_fds: [RawFd; 2],
     pub(super) worker_mask: SigSet,
     pub(super) threads: Option<usize>,
+    /// `Some(offload)`: the worker is one event loop (`Prefork::event_loop`).
+    pub(super) event_loop: Option<usize>,
     pub(super) builder: ServerBuilder,
     pub(super) reuse_port: bool,
 }
@@ -76,13 +78,26 @@ fn worker<H: RequestHandler>(setup: WorkerSetup, handler: Arc<H>) -> Result<()> 
     });
     // 5. Build the worker's server and serve. The inner strategy is a match, not a type
     //    parameter of Prefork, so that adding one (a thread pool) is one more arm.
-    match setup.threads {
-        None => serve_worker(Sequential, setup.builder, setup.addr, setup.reuse_port, listener, handler),
+    match (setup.event_loop, setup.threads) {
+        // One loop, nginx's worker: it accepts from the listener itself (EPOLLEXCLUSIVE on the
+        // shared one: an idle worker wakes, one busy in a service is skipped), so the worker
+        // has no accept thread to hand connections over from.
+        (Some(offload), _) => serve_worker(
+            EventLoop::new().accept_on_loops(true).offload(offload),
+            setup.builder,
+            setup.addr,
+            setup.reuse_port,
+            listener,
+            handler,
+        ),
+        (None, None) => {
+            serve_worker(Sequential, setup.builder, setup.addr, setup.reuse_port, listener, handler)
+        }
         // A pool, as gunicorn's gthread worker: m threads, idle keep-alive connections parked
         // instead of pinning a thread. Accepting only when a thread is idle: a worker whose
         // threads are all busy leaves new connections in the shared backlog for a worker that
         // is free, rather than queueing them behind its own slow requests.
-        Some(m) => serve_worker(
+        (None, Some(m)) => serve_worker(
             Pool::new(m).accept_only_when_idle(true),
             setup.builder,
             setup.addr,

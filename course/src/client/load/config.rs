@@ -1,5 +1,6 @@
 //! What a load run is asked to do: [`LoadConfig`], its defaults and its caps.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::fire::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
@@ -55,6 +56,9 @@ pub struct LoadConfig {
     /// Time allowed for each request, from its write to the end of its response
     /// ([`DEFAULT_TIMEOUT`]).
     pub timeout: Duration,
+    /// Connect to the Unix stream socket at this path instead of the URL's host and port
+    /// (`--unix PATH`); the URL still gives the path and the `Host` header. `None` by default.
+    pub unix: Option<PathBuf>,
 }
 
 impl LoadConfig {
@@ -69,6 +73,7 @@ impl LoadConfig {
             keep_alive: true,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
+            unix: None,
         }
     }
 

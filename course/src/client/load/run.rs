@@ -2,7 +2,6 @@
 //! count into; the event-loop threads are in [`event_loop`](super::event_loop).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
@@ -12,6 +11,9 @@ use super::config::{LoadConfig, PROGRESS_INTERVAL, Threads};
 use super::render::per_sec;
 use super::render::{LoadReport, Progress};
 use super::series::{Sampler, Throughput};
+use socket2::{SockAddr, Socket};
+
+use crate::client::connect;
 use crate::client::fire::{ErrorKind, RequestError};
 use crate::client::histogram::Histogram;
 use crate::client::url::Url;
@@ -100,7 +102,7 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
     let connections = cfg.connection_count();
     let threads = cfg.thread_count();
     let mut report = LoadReport {
-        url: cfg.url.to_string(),
+        url: connect::target_text(&cfg.url, cfg.unix.as_deref()),
         connections,
         threads: match cfg.threads {
             Threads::EventLoops(_) => Threads::EventLoops(threads),
@@ -122,7 +124,7 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
         return report;
     }
     // Resolve once: the resolver is not what we measure.
-    let addrs = match cfg.url.socket_addrs() {
+    let addrs = match connect::resolve(&cfg.url, cfg.unix.as_deref()) {
         Ok(addrs) if !addrs.is_empty() => Arc::new(addrs),
         Ok(_) => {
             let e = RequestError::new(ErrorKind::Other, "resolve: no address for the host");
@@ -131,7 +133,6 @@ fn run(cfg: &LoadConfig, mut on_progress: Option<&mut dyn FnMut(&Progress)>) -> 
             return report;
         }
         Err(e) => {
-            let e = RequestError::io("resolve", &e);
             report.errors = vec![(e.kind, 1)];
             report.error_examples = vec![e];
             return report;
@@ -290,7 +291,8 @@ fn request_bytes(url: &Url, keep_alive: bool) -> Vec<u8> {
 
 /// One connection thread's settings.
 struct Worker {
-    addrs: Arc<Vec<SocketAddr>>,
+    /// TCP addresses, or one Unix socket path.
+    addrs: Arc<Vec<SockAddr>>,
     request: Arc<[u8]>,
     keep_alive: bool,
     deadline: Instant,
@@ -303,7 +305,7 @@ struct Worker {
 
 /// An open connection and the unread part of its buffer, `buf[start..end]`.
 struct Conn {
-    stream: TcpStream,
+    stream: Socket,
     start: usize,
     end: usize,
     /// Responses read on this connection so far.
@@ -404,29 +406,23 @@ impl Worker {
         }
     }
 
-    /// Opens a connection with `TCP_NODELAY` and the [`TICK`] socket timeouts. A connect never
-    /// outlasts the run.
-    fn connect(&self) -> Result<TcpStream, Failure> {
+    /// Opens a connection (TCP ones with `TCP_NODELAY`) with the [`TICK`] socket timeouts. A
+    /// connect never outlasts the run.
+    fn connect(&self) -> Result<Socket, Failure> {
         let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
         for addr in self.addrs.iter() {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Failure::Deadline);
             }
-            match TcpStream::connect_timeout(addr, self.connect_timeout.min(left)) {
+            match connect::blocking(addr, self.connect_timeout.min(left)) {
                 Ok(stream) => {
                     let tick = Some(TICK.min(self.timeout));
-                    let set = stream
-                        .set_nodelay(true)
-                        .and_then(|()| stream.set_read_timeout(tick))
-                        .and_then(|()| stream.set_write_timeout(tick));
+                    let set = stream.set_read_timeout(tick).and_then(|()| stream.set_write_timeout(tick));
                     return set.map(|()| stream).map_err(|e| Failure::Error(RequestError::io("connect", &e)));
                 }
-                Err(e) if Instant::now() >= self.deadline => {
-                    let _ = e;
-                    return Err(Failure::Deadline);
-                }
-                Err(e) => last = RequestError::io("connect", &e),
+                Err(_) if Instant::now() >= self.deadline => return Err(Failure::Deadline),
+                Err(e) => last = e,
             }
         }
         Err(Failure::Error(last))
@@ -460,7 +456,7 @@ impl Worker {
 
     /// One read into `into`, retried on interruption and on the [`TICK`] timeout until the
     /// request's or the run's time is up. `Ok(0)` is end of stream.
-    fn read(&self, stream: &mut TcpStream, into: &mut [u8], sent: Instant) -> Result<usize, Failure> {
+    fn read(&self, stream: &mut Socket, into: &mut [u8], sent: Instant) -> Result<usize, Failure> {
         loop {
             match stream.read(into) {
                 Ok(n) => return Ok(n),
@@ -627,6 +623,77 @@ mod tests {
 
     fn url() -> Url {
         Url::parse("http://127.0.0.1:8000/hello").unwrap()
+    }
+
+    /// Both threading models against a keep-alive HTTP server on a Unix socket, and with
+    /// `--close`.
+    #[test]
+    fn load_over_a_unix_socket() {
+        use crate::client::testing::{TempDir, unix_http};
+        let dir = TempDir::new("load-unix");
+        let path = dir.0.join("http.sock");
+        unix_http(&path);
+        for threads in [Threads::EventLoops(2), Threads::PerConnection] {
+            for keep_alive in [true, false] {
+                let cfg = LoadConfig {
+                    connections: 4,
+                    threads,
+                    requests: Some(40),
+                    keep_alive,
+                    unix: Some(path.clone()),
+                    ..LoadConfig::new(Url::parse("http://localhost/hello").unwrap())
+                };
+                let report = load(&cfg);
+                let says = format!("{threads:?} keep_alive {keep_alive}: {report}");
+                assert_eq!((report.latency.count(), report.error_count()), (40, 0), "{says}");
+                assert_eq!(report.status_count(200), 40, "{says}");
+                // Kept alive, each connection is opened once (a blocking thread that starts late
+                // may find every request already claimed); closed, once per request.
+                let opened = if keep_alive { 1..=4 } else { 40..=40 };
+                assert!(opened.contains(&report.connects), "{says}");
+                assert!(report.to_string().contains(" over "), "{says}");
+            }
+        }
+    }
+
+    #[test]
+    fn load_at_a_missing_unix_socket_counts_refused_requests() {
+        use crate::client::testing::TempDir;
+        let dir = TempDir::new("load-unix-missing");
+        for threads in [Threads::EventLoops(1), Threads::PerConnection] {
+            let cfg = LoadConfig {
+                connections: 2,
+                threads,
+                requests: Some(6),
+                unix: Some(dir.0.join("none.sock")),
+                ..LoadConfig::new(Url::parse("http://localhost/hello").unwrap())
+            };
+            let report = load(&cfg);
+            assert_eq!(report.errors, vec![(ErrorKind::Refused, 6)], "{threads:?}: {report}");
+            assert!(report.to_string().contains("first refused: connect: no such file"), "{report}");
+        }
+    }
+
+    /// A queue of one, served one connection at a time: most connects find it full and must
+    /// wait for room (the event loop's `Backlogged`, the blocking connect's SO_SNDTIMEO).
+    #[test]
+    fn load_waits_for_room_in_a_full_unix_backlog() {
+        use crate::client::testing::{TempDir, unix_http_backlog_of_one};
+        let dir = TempDir::new("load-unix-backlog");
+        let path = dir.0.join("one.sock");
+        let _listener = unix_http_backlog_of_one(&path, true);
+        for threads in [Threads::EventLoops(1), Threads::PerConnection] {
+            let cfg = LoadConfig {
+                connections: 4,
+                threads,
+                requests: Some(30),
+                keep_alive: false,
+                unix: Some(path.clone()),
+                ..LoadConfig::new(Url::parse("http://localhost/hello").unwrap())
+            };
+            let report = load(&cfg);
+            assert_eq!((report.latency.count(), report.error_count()), (30, 0), "{threads:?}: {report}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Pictures of what the client measured, as SVG: the fire timeline, the demo's three timelines
+//! Pictures of what the client measured, as SVG: the fire timeline, the demo's timelines
 //! side by side, and load mode's latency distribution and requests/s over time.
 //!
 //! SVG is text, so this is string formatting and nothing else: no drawing library, no runtime

@@ -7,7 +7,7 @@
 //! the same story.
 
 use super::{Bars, Doc, FONT, PALETTE, secs_label, text_width, ticks};
-use crate::client::fire::Outcome;
+use crate::client::fire::{ECHOED, Outcome};
 use crate::client::fire_report::FireReport;
 use crate::client::timeline::{self, MIN_SPAN};
 
@@ -61,7 +61,7 @@ fn plan(report: &FireReport) -> Rows {
 /// `#3`, or `#3 404`, `#3 refused`: a row's label, with the ASCII timeline's note.
 fn row_label(o: &Outcome) -> String {
     match &o.result {
-        Ok(r) if (200..300).contains(&r.status) => format!("#{}", o.index),
+        Ok(r) if (200..300).contains(&r.status) || r.status == ECHOED => format!("#{}", o.index),
         Ok(r) => format!("#{} {}", o.index, r.status),
         Err(e) => format!("#{} {}", o.index, e.kind),
     }

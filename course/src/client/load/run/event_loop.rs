@@ -23,13 +23,14 @@
 //! readable until a `read` returns 0.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
+
+use crate::client::connect::{self, Started};
 
 use super::{
     CONNECT_PAUSE, Done, ErrorKind, MAX_HEADERS, READ_BUF, RequestError, STATUS_SLOTS, TICK, Worker,
@@ -49,6 +50,11 @@ enum Phase {
     Paused { until: Instant },
     /// A request is claimed and its connection is being opened to `addrs[addr]`.
     Connecting { since: Instant, addr: usize },
+    /// A request is claimed, but the Unix socket `addrs[addr]`'s listener had no room in its
+    /// queue (`EAGAIN`). Nothing is under way and no edge will come, so the connect is tried
+    /// again on every wake-up (at least every [`CONNECT_PAUSE`]) until it lands or
+    /// `connect_timeout` passes. The socket is registered with epoll only once connected.
+    Backlogged { since: Instant, addr: usize },
     /// The request is partly written.
     Writing { written: usize },
     /// Waiting for (the rest of) the response head.
@@ -66,7 +72,7 @@ enum Phase {
 
 /// One connection and its request.
 struct Slot {
-    stream: Option<TcpStream>,
+    stream: Option<Socket>,
     /// Bumped whenever the socket changes, and carried in its epoll events, so an event queued
     /// for a socket already closed is recognised and ignored.
     generation: u32,
@@ -136,7 +142,8 @@ pub(super) struct EventLoop {
     buf: Vec<u8>,
     /// Slots not yet [`Phase::Finished`].
     active: usize,
-    /// Slots in [`Phase::Paused`]: while there are any, timers are checked every wake-up.
+    /// Slots in [`Phase::Paused`] or [`Phase::Backlogged`]: while there are any, timers are
+    /// checked every wake-up.
     paused: usize,
 }
 
@@ -242,6 +249,7 @@ impl EventLoop {
                     self.slots[k].phase = Phase::Idle;
                     self.next_request(k);
                 }
+                Phase::Backlogged { since, addr } => self.retry_backlogged(k, since, addr, now),
                 Phase::Connecting { since, .. }
                     if now.duration_since(since) >= self.worker.connect_timeout =>
                 {
@@ -302,39 +310,86 @@ impl EventLoop {
     fn connect(&mut self, k: usize, first: usize, now: Instant) {
         let mut last = RequestError::new(ErrorKind::Other, "connect: no address to connect to");
         for addr in first..self.worker.addrs.len() {
-            match self.open(k, self.worker.addrs[addr]) {
-                Ok(()) => {
+            match self.open(k, addr) {
+                Ok(true) => {
                     self.slots[k].phase = Phase::Connecting { since: now, addr };
-                    // Loopback connects often complete at once; the EPOLLOUT edge is queued
-                    // then too, so waiting for it costs nothing extra.
+                    // Loopback and Unix connects often complete at once; the EPOLLOUT edge is
+                    // queued then too, so waiting for it costs nothing extra.
                     return;
                 }
-                Err(e) => last = RequestError::io("connect", &e),
+                Ok(false) => {
+                    self.slots[k].phase = Phase::Backlogged { since: now, addr };
+                    self.paused += 1;
+                    return;
+                }
+                Err(e) => last = e,
             }
         }
         self.connect_failed(k, last);
     }
 
-    /// Creates the socket, registers it and starts connecting; the outcome is reported by an
-    /// `EPOLLOUT` edge.
-    fn open(&mut self, k: usize, addr: SocketAddr) -> io::Result<()> {
-        let slot = &mut self.slots[k];
-        slot.drop_connection();
-        // SOCK_NONBLOCK and SOCK_CLOEXEC at creation: no fcntl calls.
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
-        socket.set_tcp_nodelay(true)?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            // The handshake is under way; EPOLLOUT says when it is over.
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
+    /// Creates the socket and starts connecting: `Ok(true)` registered, the outcome to be
+    /// reported by an `EPOLLOUT` edge; `Ok(false)` a Unix listener's queue was full, the socket
+    /// kept unregistered for [`Phase::Backlogged`].
+    fn open(&mut self, k: usize, addr: usize) -> Result<bool, RequestError> {
+        self.slots[k].drop_connection();
+        match connect::start(&self.worker.addrs[addr])? {
+            Started::Pending(socket) => {
+                self.register(k, socket).map_err(|e| RequestError::io("connect", &e))?;
+                Ok(true)
+            }
+            Started::Backlogged(socket) => {
+                self.slots[k].stream = Some(socket);
+                Ok(false)
+            }
         }
-        let stream = TcpStream::from(socket);
+    }
+
+    /// Adds `socket` to the epoll set as slot `k`'s connection, once and for good (see the
+    /// module docs). A socket already connected is reported writable by an edge queued here.
+    fn register(&mut self, k: usize, socket: Socket) -> io::Result<()> {
+        let slot = &mut self.slots[k];
         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLET;
         let data = (u64::from(slot.generation) << 32) | k as u64;
-        self.epoll.add(stream.as_fd(), EpollEvent::new(flags, data)).map_err(io::Error::from)?;
-        slot.stream = Some(stream);
+        self.epoll.add(socket.as_fd(), EpollEvent::new(flags, data)).map_err(io::Error::from)?;
+        slot.stream = Some(socket);
         Ok(())
+    }
+
+    /// Slot `k` waits for room in a Unix listener's queue since `since`: try once more, give up
+    /// after `connect_timeout`.
+    fn retry_backlogged(&mut self, k: usize, since: Instant, addr: usize, now: Instant) {
+        let waited = now.duration_since(since);
+        let outcome = match self.slots[k].stream.as_ref() {
+            Some(socket) => connect::retry(socket, &self.worker.addrs[addr]),
+            None => Err(RequestError::new(ErrorKind::Other, "connect: socket lost")),
+        };
+        match outcome {
+            // Still full, and time left: the next wake-up tries again.
+            Ok(false) if waited < self.worker.connect_timeout => {}
+            Ok(false) => {
+                self.paused -= 1;
+                let e = connect::backlog_full(waited);
+                self.connect_failed(k, e);
+            }
+            Ok(true) => {
+                self.paused -= 1;
+                let socket = self.slots[k].stream.take();
+                let registered = match socket {
+                    Some(socket) => self.register(k, socket).map_err(|e| RequestError::io("connect", &e)),
+                    None => Err(RequestError::new(ErrorKind::Other, "connect: socket lost")),
+                };
+                match registered {
+                    // Connected: the EPOLLOUT edge queued at registration moves it on.
+                    Ok(()) => self.slots[k].phase = Phase::Connecting { since, addr },
+                    Err(e) => self.connect_failed(k, e),
+                }
+            }
+            Err(e) => {
+                self.paused -= 1;
+                self.connect_failed(k, e);
+            }
+        }
     }
 
     /// The connect of slot `k` to `addrs[addr]` has an outcome (an `EPOLLOUT` edge came).
@@ -356,7 +411,7 @@ impl EventLoop {
                 self.start(k, now);
             }
             Ok(Some(e)) | Err(e) => {
-                let error = RequestError::io("connect", &e);
+                let error = connect::explain(&self.worker.addrs[addr], &e);
                 self.slots[k].drop_connection();
                 if addr + 1 < self.worker.addrs.len() {
                     self.connect(k, addr + 1, Instant::now());

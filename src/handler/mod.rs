@@ -1,5 +1,12 @@
-//! What one request does: [`RequestHandler`], [`Connection`], [`ServerContext`]. The design is
-//! on the types' docs.
+//! What one request does: [`RequestHandler`], [`Connection`], [`ServerContext`]; and the two
+//! handlers Python people subclass, written over it: [`StreamRequestHandler`] (`stream.rs`) and
+//! [`DatagramHandler`] (`datagram.rs`). The design is on the types' docs.
+
+mod datagram;
+mod stream;
+
+pub use datagram::{Datagram, DatagramHandler, Datagrams, FnDatagramHandler, datagram_fn};
+pub use stream::{StreamIo, StreamRequestHandler};
 
 use std::io;
 use std::net::Shutdown;
@@ -154,9 +161,15 @@ where
 /// `finish`, on a fresh call) when the socket becomes readable; or closes it after
 /// `idle_timeout`. Under every other strategy `can_park` is `false` and `park` does nothing, so a
 /// handler written this way works everywhere.
+///
+/// # A datagram server's connections
+/// On a datagram server (UDP, Unix datagram) a "connection" is one datagram, as in Python
+/// (`self.request` is `(data, socket)` there). Only the server's [`Datagrams`] handler ever
+/// receives one, and it hands your [`DatagramHandler`] a [`Datagram`]; the stream methods
+/// ([`stream`](Connection::stream), [`into_stream`](Connection::into_stream)) panic on it.
 #[derive(Debug)]
 pub struct Connection {
-    stream: Stream,
+    io: Io,
     peer_addr: Addr,
     server: ServerContext,
     /// Set by a strategy that can park connections (only [`Pool`](crate::Pool)).
@@ -177,7 +190,25 @@ impl Connection {
     /// unit-tested on a socket pair without a server.
     pub fn new(stream: impl Into<Stream>, peer_addr: impl Into<Addr>, server: ServerContext) -> Connection {
         let (stream, peer_addr) = (stream.into(), peer_addr.into());
-        Connection { stream, peer_addr, server, parkable: false, park: None, write_shut: false, queued: None }
+        Connection::with_io(Io::Stream(stream), peer_addr, server)
+    }
+
+    /// One received datagram, as a connection (see *A datagram server's connections*).
+    pub(crate) fn datagram(datagram: Datagram, server: ServerContext) -> Connection {
+        let peer = datagram.peer_addr().clone();
+        Connection::with_io(Io::Datagram(Box::new(datagram)), peer, server)
+    }
+
+    fn with_io(io: Io, peer_addr: Addr, server: ServerContext) -> Connection {
+        Connection { io, peer_addr, server, parkable: false, park: None, write_shut: false, queued: None }
+    }
+
+    /// The datagram, if this connection is one.
+    pub(crate) fn datagram_mut(&mut self) -> Option<&mut Datagram> {
+        match &mut self.io {
+            Io::Datagram(d) => Some(d),
+            Io::Stream(_) => None,
+        }
     }
 
     /// Whether the strategy running this connection can park it (see [`Connection`], *Parking*).
@@ -228,14 +259,25 @@ impl Connection {
         self.park.take()
     }
 
-    /// The socket's descriptor, for the reactor while parked.
+    /// The socket's descriptor, for the reactor while parked (a datagram is never parked; its
+    /// descriptor is the server's socket).
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.stream.as_fd()
+        match &self.io {
+            Io::Stream(s) => s.as_fd(),
+            Io::Datagram(d) => d.socket_fd(),
+        }
     }
 
     /// The connected socket (Python's `self.request`), TCP or Unix. Read from and write to it.
+    ///
+    /// # Panics
+    /// On a datagram server's connection, which has no stream (see *A datagram server's
+    /// connections*); only a strategy of your own could call it there.
     pub fn stream(&mut self) -> &mut Stream {
-        &mut self.stream
+        match &mut self.io {
+            Io::Stream(s) => s,
+            Io::Datagram(_) => panic!("Connection::stream on a datagram: a datagram server has no stream"),
+        }
     }
 
     /// The client's address (Python's `self.client_address`): an internet address, or for a
@@ -254,9 +296,12 @@ impl Connection {
     /// unread input makes Linux send RST, which can destroy a response the client has not read
     /// yet; `shutdown(Write)` sends FIN after the queued data instead.
     pub(crate) fn close(self) {
-        if !self.write_shut {
+        // A datagram has nothing to close: the socket is the server's.
+        if let Io::Stream(stream) = &self.io
+            && !self.write_shut
+        {
             // The peer may already be gone (ENOTCONN); nothing useful can be done about it.
-            let _ = self.stream.shutdown(Shutdown::Write);
+            let _ = stream.shutdown(Shutdown::Write);
         }
     }
 
@@ -264,25 +309,60 @@ impl Connection {
     /// HTTP layer's lingering close); [`close`](Connection::close) then does not repeat it.
     pub(crate) fn shutdown_write(&mut self) {
         // As in `close`: a peer that is already gone is nothing to report.
-        let _ = self.stream.shutdown(Shutdown::Write);
+        if let Io::Stream(stream) = &self.io {
+            let _ = stream.shutdown(Shutdown::Write);
+        }
         self.write_shut = true;
     }
 
     /// Gives back the stream, for handlers that want to keep it.
+    ///
+    /// # Panics
+    /// On a datagram server's connection, as [`stream`](Connection::stream).
     pub fn into_stream(self) -> Stream {
-        self.stream
+        match self.io {
+            Io::Stream(s) => s,
+            Io::Datagram(_) => {
+                panic!("Connection::into_stream on a datagram: a datagram server has no stream")
+            }
+        }
+    }
+
+    /// The stream, the peer and the server, borrowed together (for [`StreamRequestHandler`]).
+    ///
+    /// # Panics
+    /// On a datagram, as [`stream`](Connection::stream).
+    pub(crate) fn stream_parts(&mut self) -> (&Stream, &Addr, &ServerContext) {
+        match &self.io {
+            Io::Stream(s) => (s, &self.peer_addr, &self.server),
+            Io::Datagram(_) => panic!("a stream handler on a datagram server"),
+        }
     }
 
     /// The stream and the peer's address, for a strategy that moves the connection onto its
     /// reactor.
-    pub(crate) fn into_parts(self) -> (Stream, Addr) {
-        (self.stream, self.peer_addr)
+    /// `None` for a datagram (which no reactor takes).
+    pub(crate) fn into_parts(self) -> Option<(Stream, Addr)> {
+        match self.io {
+            Io::Stream(s) => Some((s, self.peer_addr)),
+            Io::Datagram(_) => None,
+        }
     }
 
     /// A second handle to the same socket (`dup(2)`), e.g. to read and write from two threads.
     pub fn try_clone_stream(&self) -> io::Result<Stream> {
-        self.stream.try_clone()
+        match &self.io {
+            Io::Stream(s) => s.try_clone(),
+            Io::Datagram(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "a datagram has no stream")),
+        }
     }
+}
+
+/// What a [`Connection`] carries: an accepted stream, or one received datagram.
+#[derive(Debug)]
+enum Io {
+    Stream(Stream),
+    Datagram(Box<Datagram>),
 }
 
 /// What a handler may know about its server: where it listens and how to stop it.
