@@ -230,9 +230,14 @@ fn hundred_clients(t: T, strategy: &str) {
         assert_eq!(String::from_utf8_lossy(&reply), format!("CLIENT {i}\n"), "{t:?} {strategy}");
     }
     let server = Arc::into_inner(server).expect("every client is done");
-    // Each request's log line is written before its reply is sent, so all are there now.
+    // A request's log line may come just after its reply (and the pipe is read by a thread of
+    // ours): wait until all are in.
+    let lines_of = |log: &str| -> Vec<(u32, u32)> {
+        (0..N).flat_map(|i| who_served(log, &format!("client {i}"))).collect()
+    };
+    eventually(LIMIT, || lines_of(&server.log_so_far()).len() >= N);
     let log = server.log_so_far();
-    let who: Vec<(u32, u32)> = (0..N).flat_map(|i| who_served(&log, &format!("client {i}"))).collect();
+    let who = lines_of(&log);
     assert_eq!(who.len(), N, "one log line per request\n{log}");
     let distinct: HashSet<u32> =
         who.iter().map(|&(pid, tid)| if strategy == "--forking" { pid } else { tid }).collect();
