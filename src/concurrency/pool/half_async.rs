@@ -33,6 +33,13 @@
 //! [`has_room`](HalfAsync::has_room) is `false`, so the server stops accepting and new clients
 //! wait in the listen backlog. Memory stays bounded: requests waiting ≤ queue size, bytes
 //! buffered ≤ connections × the machine's own limits.
+//!
+//! **Load shedding** ([`Setup::shed`], `Pool::shed_when_full`). Instead of stalling, the
+//! reactor answers a complete request itself with the machine's refusal (HTTP: `503` with
+//! `Retry-After` and `Connection: close`), at once and without a worker, and keeps reading and
+//! accepting: a client learns in a millisecond that the server is full instead of waiting
+//! behind it. Memory stays bounded the same way (nothing is queued beyond the bound; a refused
+//! connection closes).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -108,6 +115,10 @@ pub(crate) trait Machines: Send + Sync + 'static {
     fn call_and_wait(&self, request: &Req<Self>) -> Ans<Self> {
         self.call(request).wait()
     }
+    /// The answer to a request refused because every worker is busy and the queue is full
+    /// (load shedding, [`Setup::shed`]), made on the reactor thread without the service: it
+    /// must be cheap and must not block. `retry_after`: when the client may try again.
+    fn shed(&self, request: &Req<Self>, retry_after: Duration) -> Ans<Self>;
 }
 
 /// What the service made of a request: an answer now, or the work that makes it later (the
@@ -149,6 +160,10 @@ pub(crate) struct Setup {
     /// [`set_accepting`](HalfAsync::set_accepting) says so. `None`: connections come only
     /// through [`submit`](HalfAsync::submit).
     pub(crate) listener: Option<TcpListener>,
+    /// Load shedding: `Some(retry_after)` answers a complete request that finds the queue full
+    /// with [`Machines::shed`] instead of stalling its connection, and keeps accepting. `None`
+    /// (the default everywhere but a `Pool` told otherwise): stall and stop accepting.
+    pub(crate) shed: Option<Duration>,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -196,6 +211,8 @@ struct Shared {
     /// and send a moment later (the bundled client's fire mode) are spread by connection, not by
     /// request, and one worker may get more requests than it has threads (docs/05).
     accept_limit: Option<usize>,
+    /// `Setup::shed` is on: a full queue sheds requests instead of stopping the accepting.
+    shed: bool,
 }
 
 #[derive(Default)]
@@ -216,6 +233,8 @@ struct State {
     connections: usize,
     in_service: usize,
     stalled: usize,
+    /// Requests refused by load shedding so far.
+    shed: u64,
     closing: bool,
     reactor_done: bool,
     /// A reactor with its own listener accepts from it (see `Setup::listener`).
@@ -228,9 +247,10 @@ impl Shared {
     /// accepted) leave a worker free.
     fn room(&self, st: &State) -> bool {
         let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
+        // Shedding: a full queue is answered with a refusal, not by waiting, so the server keeps
+        // accepting (a client that waited in the backlog would not hear the 503).
         !st.closing
-            && st.queue.len() < self.capacity
-            && st.stalled == 0
+            && (self.shed || (st.queue.len() < self.capacity && st.stalled == 0))
             && self.accept_limit.is_none_or(|n| pending < n)
     }
 
@@ -253,6 +273,8 @@ pub(crate) struct Stats {
     pub(crate) queued: usize,
     /// Workers running a request.
     pub(crate) busy: usize,
+    /// Requests refused by load shedding so far.
+    pub(crate) shed: u64,
 }
 
 /// The running half-sync/half-async machinery of a Pool: a reactor thread and N workers.
@@ -271,7 +293,7 @@ impl std::fmt::Debug for HalfAsync {
 impl HalfAsync {
     /// Starts the reactor thread and the workers for `machines`, as `setup` says.
     pub(crate) fn start<M: Machines>(machines: Arc<M>, setup: Setup) -> io::Result<HalfAsync> {
-        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, .. } = setup;
+        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, shed, .. } = setup;
         // The Pool needs a worker to run anything; the event loop's offload workers are optional.
         let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
         let waker = Arc::new(Waker::new()?);
@@ -283,6 +305,7 @@ impl HalfAsync {
             waker,
             capacity: capacity.max(1),
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
+            shed: shed.is_some(),
         });
         let mut workers = Vec::new();
         for i in 0..threads {
@@ -319,6 +342,8 @@ impl HalfAsync {
                 listener: setup.listener,
                 listening: false,
                 accept_paused_until: None,
+                shed,
+                shed_count: 0,
             };
             driver.run();
         });
@@ -376,6 +401,7 @@ impl HalfAsync {
             stalled: st.stalled,
             queued: st.queue.len(),
             busy: st.busy,
+            shed: st.shed,
         }
     }
 
@@ -531,6 +557,10 @@ struct Driver<M: Machines> {
     listening: bool,
     /// `accept` failed for want of descriptors or memory: no accepting until then.
     accept_paused_until: Option<Instant>,
+    /// `Setup::shed`.
+    shed: Option<Duration>,
+    /// Requests refused by shedding (published as `State::shed`).
+    shed_count: u64,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -654,6 +684,7 @@ impl<M: Machines> Driver<M> {
         st.in_service = self.in_service;
         st.taken = 0;
         st.stalled = self.stalled.len();
+        st.shed = self.shed_count;
         let room = st.room_waiters > 0 && self.shared.room(&st);
         drop(st);
         if room {
@@ -711,7 +742,7 @@ impl<M: Machines> Driver<M> {
     /// rest), while there is room.
     fn accept_waiting(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
-            if self.stopping || !self.stalled.is_empty() || self.queue_full() {
+            if self.stopping || !self.stalled.is_empty() || self.refuses_work() {
                 return;
             }
             let Some(listener) = &self.listener else { return };
@@ -750,7 +781,7 @@ impl<M: Machines> Driver<M> {
             && !self.stopping
             && self.accept_paused_until.is_none()
             && self.stalled.is_empty()
-            && !self.queue_full();
+            && !self.refuses_work();
         if want == self.listening {
             return;
         }
@@ -771,6 +802,11 @@ impl<M: Machines> Driver<M> {
 
     fn queue_full(&self) -> bool {
         self.shared.lock().queue.len() >= self.shared.capacity
+    }
+
+    /// Whether a full queue stops the accepting: unless shedding, which answers instead.
+    fn refuses_work(&self) -> bool {
+        self.shed.is_none() && self.queue_full()
     }
 
     /// Runs the service on a request that connection `token` handed out: where [`RunOn`]
@@ -895,7 +931,18 @@ impl<M: Machines> Driver<M> {
             }
             // Service (a complete request is ready), Read, or Write with nothing left to write.
             let full = self.shared.lock().queue.len() >= self.shared.capacity;
-            if full || (!turn && !self.stalled.is_empty()) {
+            if full && let Some(retry_after) = self.shed {
+                // Load shedding: a complete request that finds the queue full is refused here,
+                // on the reactor, at once (the refusal is written next time round the loop,
+                // and the machine closes after it). A request still arriving is read on: it may
+                // find room by the time it is whole, and reading it costs no worker.
+                if let Some(request) = c.machine.next_request(now) {
+                    let answer = self.machines.shed(&request, retry_after);
+                    c.machine.respond(request, answer, now);
+                    self.shed_count += 1;
+                    continue;
+                }
+            } else if full || (!turn && !self.stalled.is_empty()) {
                 // Back-pressure: the queue is full (or others wait for it first). Stop reading
                 // this connection until there is room, and suspend its deadline: waiting now
                 // is the server's doing, not the client's.
