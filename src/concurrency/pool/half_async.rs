@@ -46,6 +46,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -202,6 +203,21 @@ struct Shared {
     /// An accept thread waits here (in `wait_for_room`) for room in the queue.
     room: Condvar,
     waker: Arc<Waker>,
+    /// The reactor is about to wait, or waits, in `epoll_wait`: only then does a worker with an
+    /// answer (or the accept thread with a connection) write the waker's eventfd. While the
+    /// reactor is awake it looks at the answers and the incoming connections before it waits
+    /// again, so a wake-up then would be a system call (and, at worst, a spurious extra pass)
+    /// for nothing: with a busy reactor that was one `write(2)` per request (strace, docs/costs.md).
+    asleep: AtomicBool,
+    /// Answers sent on the channel and not yet received by the reactor (counted before the
+    /// send): the reactor does not sleep while this is above 0.
+    answers_waiting: AtomicUsize,
+    /// `state.queue.len()`, written under the lock at every push and pop, read without it by
+    /// the reactor, which asks "is the queue full?" two or three times per request: taking the
+    /// lock for that made the reactor and the workers contend for it (futex calls). A stale
+    /// answer is harmless: a connection stalled by mistake is let on at the next pass, and a
+    /// worker's answer always brings one.
+    queued: AtomicUsize,
     capacity: usize,
     /// `Some(threads)`: accept only while a worker would be free for one more request
     /// (`Pool::accept_only_when_idle`, which `Prefork` sets so that a worker whose threads are
@@ -258,6 +274,18 @@ impl Shared {
         // Every update below is complete at each step: a poisoned lock holds nothing half-done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Wakes the reactor if it sleeps (see `asleep`), after something it looks at before
+    /// sleeping was published: an answer (`answers_waiting` raised first) or an incoming
+    /// connection (pushed under the lock). Why no wake-up is lost: the reactor sets `asleep`
+    /// and *then* looks at those; this side publishes and *then* reads `asleep` (all SeqCst, or
+    /// ordered by the lock), so either the reactor sees the work and does not block, or this
+    /// sees `asleep` and wakes it. `swap`: of several threads finishing at once, one writes.
+    fn wake_reactor(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
 }
 
 /// Numbers for tests and accessors.
@@ -303,6 +331,9 @@ impl HalfAsync {
             work: Condvar::new(),
             room: Condvar::new(),
             waker,
+            asleep: AtomicBool::new(false),
+            answers_waiting: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
             capacity: capacity.max(1),
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
             shed: shed.is_some(),
@@ -372,7 +403,7 @@ impl HalfAsync {
         }
         st.incoming.push((stream, peer));
         drop(st);
-        self.shared.waker.wake();
+        self.shared.wake_reactor();
     }
 
     /// Whether the server should accept now: room in the request queue and nobody stalled.
@@ -452,6 +483,7 @@ fn worker_loop(shared: &Shared) {
             let mut st = shared.lock();
             loop {
                 if let Some(job) = st.queue.pop_front() {
+                    shared.queued.store(st.queue.len(), Ordering::SeqCst);
                     st.busy += 1;
                     // Room now: the reactor may have stalled connections, an accept thread may
                     // wait for room.
@@ -498,14 +530,15 @@ enum Back<R, A> {
 struct LostGuard<R, A> {
     token: Token,
     tx: Option<Sender<Back<R, A>>>,
-    waker: Arc<Waker>,
+    shared: Arc<Shared>,
 }
 
 impl<R, A> Drop for LostGuard<R, A> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
+            self.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
             let _ = tx.send(Back::Lost(self.token));
-            self.waker.wake();
+            self.shared.wake_reactor();
         }
     }
 }
@@ -587,8 +620,21 @@ impl<M: Machines> Driver<M> {
             self.events.clear();
             let mut events = std::mem::take(&mut self.events);
             // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
-            let timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.reactor.react(timeout, &mut events) {
+            let mut timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            // About to sleep: from here on, answers and connections wake us (`wake_reactor`).
+            // Then look once more at what they publish, and only look at the sockets if some
+            // came in meanwhile.
+            self.shared.asleep.store(true, Ordering::SeqCst);
+            if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
+                || !self.shared.lock().incoming.is_empty()
+            {
+                timeout = Some(Duration::ZERO);
+            }
+            let reacted = self.reactor.react(timeout, &mut events);
+            // Awake: whatever is published from now on is seen in this pass or the next
+            // check above, without a wake-up.
+            self.shared.asleep.store(false, Ordering::SeqCst);
+            if let Err(e) = reacted {
                 // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
                 // (dropping them closes them) rather than spin.
                 log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
@@ -605,6 +651,7 @@ impl<M: Machines> Driver<M> {
             }
             // Answers first: they free workers' results and may let stalled connections on.
             while let Ok(back) = self.answers.try_recv() {
+                self.shared.answers_waiting.fetch_sub(1, Ordering::SeqCst);
                 match back {
                     Back::Answer(token, request, answer) => {
                         self.answered(token, request, answer, now);
@@ -801,7 +848,7 @@ impl<M: Machines> Driver<M> {
     }
 
     fn queue_full(&self) -> bool {
-        self.shared.lock().queue.len() >= self.shared.capacity
+        self.shared.queued.load(Ordering::SeqCst) >= self.shared.capacity
     }
 
     /// Whether a full queue stops the accepting: unless shedding, which answers instead.
@@ -857,19 +904,22 @@ impl<M: Machines> Driver<M> {
         request: Req<M>,
         work: impl FnOnce(&Req<M>) -> Ans<M> + Send + 'static,
     ) {
-        let guard =
-            LostGuard { token, tx: Some(self.answers_tx.clone()), waker: Arc::clone(&self.shared.waker) };
+        let guard = LostGuard { token, tx: Some(self.answers_tx.clone()), shared: Arc::clone(&self.shared) };
         let job: Job = Box::new(move || {
             let mut guard = guard;
             let answer = work(&request);
             if let Some(tx) = guard.tx.take() {
+                // Counted before it is sent, so that the count is never below what the channel
+                // holds (the reactor counts down after each receive).
+                guard.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
                 // Err: the reactor is gone, and the connection with it.
                 let _ = tx.send(Back::Answer(token, request, answer));
-                guard.waker.wake();
+                guard.shared.wake_reactor();
             }
         });
         let mut st = self.shared.lock();
         st.queue.push_back(job);
+        self.shared.queued.store(st.queue.len(), Ordering::SeqCst);
         let idle = st.idle_workers > 0;
         drop(st);
         if idle {
@@ -930,7 +980,7 @@ impl<M: Machines> Driver<M> {
                 return;
             }
             // Service (a complete request is ready), Read, or Write with nothing left to write.
-            let full = self.shared.lock().queue.len() >= self.shared.capacity;
+            let full = self.shared.queued.load(Ordering::SeqCst) >= self.shared.capacity;
             if full && let Some(retry_after) = self.shed {
                 // Load shedding: a complete request that finds the queue full is refused here,
                 // on the reactor, at once (the refusal is written next time round the loop,
