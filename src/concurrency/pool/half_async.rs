@@ -90,6 +90,13 @@ pub(crate) trait ConnMachine: Send + 'static {
     /// A read found nothing more (`EWOULDBLOCK`): the connection waits now, and may give back
     /// buffers it does not need meanwhile. Default: nothing.
     fn would_block(&mut self) {}
+    /// Whether the connection ends once `output()` is written. A worker that holds the machine
+    /// (`Driver::lend`) leaves such output to the reactor, which writes it and closes in one
+    /// pass: the client then never sees the whole response before the server has let go of
+    /// the connection. Default: no.
+    fn closes_after_output(&self) -> bool {
+        false
+    }
 }
 
 /// Makes machines and runs the service: the contract's `SansIo`, typed. `HttpHandler` is one
@@ -192,6 +199,11 @@ const LINGER_BYTES: usize = 1 << 20;
 /// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise.)
 const ACCEPT_BATCH: usize = 1;
 
+/// While a worker holds a connection's machine (`Driver::lend`), the reactor looks at the
+/// connection again after this long, in case the machine came back without a wake-up to a
+/// reactor that sleeps: an idle deadline is then late by at most this much.
+const AWAY_CHECK: Duration = Duration::from_millis(100);
+
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -218,6 +230,9 @@ struct Shared {
     /// answer is harmless: a connection stalled by mistake is let on at the next pass, and a
     /// worker's answer always brings one.
     queued: AtomicUsize,
+    /// `State::closing`, readable without the lock: a worker that answers a request while the
+    /// server stops tells the connection's machine first (it then closes after the answer).
+    stopping: AtomicBool,
     capacity: usize,
     /// `Some(threads)`: accept only while a worker would be free for one more request
     /// (`Pool::accept_only_when_idle`, which `Prefork` sets so that a worker whose threads are
@@ -334,6 +349,7 @@ impl HalfAsync {
             asleep: AtomicBool::new(false),
             answers_waiting: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             capacity: capacity.max(1),
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
             shed: shed.is_some(),
@@ -452,6 +468,7 @@ impl HalfAsync {
     /// first; several event loops are all told before any is waited for.
     pub(crate) fn stop(&self) {
         self.shared.lock().closing = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.waker.wake();
         self.shared.work.notify_all();
         self.shared.room.notify_all();
@@ -519,21 +536,25 @@ fn worker_loop(shared: &Shared) {
 }
 
 /// What comes back from a worker.
-enum Back<R, A> {
+enum Back<R, A, C> {
+    /// An answer for the reactor to give the machine (the event loop's offloaded work).
     Answer(Token, R, A),
+    /// The machine itself, which went to the worker with its request (the Pool): the worker
+    /// gave it the answer and wrote what it could (`Driver::start` says why).
+    Machine(Token, C),
     /// The job died without an answer: close the connection.
     Lost(Token),
 }
 
 /// Sends `Lost` if a job ends without sending its answer (a panic), so no connection waits
 /// for ever.
-struct LostGuard<R, A> {
+struct LostGuard<R, A, C> {
     token: Token,
-    tx: Option<Sender<Back<R, A>>>,
+    tx: Option<Sender<Back<R, A, C>>>,
     shared: Arc<Shared>,
 }
 
-impl<R, A> Drop for LostGuard<R, A> {
+impl<R, A, C> Drop for LostGuard<R, A, C> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             self.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
@@ -545,8 +566,14 @@ impl<R, A> Drop for LostGuard<R, A> {
 
 /// One connection on the reactor.
 struct Conn<C: ConnMachine> {
-    stream: TcpStream,
-    machine: C,
+    /// Shared with a worker that holds the machine (`Driver::start`): the descriptor stays
+    /// open while it writes, even if the reactor lets go of the connection meanwhile.
+    stream: Arc<TcpStream>,
+    /// `None` while a worker holds it (the Pool's requests: `Driver::start`).
+    machine: Option<C>,
+    /// Set by the reactor when the socket became readable (or the server began to stop) while
+    /// a worker holds the machine: the worker then wakes the reactor when it gives it back.
+    wanted: Arc<AtomicBool>,
     /// A request is out (queued or running).
     in_service: bool,
     /// Stalled by a full queue (in `Driver::stalled`).
@@ -577,8 +604,8 @@ struct Driver<M: Machines> {
     reactor: Reactor<Conn<M::Conn>>,
     machines: Arc<M>,
     shared: Arc<Shared>,
-    answers: Receiver<Back<Req<M>, Ans<M>>>,
-    answers_tx: Sender<Back<Req<M>, Ans<M>>>,
+    answers: Receiver<Back<Req<M>, Ans<M>, M::Conn>>,
+    answers_tx: Sender<Back<Req<M>, Ans<M>, M::Conn>>,
     /// Connections that could not hand out a request (queue full), first come first served.
     stalled: VecDeque<Token>,
     in_service: usize,
@@ -657,12 +684,39 @@ impl<M: Machines> Driver<M> {
                         self.answered(token, request, answer, now);
                         self.advance(token, now, false);
                     }
+                    Back::Machine(token, mut machine) => {
+                        if let Some(c) = self.reactor.get_mut(token) {
+                            if self.stopping {
+                                machine.stopping(now);
+                            }
+                            let last = machine.closes_after_output();
+                            c.machine = Some(machine);
+                            c.in_service = false;
+                            self.in_service -= 1;
+                            if last {
+                                // Out of epoll before the last response is written, not
+                                // between its write and the close: the client may read it and
+                                // look (tests/hostile.rs counts descriptors) before a late
+                                // epoll_ctl and close are done.
+                                let _ = self.reactor.set_interest(token, Interest::NONE);
+                            }
+                            self.advance(token, now, false);
+                        }
+                    }
                     Back::Lost(token) => {
                         if let Some(c) = self.reactor.get_mut(token) {
                             c.in_service = false;
-                            c.machine.failed();
                             self.in_service -= 1;
-                            self.advance(token, now, false);
+                            match c.machine.as_mut() {
+                                Some(m) => {
+                                    m.failed();
+                                    self.advance(token, now, false);
+                                }
+                                // The machine died with the job: nothing can answer now.
+                                None => {
+                                    self.reactor.remove(token);
+                                }
+                            }
                         }
                     }
                 }
@@ -690,7 +744,9 @@ impl<M: Machines> Driver<M> {
                             self.advance(token, now, false);
                             continue;
                         }
-                        c.machine.timed_out(now);
+                        if let Some(m) = c.machine.as_mut() {
+                            m.timed_out(now);
+                        }
                         self.advance(token, now, false);
                     }
                     Event::Woken => {}
@@ -711,7 +767,11 @@ impl<M: Machines> Driver<M> {
                     if let Some(c) = self.reactor.get_mut(token)
                         && c.linger.is_none()
                     {
-                        c.machine.stopping(now);
+                        // A machine a worker holds is told when it comes back (and the worker
+                        // reads `Shared::stopping` before it answers).
+                        if let Some(m) = c.machine.as_mut() {
+                            m.stopping(now);
+                        }
                         self.advance(token, now, false);
                     }
                 }
@@ -755,8 +815,9 @@ impl<M: Machines> Driver<M> {
             machine.stopping(now);
         }
         let conn = Conn {
-            stream,
-            machine,
+            stream: Arc::new(stream),
+            machine: Some(machine),
+            wanted: Arc::new(AtomicBool::new(false)),
             in_service: false,
             stalled: false,
             eof: false,
@@ -861,10 +922,7 @@ impl<M: Machines> Driver<M> {
     fn start(&mut self, token: Token, request: Req<M>) {
         self.in_service += 1;
         match self.run_on {
-            RunOn::Workers => {
-                let machines = Arc::clone(&self.machines);
-                self.enqueue(token, request, move |request| machines.call_and_wait(request));
-            }
+            RunOn::Workers => self.lend(token, request),
             // On the loop thread: while the service runs, no other connection is served. That
             // is the event loop's one rule, and the service's to keep.
             RunOn::Loop => match self.machines.call(&request) {
@@ -892,9 +950,61 @@ impl<M: Machines> Driver<M> {
     fn answered(&mut self, token: Token, request: Req<M>, answer: Ans<M>, now: Instant) {
         if let Some(c) = self.reactor.get_mut(token) {
             c.in_service = false;
-            c.machine.respond(request, answer, now);
+            if let Some(m) = c.machine.as_mut() {
+                m.respond(request, answer, now);
+            }
             self.in_service -= 1;
         }
+    }
+
+    /// The Pool's hand-off: the request goes to a worker *with its connection's machine and a
+    /// share of its socket*. The worker runs the service, gives the machine the answer and
+    /// writes the response itself, without blocking (the socket is non-blocking: what the
+    /// client does not take at once is left for the reactor, so a worker still never waits on
+    /// a client). Then it sends the machine back, and wakes the reactor only if something is
+    /// to be done at once: output left, a close, the next pipelined request, or an event the
+    /// reactor saw meanwhile (`Conn::wanted`). Otherwise the reactor is woken by what comes
+    /// next anyway, the client's next request (the socket stays in epoll meanwhile, readable
+    /// interest), or the check timer (`AWAY_CHECK`). Measured reason: with the answer handed
+    /// back, every request cost two thread wake-ups (reactor → worker → reactor) and two
+    /// `epoll_ctl` (out of epoll in service, back after); docs/costs.md has the figures.
+    fn lend(&mut self, token: Token, request: Req<M>) {
+        let Some(c) = self.reactor.get_mut(token) else { return };
+        let Some(mut machine) = c.machine.take() else { return };
+        let stream = Arc::clone(&c.stream);
+        let wanted = Arc::clone(&c.wanted);
+        wanted.store(false, Ordering::SeqCst);
+        let machines = Arc::clone(&self.machines);
+        let guard = LostGuard { token, tx: Some(self.answers_tx.clone()), shared: Arc::clone(&self.shared) };
+        let job: Job = Box::new(move || {
+            let mut guard = guard;
+            let answer = machines.call_and_wait(&request);
+            let now = Instant::now();
+            if guard.shared.stopping.load(Ordering::SeqCst) {
+                machine.stopping(now);
+            }
+            machine.respond(request, answer, now);
+            // A last response is the reactor's to write (see `closes_after_output`).
+            if !machine.closes_after_output() {
+                write_now(&stream, &mut machine, now);
+            }
+            let quiet = machine.wants() == Want::Read;
+            // Let go of the socket before the reactor may: if the reactor closed the connection
+            // and this share were the last, the descriptor would outlive the close that the
+            // client has seen already.
+            drop(stream);
+            if let Some(tx) = guard.tx.take() {
+                guard.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
+                // Err: the reactor is gone, and the connection with it.
+                let _ = tx.send(Back::Machine(token, machine));
+                // After the send: a reactor that set `wanted` before this swap is woken; one
+                // that sets it after sees `answers_waiting` before it sleeps.
+                if wanted.swap(false, Ordering::SeqCst) || !quiet {
+                    guard.shared.wake_reactor();
+                }
+            }
+        });
+        self.push_job(job);
     }
 
     /// Hands a request and the work that answers it to the workers.
@@ -917,6 +1027,10 @@ impl<M: Machines> Driver<M> {
                 guard.shared.wake_reactor();
             }
         });
+        self.push_job(job);
+    }
+
+    fn push_job(&self, job: Job) {
         let mut st = self.shared.lock();
         st.queue.push_back(job);
         self.shared.queued.store(st.queue.len(), Ordering::SeqCst);
@@ -931,6 +1045,18 @@ impl<M: Machines> Driver<M> {
     /// interest and its timer from what its machine wants. `turn`: a stalled connection's turn
     /// has come (it goes before the others still stalled).
     fn advance(&mut self, token: Token, now: Instant, turn: bool) {
+        if let Some(c) = self.reactor.get_mut(token)
+            && c.machine.is_none()
+        {
+            // A worker holds the machine (`lend`) and something happened meanwhile: the next
+            // request is readable already, the check timer fired, or the server stops. Out of
+            // epoll (level-triggered: it would be reported in a loop), no timer, and the worker
+            // wakes us when it gives the machine back.
+            c.wanted.store(true, Ordering::SeqCst);
+            let _ = self.reactor.set_interest(token, Interest::NONE);
+            self.reactor.set_deadline(token, None);
+            return;
+        }
         let mut budget = READ_BUDGET;
         let interest = loop {
             let Some(c) = self.reactor.get_mut(token) else { return };
@@ -939,7 +1065,7 @@ impl<M: Machines> Driver<M> {
                 return;
             }
             if let Some((until, drained)) = c.linger {
-                match drain(&mut c.stream, drained) {
+                match drain(&c.stream, drained) {
                     Some(n) => {
                         c.linger = Some((until, n));
                         break Interest::READ;
@@ -951,21 +1077,25 @@ impl<M: Machines> Driver<M> {
                 }
             }
             if c.in_service {
-                break Interest::NONE;
+                // Lent to a worker with its machine: stay readable, so that the client's next
+                // request wakes us (`lend`). Otherwise (the event loop): out of epoll until
+                // the answer, so pipelined requests wait.
+                break if c.machine.is_none() { Interest::READ } else { Interest::NONE };
             }
-            let want = c.machine.wants();
-            if !c.machine.output().is_empty() {
-                match (&c.stream).write(c.machine.output()) {
+            let Some(m) = c.machine.as_mut() else { return };
+            let want = m.wants();
+            if !m.output().is_empty() {
+                match (&*c.stream).write(m.output()) {
                     // A write of 0 bytes on a non-empty buffer: the socket cannot take more
                     // ever. Treat it as a failed write.
-                    Ok(0) => c.machine.failed(),
-                    Ok(n) => c.machine.sent(n, now),
+                    Ok(0) => m.failed(),
+                    Ok(n) => m.sent(n, now),
                     // The send buffer is full (the client reads slowly, or not at all): wait
                     // for room, holding no thread. Its deadline (send rate) stays armed.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Interest::WRITE,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // EPIPE, ECONNRESET: the client is gone. Not an error of ours.
-                    Err(_) => c.machine.failed(),
+                    Err(_) => m.failed(),
                 }
                 continue;
             }
@@ -986,9 +1116,9 @@ impl<M: Machines> Driver<M> {
                 // on the reactor, at once (the refusal is written next time round the loop,
                 // and the machine closes after it). A request still arriving is read on: it may
                 // find room by the time it is whole, and reading it costs no worker.
-                if let Some(request) = c.machine.next_request(now) {
+                if let Some(request) = m.next_request(now) {
                     let answer = self.machines.shed(&request, retry_after);
-                    c.machine.respond(request, answer, now);
+                    m.respond(request, answer, now);
                     self.shed_count += 1;
                     continue;
                 }
@@ -1007,7 +1137,7 @@ impl<M: Machines> Driver<M> {
                 self.reactor.set_deadline(token, None);
                 return;
             }
-            if let Some(request) = c.machine.next_request(now) {
+            if let Some(request) = m.next_request(now) {
                 c.in_service = true;
                 self.start(token, request);
                 continue;
@@ -1022,35 +1152,38 @@ impl<M: Machines> Driver<M> {
                 // come; the machine decides (its deadline, or Close).
                 break if c.eof { Interest::NONE } else { Interest::READ };
             }
-            let buf = c.machine.read_buf();
+            let buf = m.read_buf();
             if buf.is_empty() {
                 // The machine has no room for more (it should not want Read then): wait for its
                 // deadline rather than read 0 bytes and take it for EOF.
                 break Interest::NONE;
             }
-            match (&c.stream).read(buf) {
+            match (&*c.stream).read(buf) {
                 Ok(n) => {
                     budget = budget.saturating_sub(n.max(1));
                     if n == 0 {
                         c.eof = true;
                     }
-                    c.machine.received(n, now);
+                    m.received(n, now);
                 }
                 // Spurious wake-up, or all that was there is read: wait for more.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.machine.would_block();
+                    m.would_block();
                     break Interest::READ;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNRESET and the like: the client is gone.
-                Err(_) => c.machine.failed(),
+                Err(_) => m.failed(),
             }
         };
         let deadline = self.reactor.get(token).and_then(|c| match c.linger {
             Some((until, _)) => Some(until),
             // In service: no deadline of the client's, only a later answer's timer, if any.
+            // Lent to a worker: a check, so that a machine given back quietly to a reactor
+            // that sleeps gets its own deadline soon (`lend`).
+            None if c.in_service && c.machine.is_none() => Some(now + AWAY_CHECK),
             None if c.in_service => c.later.as_ref().map(|l| l.0),
-            None => c.machine.deadline(),
+            None => c.machine.as_ref().and_then(|m| m.deadline()),
         });
         if let Err(e) = self.reactor.set_interest(token, interest) {
             // ENOMEM, or a descriptor epoll refuses: the connection cannot be watched; close it.
@@ -1079,9 +1212,26 @@ impl<M: Machines> Driver<M> {
     }
 }
 
+/// Writes what `machine` has to send until it is all out or the socket would block, without
+/// ever waiting (a worker calls it: `Driver::lend`); what is left is the reactor's.
+fn write_now<C: ConnMachine>(mut stream: &TcpStream, machine: &mut C, now: Instant) {
+    while !machine.output().is_empty() {
+        match stream.write(machine.output()) {
+            // As in `advance`: 0 bytes on a non-empty buffer is a socket that takes no more.
+            Ok(0) => machine.failed(),
+            Ok(n) => machine.sent(n, now),
+            // The client reads slowly (or not now): the reactor waits for room, not a worker.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // EPIPE, ECONNRESET: the client is gone; the machine says Close.
+            Err(_) => machine.failed(),
+        }
+    }
+}
+
 /// Reads and drops what a lingering connection sends; `None` when it is over (EOF, an error,
 /// or too much), else the total drained.
-fn drain(stream: &mut TcpStream, mut drained: usize) -> Option<usize> {
+fn drain(mut stream: &TcpStream, mut drained: usize) -> Option<usize> {
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {

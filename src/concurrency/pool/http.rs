@@ -69,6 +69,10 @@ impl ConnMachine for HttpConn {
     fn would_block(&mut self) {
         HttpConn::would_block(self);
     }
+
+    fn closes_after_output(&self) -> bool {
+        HttpConn::closes_after_output(self)
+    }
 }
 
 /// Makes HTTP connections with the handler's configuration and runs its service on a worker.
