@@ -299,11 +299,12 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$WORK/meta.env"
 # The sections between `<!-- bench/spawn.sh -->` and `<!-- bench/slow.sh -->` markers and their
-# `<!-- end ... -->` hold figures of bench/spawn.sh (a connection per request, broken down) and
+# `<!-- end ... -->` hold figures of bench/spawn.sh (a connection per request, broken down),
+# bench/pool_ab.sh (the pool reactor's hand-off, binaries in alternation) and
 # bench/slow.sh (slow clients), written from their output by hand: this script does not measure
 # them, so it carries the sections over instead of dropping them.
 KEPT=""
-for tool in spawn slow; do
+for tool in spawn slow pool_ab; do
     KEPT+=$(sed -n "/^<!-- bench\/$tool.sh -->\$/,/^<!-- end bench\/$tool.sh -->\$/p" "$BENCH_OUT" 2>/dev/null || true)
     KEPT+=$'\n'
 done

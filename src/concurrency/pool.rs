@@ -87,17 +87,20 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///  accept thread     reactor thread (async half)                    workers (sync half: N)
 ///  accept() ──────▶  every connection, non-blocking, in one epoll set
 ///  (only while       read what is there ─▶ a complete request? ──▶ bounded queue ──▶ service
-///   the queue        write the answer without blocking ◀── channel + waker ◀── answer ◀┘
+///   the queue        write what is left, without blocking ◀── channel ◀── write what fits ◀┘
 ///   has room)        deadlines (header, body rate, send rate, idle) are reactor timers
 /// ```
 ///
 /// The reactor reads and writes without ever blocking; a worker takes a request only once it is
-/// whole, runs the service and hands the answer back. Pipelined requests are answered in order
+/// whole, runs the service, writes the response without blocking (what the client does not
+/// take at once is left to the reactor) and hands the connection back. Pipelined requests are answered in order
 /// (one out per connection at a time). When every worker is busy and the queue is full, the
 /// reactor stops reading and the server stops accepting: back-pressure, with memory bounded by
 /// the queue and the HTTP layer's limits. The price is a hand-off between two threads for every
-/// request, which a busy keep-alive client on few cores feels (docs/14-slow-clients.md measures
-/// it); [`half_async(false)`](Pool::half_async) trades the protection back for that speed.
+/// request (one wake-up of a worker; the way back needs none while the reactor has other work
+/// or the client's next request wakes it), which a busy keep-alive client on few cores feels
+/// (docs/benchmarks.md, "The pool's reactor hand-off"); [`half_async(false)`](Pool::half_async)
+/// trades the protection back for the rest of that cost.
 ///
 /// # Back-pressure or load shedding
 /// When every worker is busy and the queue is full, a pool can make the next client *wait*

@@ -8,7 +8,8 @@
 //!  accept() ──────▶  every connection, non-blocking, in one Reactor
 //!  (only while       read what is there ─▶ machine.received ─▶ next_request
 //!   has_capacity)      complete request + token ──────▶ bounded queue ──▶ call(request)
-//!                    respond ◀── channel + Waker ◀──────────── Answer ◀──┘
+//!                    (Pool: + machine)   machine back ◀── channel ◀── respond, write what fits
+//!                    (EventLoop offload) respond ◀── channel + Waker ◀──── Answer ◀──┘
 //!                    write output until WouldBlock; interest from wants(),
 //!                    a reactor timer from deadline()
 //! ```
@@ -18,13 +19,18 @@
 //!   readiness event (level-triggered: the rest is reported again), and it writes until
 //!   `WouldBlock`, then waits for writability. A client that sends slowly, or reads slowly, or
 //!   not at all, costs a slot in the slab, its machine's buffers and a timer — not a thread.
-//! * A **worker** only runs the service on a request that is complete, and sends the answer
-//!   back. It never touches a socket.
+//! * A **worker** only runs the service on a request that is complete. On the Pool it gets
+//!   the connection's machine with the request (`Driver::lend`), gives it the answer, writes
+//!   the response with the same non-blocking writes as the reactor (never waiting: what the
+//!   client does not take at once is left to the reactor), and gives the machine back, waking
+//!   the reactor only if it has something to do at once. It never reads a socket.
 //!
 //! **Order.** At most one request per connection is out at a time: after `next_request`
-//! returns one, the machine says [`Want::Service`] and the reactor takes the socket out of epoll
-//! until the answer is back, so pipelined requests wait (in the kernel or the machine's buffer)
-//! and are answered in order.
+//! returns one, the machine says [`Want::Service`] (or, on the Pool, is with the worker), and
+//! nothing more is read from that connection until the answer is back, so pipelined requests
+//! wait (in the kernel or the machine's buffer) and are answered in order. (On the Pool the
+//! socket stays in epoll meanwhile, so that the client's next request wakes the reactor; the
+//! first readiness while the worker holds the machine takes it out until the machine is back.)
 //!
 //! **Back-pressure.** The queue between the halves is bounded. When it is full (every worker
 //! busy, `queue_size` requests waiting), the reactor stops reading: a connection that is

@@ -434,3 +434,21 @@ fn shedding_answers_a_full_queue_at_once_and_keeps_accepting() {
     assert_eq!((served_ok, refused), (out, n - out));
     served.close();
 }
+
+#[test]
+fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline() {
+    // The worker writes the answer and gives the machine back without waking the reactor
+    // (`Driver::lend`); nothing else happens on this server afterwards. The reactor must still
+    // take the machine back and arm its idle deadline (the check timer), or the silent
+    // connection would stay open for ever.
+    let served = serve(Pool::new(1), Upper::new(Duration::from_millis(200), true));
+    let mut c = client(served.addr);
+    c.write_all(b"once\n").unwrap();
+    assert_eq!(read_lines(&mut c, 1), vec!["ONCE"]);
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    assert_eq!(c.read(&mut b).expect("a clean close"), 0);
+    assert!(t0.elapsed() < Duration::from_secs(5), "closed after {:?}", t0.elapsed());
+    assert!(until(|| served.stats().connections == 0), "{:?}", served.stats());
+    served.close();
+}
