@@ -449,7 +449,13 @@ fn shed_when_full_answers_503_with_retry_after_at_once_and_serves_the_rest() {
     }
     stop.shutdown().unwrap();
     let mut server = t.join().unwrap();
-    assert_eq!(server.concurrency().requests_shed(), 1);
+    // The count is the reactor's, published at the end of a pass: on a loaded machine the
+    // client may have read every reply before that pass ends.
+    assert!(
+        common::eventually(Duration::from_secs(10), || server.concurrency().requests_shed() == 1),
+        "shed {}",
+        server.concurrency().requests_shed()
+    );
     server.server_close();
 }
 
