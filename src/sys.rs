@@ -200,6 +200,12 @@ pub(crate) fn catch_shutdown_signals(signals: &[Signal], wake_fd: BorrowedFd<'st
 /// The first shutdown signal that [`on_shutdown_signal`] caught, once: `None` afterwards, and
 /// when none arrived.
 pub(crate) fn take_shutdown_signal() -> Option<Signal> {
+    // Look before writing: the accept loop asks on every pass and a forked child on every
+    // request, and a write (the swap) to a page shared with a child since the last fork is a
+    // copy-on-write fault, one per connection in the parent and one in each child.
+    if SIGNAL_PENDING.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
     match SIGNAL_PENDING.swap(0, Ordering::SeqCst) {
         0 => None,
         n => Signal::try_from(n).ok(),
