@@ -306,11 +306,18 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
 /// a baseline x86-64 build cannot answer it at compile time (for `sse2` the macro would not
 /// look). After the first call this is one load of an atomic, which writes nothing, so it
 /// costs the parent no copy-on-write fault.
+///
+/// And httparse's own copy of the answer (its `RUNTIME_FEATURE`, which SIMD matcher to use),
+/// stored on its first parse: a parent that never parses left it empty, so every child stored
+/// it again, a write to a page shared with the parent, one copy-on-write fault per connection
+/// (`perf record -e page-faults -d` names the static). One parse of a tiny request fills it.
 fn warm_caches_before_first_fork() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         #[cfg(target_arch = "x86_64")]
         let _ = std::arch::is_x86_feature_detected!("avx2");
+        let mut headers = [httparse::EMPTY_HEADER; 1];
+        let _ = httparse::Request::new(&mut headers).parse(b"GET / HTTP/1.1\r\n\r\n");
     });
 }
 
