@@ -746,14 +746,15 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 /// Binds `args.host:args.port` with strategy `c`, serves [`service`] until a signal, closes.
 ///
 /// # Errors
-/// If the address cannot be bound, or the signal thread cannot be started.
+/// If the address cannot be bound, or the signal handler cannot be installed.
 pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()> {
     let handler = handler(args);
     let mut server = match &args.unix {
         Some(path) => Server::bind_unix(path, c, handler)?,
         None => Server::bind((args.host.as_str(), args.port), c, handler)?,
     };
-    // Before any other thread exists: the signal mask is inherited by threads made later.
+    // Before serving: a Ctrl-C from now on stops the server gracefully (a signal handler that
+    // wakes serve_forever; no thread, so a forking server's process stays single-threaded).
     shutdown_on_signals(server.shutdown_handle())?;
     println!("{}", banner(&server.local_addr()));
     // Flush now: when stdout is a pipe (the demo, the tests) it is not line-buffered by the
@@ -776,8 +777,8 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()
 
 /// The prefork example's `main` after argument parsing: binds, prints the banner, and runs the
 /// master until SIGTERM/SIGINT (see [`Prefork`] for the signals). The master handles its signals
-/// itself, from a signalfd, so unlike [`serve`] this starts no `signals` thread: a process that
-/// forks must stay single-threaded. Returns in the master only; workers `_exit`.
+/// itself, from a signalfd, so unlike [`serve`] this installs no `shutdown_on_signals` handler:
+/// the master reads SIGINT and SIGTERM as data. Returns in the master only; workers `_exit`.
 ///
 /// # Errors
 /// If the address cannot be bound, or the master's signal machinery fails.
