@@ -298,14 +298,15 @@ mkdir -p "$(dirname "$BENCH_OUT")"
     echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$WORK/meta.env"
-# The sections between `<!-- bench/spawn.sh -->`, `<!-- bench/slow.sh -->` and
-# `<!-- bench/event_loop_pairs.sh -->` markers and their `<!-- end ... -->` hold figures of
-# bench/spawn.sh (a connection per request, broken down), bench/slow.sh (slow clients) and
-# bench/event_loop_pairs.sh (the event loop beside nginx, its limit and hyper), written from
-# their output by hand: this script does not measure them, so it carries the sections over
+# The sections between `<!-- bench/spawn.sh -->`, `<!-- bench/slow.sh -->`,
+# `<!-- bench/event_loop_pairs.sh -->` and `<!-- bench/pool_ab.sh -->` markers and their
+# `<!-- end ... -->` hold figures of bench/spawn.sh (a connection per request, broken down),
+# bench/slow.sh (slow clients), bench/event_loop_pairs.sh (the event loop beside nginx, its limit
+# and hyper) and bench/pool_ab.sh (the pool reactor's hand-off, binaries in alternation), written
+# from their output by hand: this script does not measure them, so it carries the sections over
 # instead of dropping them.
 KEPT=""
-for tool in spawn slow event_loop_pairs; do
+for tool in spawn slow event_loop_pairs pool_ab; do
     KEPT+=$(sed -n "/^<!-- bench\/$tool.sh -->\$/,/^<!-- end bench\/$tool.sh -->\$/p" "$BENCH_OUT" 2>/dev/null || true)
     KEPT+=$'\n'
 done

@@ -20,6 +20,13 @@
 //! arrives (or closed after the 5 s idle timeout). So four workers serve dozens of kept-alive
 //! clients.
 //!
+//! Full: with every worker busy and the queue full (`--queue-size N`, default threads × 4),
+//! the server waits: it stops reading and accepting, and new clients wait in the backlog.
+//! `--shed-when-full SECS` refuses them instead, at once: `503 Service Unavailable` with
+//! `Retry-After: SECS` (docs/appendix-choosing-a-strategy.md, "Backpressure"):
+//!     cargo run --release --example pool_server -- --threads 2 --queue-size 2 --shed-when-full 1
+//!     cargo run --release --example client -- -n 50 http://127.0.0.1:8000/delay?s=0.2
+//!
 //! Ctrl-C stops it gracefully: queued and in-flight requests finish, parked connections are
 //! closed, the workers are joined, exit 0.
 

@@ -96,8 +96,9 @@
 //!   longer exist. [`Forking`] warns, [`Prefork`] refuses; both children `_exit` and never
 //!   return into the parent's loop (see [`Forking`], "The rules the child follows").
 //! * **Zombies**: every child is reaped, by polling, never in a signal handler.
-//! * **Signals**: no handler code at all; signals are blocked and received as data
-//!   ([`shutdown_on_signals`]'s `sigwait` thread, [`Prefork`]'s `signalfd`).
+//! * **Signals**: the one handler ([`shutdown_on_signals`]) only sets an atomic and writes to
+//!   an eventfd (Python's `set_wakeup_fd`); the stop happens in ordinary code. [`Prefork`]
+//!   blocks its signals and reads them from a `signalfd`.
 //! * **Slow clients** pin threads: the HTTP layer has header and idle timeouts and size limits
 //!   by default, and the [`Pool`] parks idle keep-alive connections without a thread.
 //! * **`shutdown()` from a handler** deadlocks in Python: here it is refused with

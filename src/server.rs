@@ -595,8 +595,8 @@ impl<C: Concurrency, H: RequestHandler> Server<C, H> {
         ];
         match poll(&mut fds, timeout) {
             Ok(_) => {}
-            // A signal arrived during poll (with shutdown_on_signals the signals are blocked, but
-            // a user may have installed handlers of their own). The loop re-checks the flag.
+            // A signal handler ran in this thread during poll (shutdown_on_signals' own, or a
+            // user's). The loop re-checks the flag, which sees the signal.
             Err(Errno::EINTR) => return Ok(false),
             Err(e) => return Err(e.into()),
         }

@@ -8,12 +8,16 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use nix::fcntl::OFlag;
 use nix::poll::PollFlags;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
 use crate::sys::{self, Waker};
 
 static NEXT_SERVER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The id of the server [`shutdown_on_signals`] stops (0: none): the one whose handle turns a
+/// caught signal into a shutdown request.
+static SIGNAL_TARGET: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     /// The id of the server whose request handler this thread is running right now (0: none).
@@ -79,10 +83,10 @@ struct Inner {
 ///
 /// # Signals
 /// A signal handler may only call async-signal-safe functions: no locks, no allocation, no
-/// logging. [`shutdown_on_signals`] avoids writing one at all: it *blocks* SIGINT and SIGTERM and
-/// starts a thread that receives them synchronously with `sigwait(2)`, where any code is safe.
-/// Threads inherit the signal mask of the thread that creates them, which is why it must be called
-/// before other threads are started.
+/// logging. So the handler of [`shutdown_on_signals`] only records the signal and wakes the
+/// eventfd above; the signal becomes a shutdown request (logged, the stop broadcast hung up) in
+/// ordinary code, the next time anyone asks [`is_shutdown_requested`](Self::is_shutdown_requested),
+/// which `serve_forever` does as soon as the eventfd wakes it.
 ///
 /// A shutdown request is sticky: once made, `serve_forever` returns at once, even if it had not
 /// started yet (so a Ctrl-C that arrives during start-up is not lost).
@@ -149,8 +153,31 @@ impl ShutdownHandle {
     }
 
     /// Whether a stop has been requested.
+    ///
+    /// For the server of [`shutdown_on_signals`], a signal its handler caught counts too: the
+    /// first call to see it makes the request, here in ordinary code, where logging and locks
+    /// are allowed (Python's interpreter runs its signal handlers the same way, between
+    /// bytecodes, after the C-level handler has only set a flag).
     pub fn is_shutdown_requested(&self) -> bool {
-        self.inner.requested.load(Ordering::SeqCst)
+        self.inner.requested.load(Ordering::SeqCst) || self.take_caught_signal()
+    }
+
+    /// Turns a signal caught for this server into a shutdown request. `false`: nothing caught,
+    /// or this is not the server that `shutdown_on_signals` stops.
+    fn take_caught_signal(&self) -> bool {
+        if SIGNAL_TARGET.load(Ordering::Relaxed) != self.inner.id {
+            return false;
+        }
+        let Some(signal) = sys::take_shutdown_signal() else { return false };
+        // Err in a forked child that copied a signal caught just before its fork: the parent
+        // is the one that stops, and this child's answer "stopping" is true all the same.
+        if self.request_shutdown().is_ok() {
+            log::info!(
+                "{signal}: stopping: no new connections, finishing requests in flight \
+                 (send it again to exit at once)"
+            );
+        }
+        true
     }
 
     /// Whether the server is stopping: a shutdown was requested here, or, in a forked child,
@@ -218,38 +245,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// finish in-flight requests in `server_close`, exit normally. A *second* signal means "now":
 /// the process exits at once with status 128 + signal number, as a shell reports a kill.
 ///
-/// Call it **first in `main`, before starting any thread**: it blocks the two signals in the
-/// calling thread, and only threads created afterwards inherit that mask. A thread created
-/// earlier could still receive the signal and be killed by its default action.
+/// Call it early in `main`, before serving; a signal that arrives before `serve_forever` starts
+/// is kept, and `serve_forever` then returns at once. One server per process is stopped this
+/// way: a second call moves the signals to its server.
 ///
 /// # How
-/// No signal handler is installed. The signals are blocked and a thread named `signals` waits for
-/// them with `sigwait(2)`, receiving them as ordinary return values; it can then take locks, log,
-/// and call [`ShutdownHandle::request_shutdown`], none of which is allowed in a handler.
+/// Python's `signal.set_wakeup_fd` design. A signal handler, installed with `sigaction`, does
+/// only what is async-signal-safe: it records the signal in an atomic and writes to the
+/// handle's eventfd, which wakes `serve_forever`'s `poll`. `serve_forever` then asks
+/// [`ShutdownHandle::is_shutdown_requested`], which turns the recorded signal into a
+/// shutdown request, in ordinary code, where it may log and lock. The second signal is
+/// handled in the handler itself, with `_exit`, since nobody may be polling by then (the
+/// server may be waiting for its requests in `server_close`).
+///
+/// Why not a thread that waits in `sigwait(2)`, as this function did before: the process would
+/// have two threads, and in a forking server every `fork` from a multi-threaded process costs
+/// more (glibc locks its malloc arenas around it, and each child faults in more pages:
+/// docs/06-fork-in-numbers.md). Why not a `signalfd`, as [`Prefork`](crate::Prefork)'s master
+/// uses: it needs the signals blocked in every thread, and the second signal would wait for a
+/// loop that reads the descriptor, which `server_close` is not.
+///
+/// A process forked from this one (the [`Forking`](crate::Forking) children) inherits the
+/// handler. There it does nothing of the above: it sees it is not in the process that
+/// installed it, puts back the default action and re-raises the signal, so a child still dies
+/// of SIGTERM.
 ///
 /// # Errors
-/// If the signal mask cannot be changed or the thread cannot be started.
+/// If a handler cannot be installed.
 pub fn shutdown_on_signals(handle: ShutdownHandle) -> Result<()> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.thread_block()?;
-    let mut seen = 0;
-    sys::spawn_signal_thread(set, move |signal| {
-        seen += 1;
-        if seen == 1 {
-            log::info!(
-                "{signal}: stopping: no new connections, finishing requests in flight \
-                     (send it again to exit at once)"
-            );
-            if let Err(e) = handle.request_shutdown() {
-                log::error!("cannot request shutdown: {e}");
-            }
-        } else {
-            log::warn!("{signal} again: exiting now");
-            std::process::exit(128 + signal as i32);
-        }
-    })?;
+    // Kept for the rest of the process (leaked on purpose, one per call): the handler may write
+    // to its eventfd at any moment, and a closed descriptor's number could be reused.
+    let handle: &'static ShutdownHandle = Box::leak(Box::new(handle));
+    SIGNAL_TARGET.store(handle.inner.id, Ordering::Relaxed);
+    sys::catch_shutdown_signals(&[Signal::SIGINT, Signal::SIGTERM], handle.wake_fd())?;
     Ok(())
 }
 

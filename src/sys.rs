@@ -1,12 +1,13 @@
-//! OS plumbing, written once: waking a thread, waiting for one descriptor, the signal-receiving
-//! thread, and what a forked child does first and last.
+//! OS plumbing, written once: waking a thread, waiting for one descriptor, the shutdown signal
+//! handler and the signal-receiving thread, and what a forked child does first and last.
 //!
 //! Everything here is a thin layer over one or two system calls, kept apart from the server
 //! logic for two reasons. Each of these was written two or three times (the accept loop, the
 //! shutdown handle, the pre-forking master and its workers, the forking strategy), and the
 //! copies had begun to differ in small ways (one rounded a poll timeout up, one did not need
 //! to). And this is the crate's one file with `unsafe` in it: `fork`, `_exit`, `close` of an
-//! inherited descriptor, adopting a raw descriptor, changing a signal's disposition. Every
+//! inherited descriptor, adopting a raw descriptor, changing a signal's disposition, and the one
+//! signal handler. Every
 //! block carries its `SAFETY:` argument (`clippy::undocumented_unsafe_blocks` is denied crate
 //! wide), and each function that wraps one states the contract its callers keep.
 //!
@@ -15,12 +16,13 @@
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use nix::sys::signal::{SigHandler, SigSet, Signal};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::unistd::{ForkResult, Pid};
 
 /// Wakes a thread that sleeps in `poll`/`epoll_wait` on [`as_fd`](AsFd::as_fd): an `eventfd(2)`.
@@ -138,6 +140,114 @@ pub(crate) fn spawn_signal_thread(
     Ok(())
 }
 
+/// What the shutdown signal handler ([`on_shutdown_signal`]) shares with ordinary code. Only
+/// atomics: a handler interrupts a thread at any instruction, possibly one holding a lock, so
+/// the only shared memory it may touch is memory that is never locked.
+///
+/// The process that installed the handler: a forked child inherits the handler, but the
+/// signals it receives are its own, not a request to stop its parent's server.
+static SIGNAL_OWNER: AtomicI32 = AtomicI32::new(0);
+/// The eventfd the handler writes to, to wake the thread that polls it (-1: none yet).
+static SIGNAL_WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// How many shutdown signals arrived: the first asks for a graceful stop, the second exits.
+static SIGNALS_CAUGHT: AtomicU32 = AtomicU32::new(0);
+/// The number of the first signal, until ordinary code takes it (0: nothing to take).
+static SIGNAL_PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// Installs [`on_shutdown_signal`] for `signals`: the first one arriving is recorded for
+/// [`take_shutdown_signal`] and wakes `wake_fd` (an eventfd, written 1); a second one ends the
+/// process at once with `_exit(128 + signal number)`, the status a shell gives a process
+/// killed by that signal.
+///
+/// This is the design of Python's `signal.set_wakeup_fd`: the handler does the least that
+/// is safe (set a flag, write to a descriptor) and the real work, logging and stopping the
+/// server, happens later in ordinary code, in the thread that `poll`s the descriptor. No
+/// signal is blocked and no thread is started, so a forking server's process stays
+/// single-threaded: with a second thread glibc's `fork` must take its malloc arenas' locks
+/// around the fork, and the child faults in more pages (docs/06-fork-in-numbers.md).
+///
+/// `SA_RESTART`: a system call the signal interrupts in *another* thread (a request thread's
+/// `read`, `waitpid`, a condition variable's futex) restarts instead of failing with `EINTR`;
+/// nothing needs interrupting, since the eventfd is what wakes the poller. `poll` and
+/// `epoll_wait` are never restarted, whatever the flag: the accept loop sees `EINTR`, looks at
+/// its flag, and finds the signal.
+///
+/// `wake_fd` is `'static` because the handler may write to it at any moment for the rest of
+/// the process's life: closed, its number could be reused by a connection, which would then
+/// receive the handler's 8 bytes.
+pub(crate) fn catch_shutdown_signals(signals: &[Signal], wake_fd: BorrowedFd<'static>) -> io::Result<()> {
+    SIGNAL_OWNER.store(nix::unistd::getpid().as_raw(), Ordering::SeqCst);
+    SIGNAL_WAKE_FD.store(wake_fd.as_raw_fd(), Ordering::SeqCst);
+    SIGNALS_CAUGHT.store(0, Ordering::SeqCst);
+    SIGNAL_PENDING.store(0, Ordering::SeqCst);
+    // While one of the handlers runs, the others wait (sa_mask), so two signals arriving at
+    // once on one thread are counted one after the other, never one inside the other.
+    let mut mask = SigSet::empty();
+    for &s in signals {
+        mask.add(s);
+    }
+    let action = SigAction::new(SigHandler::Handler(on_shutdown_signal), SaFlags::SA_RESTART, mask);
+    for &s in signals {
+        // SAFETY: the handler calls only async-signal-safe functions (signal-safety(7):
+        // getpid, write, signal, raise, _exit) and touches only lock-free atomics; it saves and
+        // restores errno, which it would otherwise clobber under the interrupted code.
+        unsafe { nix::sys::signal::sigaction(s, &action) }?;
+    }
+    Ok(())
+}
+
+/// The first shutdown signal that [`on_shutdown_signal`] caught, once: `None` afterwards, and
+/// when none arrived.
+pub(crate) fn take_shutdown_signal() -> Option<Signal> {
+    // Look before writing: the accept loop asks on every pass and a forked child on every
+    // request, and a write (the swap) to a page shared with a child since the last fork is a
+    // copy-on-write fault, one per connection in the parent and one in each child.
+    if SIGNAL_PENDING.load(Ordering::SeqCst) == 0 {
+        return None;
+    }
+    match SIGNAL_PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        n => Signal::try_from(n).ok(),
+    }
+}
+
+/// The signal handler of [`catch_shutdown_signals`]. Everything in it is async-signal-safe:
+/// it can interrupt any code, including `malloc` or a `log` call holding their locks, so it
+/// must not allocate, lock, log or unwind.
+extern "C" fn on_shutdown_signal(signal: libc::c_int) {
+    // write(2) and getpid(2) may set errno, and the interrupted code may be about to read it.
+    let saved_errno = Errno::last_raw();
+    // SAFETY: getpid has no preconditions and is async-signal-safe.
+    if unsafe { libc::getpid() } != SIGNAL_OWNER.load(Ordering::SeqCst) {
+        // A forked child (the fork copied the handler, and the child may not have looked yet):
+        // behave as if it had no handler. Put back the default action and send the signal again;
+        // it stays blocked while this handler runs and kills the child when it returns, as a
+        // SIGTERM to a child (rule 3 of `Forking`, `PR_SET_PDEATHSIG`) must.
+        // SAFETY: signal(2) and raise(3) are async-signal-safe; SIG_DFL runs no code.
+        unsafe {
+            libc::signal(signal, libc::SIG_DFL);
+            libc::raise(signal);
+        }
+        Errno::set_raw(saved_errno);
+        return;
+    }
+    if SIGNALS_CAUGHT.fetch_add(1, Ordering::SeqCst) > 0 {
+        // The second signal: now. _exit, not exit: exit runs atexit handlers and flushes stdio,
+        // which take locks the interrupted code may hold. (A partial line in stdout's buffer is
+        // lost; Rust's stdout is line-buffered, so that is at most one unfinished line.)
+        exit_now(128 + signal);
+    }
+    SIGNAL_PENDING.store(signal, Ordering::SeqCst);
+    let one: u64 = 1;
+    // SAFETY: write(2) is async-signal-safe; the buffer is 8 valid bytes on this stack; the
+    // descriptor stays open for the rest of the process (catch_shutdown_signals' contract).
+    // EAGAIN (the counter is full) means the poller is woken already.
+    unsafe {
+        libc::write(SIGNAL_WAKE_FD.load(Ordering::SeqCst), (&raw const one).cast(), 8);
+    }
+    Errno::set_raw(saved_errno);
+}
+
 /// Puts back the default action of `signal` (`SIG_DFL`).
 pub(crate) fn default_signal(signal: Signal) -> io::Result<()> {
     // SAFETY: SIG_DFL installs no handler code, so no async-signal-safety question arises.
@@ -164,8 +274,8 @@ pub(crate) fn ignore_signal(signal: Signal) -> io::Result<()> {
 ///
 /// The caller's contract (why this is not `unsafe fn`): it is `pub(crate)`, and both callers
 /// (the forking strategy, the pre-forking master) call it from a process whose other threads,
-/// if any, hold no lock the child needs (the idle `signals` thread; the master checks it has
-/// none), and their `child` closures use only what survives a fork.
+/// if any, hold no lock the child needs (the forking strategy warns when there are any; the
+/// master refuses to start), and their `child` closures use only what survives a fork.
 pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
     warm_caches_before_first_fork();
     let _ = io::stdout().flush();
@@ -195,11 +305,18 @@ pub(crate) fn fork_child(child: impl FnOnce() -> i32) -> io::Result<Pid> {
 /// a baseline x86-64 build cannot answer it at compile time (for `sse2` the macro would not
 /// look). After the first call this is one load of an atomic, which writes nothing, so it
 /// costs the parent no copy-on-write fault.
+///
+/// And httparse's own copy of the answer (its `RUNTIME_FEATURE`, which SIMD matcher to use),
+/// stored on its first parse: a parent that never parses left it empty, so every child stored
+/// it again, a write to a page shared with the parent, one copy-on-write fault per connection
+/// (`perf record -e page-faults -d` names the static). One parse of a tiny request fills it.
 fn warm_caches_before_first_fork() {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         #[cfg(target_arch = "x86_64")]
         let _ = std::arch::is_x86_feature_detected!("avx2");
+        let mut headers = [httparse::EMPTY_HEADER; 1];
+        let _ = httparse::Request::new(&mut headers).parse(b"GET / HTTP/1.1\r\n\r\n");
     });
 }
 

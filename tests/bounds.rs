@@ -57,11 +57,12 @@ fn burst_and_sample(server: &ServerProcess, measure: impl Fn() -> usize + Send +
 fn threaded_max_threads_caps_request_threads_under_a_burst() {
     let n = N.to_string();
     let server = ServerProcess::start("threaded_server", &["--quiet", "--max-threads", &n]);
-    // Idle: main + signals. Every thread above that is a request thread.
+    // Idle: main only (shutdown_on_signals installs a handler, no thread). Every thread above
+    // that is a request thread.
     assert_eq!(get(server.addr, "/hello").status, 200);
     let pid = server.pid;
     assert!(
-        eventually(Duration::from_secs(5), || thread_count(pid) == 2),
+        eventually(Duration::from_secs(5), || thread_count(pid) == 1),
         "idle threads: {}",
         thread_count(pid)
     );
@@ -89,11 +90,11 @@ fn pool_threads_is_a_fixed_number_of_workers_under_a_burst() {
     let server = ServerProcess::start("pool_server", &["--quiet", "--threads", &n]);
     assert_eq!(get(server.addr, "/hello").status, 200);
     let pid = server.pid;
-    // Idle: main + signals + pool-poller + N workers, started up front.
+    // Idle: main + pool-poller + N workers, started up front.
     let idle = thread_count(pid);
-    assert_eq!(idle, 3 + N, "idle pool threads: {:?}", common::thread_names(pid));
+    assert_eq!(idle, 2 + N, "idle pool threads: {:?}", common::thread_names(pid));
     let max = burst_and_sample(&server, move || thread_count(pid));
-    assert_eq!(max, idle, "the pool grew under the burst: {} workers", max - 3);
+    assert_eq!(max, idle, "the pool grew under the burst: {} workers", max - 2);
     assert_eq!(thread_count(pid), idle);
 }
 

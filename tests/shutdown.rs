@@ -238,3 +238,30 @@ fn a_second_sigint_makes_the_prefork_master_kill_its_workers() {
     assert!(workers.iter().all(|&w| gone(w)), "workers left: {workers:?}");
     assert!(client.starts_with("error"), "the cut-off request answered {client}");
 }
+
+#[test]
+fn sigterm_to_a_forking_servers_child_ends_the_child_not_the_server() {
+    // The child inherits shutdown_on_signals' handler with the parent's memory; in the child it
+    // must take the default action (die), not record a stop and wake the parent's eventfd.
+    let mut server = ServerProcess::start("forking_server", &[]);
+    let (addr, pid) = (server.addr, server.pid);
+    let client = thread::spawn(move || {
+        common::raw(addr, b"GET /delay?s=5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|e| format!("error: {e}"))
+    });
+    assert!(eventually(Duration::from_secs(5), || !live_children(pid).is_empty()), "no child forked");
+    let children = live_children(pid);
+    assert_eq!(children.len(), 1);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(children[0] as i32), Signal::SIGTERM).unwrap();
+    assert!(eventually(Duration::from_secs(2), || gone(children[0])), "the child survived SIGTERM");
+    let answer = client.join().unwrap();
+    assert!(answer.starts_with("error"), "the killed child's request answered {answer}");
+    // The server did not take the child's signal for its own: it still serves.
+    assert_eq!(common::get(addr, "/hello").status, 200);
+    assert!(server.wait_for_log("killed by SIGTERM", Duration::from_secs(5)), "{}", server.log_so_far());
+    assert!(!server.log_so_far().contains("stopping"), "{}", server.log_so_far());
+    server.signal(Signal::SIGTERM);
+    let (status, log) = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+}

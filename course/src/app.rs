@@ -352,6 +352,12 @@ pub struct ServerArgs {
     /// `--blocking-workers` (pool only): workers read and write their connections themselves,
     /// as before the reactor ([`Pool::half_async`] off), for the throughput comparison.
     pub blocking_workers: bool,
+    /// `--queue-size N` (pool only): room for N requests waiting for a worker
+    /// ([`Pool::queue_size`]; default threads × 4).
+    pub queue_size: Option<usize>,
+    /// `--shed-when-full SECS` (pool only): answer `503` with `Retry-After: SECS` when every
+    /// worker is busy and the queue is full ([`Pool::shed_when_full`]; default: wait).
+    pub shed_when_full: Option<Duration>,
 }
 
 /// Workers of `prefork_server` when `--workers` is not given.
@@ -382,6 +388,8 @@ impl Default for ServerArgs {
             min_body_rate: None,
             min_send_rate: None,
             blocking_workers: false,
+            queue_size: None,
+            shed_when_full: None,
         }
     }
 }
@@ -465,6 +473,12 @@ impl ServerArgs {
                     out.min_send_rate = Some(rate("--min-send-rate", &value("--min-send-rate")?)?)
                 }
                 "--blocking-workers" if kind == Kind::Pool => out.blocking_workers = true,
+                "--queue-size" if kind == Kind::Pool => {
+                    out.queue_size = Some(positive("--queue-size", &value("--queue-size")?)?)
+                }
+                "--shed-when-full" if kind == Kind::Pool => {
+                    out.shed_when_full = Some(seconds("--shed-when-full", &value("--shed-when-full")?)?)
+                }
                 "--quiet" | "-q" => out.quiet = true,
                 "--warn-after" => {
                     let v = value("--warn-after")?;
@@ -493,7 +507,9 @@ impl ServerArgs {
             Kind::Threading => "  --max-threads N   at most N request threads at once (default: no limit)\n",
             Kind::Pool => {
                 "  --threads N       worker threads in the pool (default 4)\n  \
-                 --blocking-workers workers read and write connections themselves (no reactor)\n"
+                 --blocking-workers workers read and write connections themselves (no reactor)\n  \
+                 --queue-size N    room for N requests waiting for a worker (default threads x 4)\n  \
+                 --shed-when-full SECS  queue full: answer 503 + Retry-After: SECS (default: wait)\n"
             }
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
@@ -698,10 +714,17 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
             serve(f, &args)
         }
         Kind::Prefork => serve_prefork(&args),
-        Kind::Pool => serve(
-            Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers),
-            &args,
-        ),
+        Kind::Pool => {
+            let mut pool =
+                Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers);
+            if let Some(n) = args.queue_size {
+                pool = pool.queue_size(n);
+            }
+            if let Some(retry_after) = args.shed_when_full {
+                pool = pool.shed_when_full(retry_after);
+            }
+            serve(pool, &args)
+        }
         Kind::EventLoop => serve(
             EventLoop::new()
                 .threads(args.threads.unwrap_or(1))
@@ -723,14 +746,15 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
 /// Binds `args.host:args.port` with strategy `c`, serves [`service`] until a signal, closes.
 ///
 /// # Errors
-/// If the address cannot be bound, or the signal thread cannot be started.
+/// If the address cannot be bound, or the signal handler cannot be installed.
 pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()> {
     let handler = handler(args);
     let mut server = match &args.unix {
         Some(path) => Server::bind_unix(path, c, handler)?,
         None => Server::bind((args.host.as_str(), args.port), c, handler)?,
     };
-    // Before any other thread exists: the signal mask is inherited by threads made later.
+    // Before serving: a Ctrl-C from now on stops the server gracefully (a signal handler that
+    // wakes serve_forever; no thread, so a forking server's process stays single-threaded).
     shutdown_on_signals(server.shutdown_handle())?;
     println!("{}", banner(&server.local_addr()));
     // Flush now: when stdout is a pipe (the demo, the tests) it is not line-buffered by the
@@ -753,8 +777,8 @@ pub fn serve<C: Concurrency>(c: C, args: &ServerArgs) -> socketserver::Result<()
 
 /// The prefork example's `main` after argument parsing: binds, prints the banner, and runs the
 /// master until SIGTERM/SIGINT (see [`Prefork`] for the signals). The master handles its signals
-/// itself, from a signalfd, so unlike [`serve`] this starts no `signals` thread: a process that
-/// forks must stay single-threaded. Returns in the master only; workers `_exit`.
+/// itself, from a signalfd, so unlike [`serve`] this installs no `shutdown_on_signals` handler:
+/// the master reads SIGINT and SIGTERM as data. Returns in the master only; workers `_exit`.
 ///
 /// # Errors
 /// If the address cannot be bound, or the master's signal machinery fails.
@@ -880,6 +904,14 @@ mod tests {
         ));
         assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--threads", "0"])), Err(ArgsError::Bad(_))));
         assert_eq!(Kind::parse("pool").map(Kind::example_name), Some("pool_server"));
+        let shed =
+            ServerArgs::parse(Kind::Pool, args(&["--queue-size", "2", "--shed-when-full", "1.5"])).unwrap();
+        assert_eq!((shed.queue_size, shed.shed_when_full), (Some(2), Some(Duration::from_millis(1500))));
+        assert!(ServerArgs::usage(Kind::Pool).contains("--shed-when-full SECS"));
+        assert!(matches!(
+            ServerArgs::parse(Kind::Threading, args(&["--shed-when-full", "1"])),
+            Err(ArgsError::Bad(_))
+        ));
         assert!(ServerArgs::usage(Kind::Pool).contains("--threads N"));
         let w = ServerArgs::parse(Kind::Sequential, args(&["--warn-after", "0.2"])).unwrap();
         assert_eq!(w.warn_after, Some(Duration::from_millis(200)));

@@ -291,6 +291,9 @@ impl EventLoop {
                 reactor_name: format!("event-loop-{}", i + 1),
                 worker_prefix: format!("offload-{}-", i + 1),
                 listener: own,
+                // The loop runs the service itself: there is no worker queue to be full of
+                // requests (only offloaded jobs), so nothing to shed.
+                shed: None,
             };
             match HalfAsync::start(Arc::clone(&machines), setup) {
                 Ok(l) => self.loops.push(l),

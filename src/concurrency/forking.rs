@@ -55,7 +55,10 @@ pub(crate) const DEFAULT_MAX_CHILDREN: usize = 40;
 ///    a panic is caught before it can unwind into the copy of the parent's loop.
 /// 3. **Ignore Ctrl-C, but not SIGTERM.** A terminal sends SIGINT to every process in the
 ///    foreground group, children included; the parent alone decides to stop, and waits for its
-///    children to finish their requests. SIGTERM sent to a child still ends it.
+///    children to finish their requests. SIGTERM sent to a child still ends it. (The child
+///    inherits the parent's signal handlers with its memory; the one of
+///    [`shutdown_on_signals`](crate::shutdown_on_signals) checks whose process it runs in, and
+///    in a child it takes the default action, so no system call is spent resetting it.)
 ///
 /// 4. **Die with the parent.** The child asks the kernel for SIGTERM when the parent dies
 ///    (`PR_SET_PDEATHSIG`), then checks that the parent did not die *before* that call. A
@@ -64,8 +67,8 @@ pub(crate) const DEFAULT_MAX_CHILDREN: usize = 40;
 ///    once, and without this its children would run on as orphans, adopted by init, finishing
 ///    requests for a server that is gone and holding the port's connections open (a
 ///    `/delay?s=60` would keep a child alive for a minute). The alternatives were worse: killing
-///    the process group from the `signals` thread would also kill whatever shares the group (the
-///    shell's pipeline, a test harness), and the `signals` thread does not know the children.
+///    the process group on the second signal would also kill whatever shares the group (the
+///    shell's pipeline, a test harness), and the signal handler does not know the children.
 ///    The kernel sends the signal when the *thread* that forked exits, which here is the thread
 ///    running `serve_forever`; it outlives its children because `server_close` waits for (or
 ///    terminates) them.
@@ -91,8 +94,11 @@ pub(crate) const DEFAULT_MAX_CHILDREN: usize = 40;
 /// # Fork and threads
 /// Only the thread that called `fork` exists in the child. A lock held by any other thread at
 /// that instant stays locked in the child forever. Keep a forking server's process
-/// single-threaded (the idle `signals` thread of [`shutdown_on_signals`](crate::shutdown_on_signals)
-/// holds no lock while it waits) and never fork from a test harness, which runs tests on threads.
+/// single-threaded ([`shutdown_on_signals`](crate::shutdown_on_signals) starts no thread: it
+/// installs a signal handler) and never fork from a test harness, which runs tests on threads.
+/// A second thread costs even when it holds nothing: glibc's `fork` then takes and releases
+/// its malloc arenas' locks around the fork, and the child faults in more pages
+/// (docs/06-fork-in-numbers.md).
 #[derive(Debug)]
 pub struct Forking {
     max_children: usize,
@@ -121,8 +127,8 @@ impl Parent {
         // Cannot fail with a valid `how`; if it did, an empty mask plus SIGINT is still what a
         // child wants.
         let mut child_mask = SigSet::thread_get_mask().unwrap_or_else(|_| SigSet::empty());
-        // Ctrl-C is for the parent (rule 3); SIGTERM may have been blocked by
-        // shutdown_on_signals in the parent, and a child should still die of it.
+        // Ctrl-C is for the parent (rule 3); SIGTERM may be blocked in the parent's thread
+        // (by the program), and a child should still die of it.
         child_mask.add(Signal::SIGINT);
         child_mask.remove(Signal::SIGTERM);
         Parent { pid: nix::unistd::getpid(), child_mask }
@@ -247,8 +253,7 @@ impl Concurrency for Forking {
         let parent = *self.parent.get_or_insert_with(Parent::of_this_thread);
         // The child's whole life is `child`: fork_child ends it in _exit with its status and
         // never returns into this loop there (rule 2). This process is the server's single
-        // accept thread, plus at most the idle, lock-free `signals` thread: fork_child's
-        // contract. The closure owns the connection: in the parent it is dropped unrun when
+        // accept thread (warned about above if not): fork_child's contract. The closure owns the connection: in the parent it is dropped unrun when
         // fork_child returns, which closes the parent's copy (drop, not shutdown: shutdown would
         // act on the socket itself and cut off the child too).
         let forked = sys::fork_child(move || if child(conn, dispatcher, parent) { 0 } else { 1 });
@@ -284,8 +289,8 @@ impl Concurrency for Forking {
     }
 }
 
-/// Logs a warning, once, if this process has more threads than the accept thread and the
-/// `signals` thread at the moment of a fork (see "Fork and threads" above).
+/// Logs a warning, once, if this process has more threads than the accept thread at the moment
+/// of a fork (see "Fork and threads" above).
 ///
 /// Looking costs a directory read of /proc (several system calls), so the caller asks on the
 /// first fork and then on every 1024th, not on every connection.
@@ -295,7 +300,7 @@ fn warn_if_multithreaded() {
         return;
     }
     let threads = sys::thread_count();
-    if threads > 2 {
+    if threads > 1 {
         WARNED.store(true, std::sync::atomic::Ordering::Relaxed);
         log::warn!(
             "forking a process that has {threads} threads: a lock held by another thread stays \

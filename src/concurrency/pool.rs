@@ -51,6 +51,8 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///   requests on the reactor path, accepted connections on the worker path.
 /// * [`Pool::half_async`]: whether an HTTP handler's connections live on the reactor (default
 ///   `true`, see below).
+/// * [`Pool::shed_when_full`]: answer `503` + `Retry-After` when the queue is full, instead of
+///   waiting (default: wait; see *Back-pressure or load shedding* below).
 /// * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
 /// * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
 ///   (Python's `block_on_close`, default `true`).
@@ -85,17 +87,31 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///  accept thread     reactor thread (async half)                    workers (sync half: N)
 ///  accept() ──────▶  every connection, non-blocking, in one epoll set
 ///  (only while       read what is there ─▶ a complete request? ──▶ bounded queue ──▶ service
-///   the queue        write the answer without blocking ◀── channel + waker ◀── answer ◀┘
+///   the queue        write what is left, without blocking ◀── channel ◀── write what fits ◀┘
 ///   has room)        deadlines (header, body rate, send rate, idle) are reactor timers
 /// ```
 ///
 /// The reactor reads and writes without ever blocking; a worker takes a request only once it is
-/// whole, runs the service and hands the answer back. Pipelined requests are answered in order
+/// whole, runs the service, writes the response without blocking (what the client does not
+/// take at once is left to the reactor) and hands the connection back. Pipelined requests are answered in order
 /// (one out per connection at a time). When every worker is busy and the queue is full, the
 /// reactor stops reading and the server stops accepting: back-pressure, with memory bounded by
 /// the queue and the HTTP layer's limits. The price is a hand-off between two threads for every
-/// request, which a busy keep-alive client on few cores feels (docs/14-slow-clients.md measures
-/// it); [`half_async(false)`](Pool::half_async) trades the protection back for that speed.
+/// request (one wake-up of a worker; the way back needs none while the reactor has other work
+/// or the client's next request wakes it), which a busy keep-alive client on few cores feels
+/// (docs/benchmarks.md, "The pool's reactor hand-off"); [`half_async(false)`](Pool::half_async)
+/// trades the protection back for the rest of that cost.
+///
+/// # Back-pressure or load shedding
+/// When every worker is busy and the queue is full, a pool can make the next client *wait*
+/// (the default: the reactor stops reading, the server stops accepting, new clients wait in the
+/// kernel's backlog and are served late, or time out on their own clock) or *refuse* it at once
+/// ([`shed_when_full`](Pool::shed_when_full): the reactor answers each complete request with
+/// `503 Service Unavailable`, `Retry-After` and `Connection: close`, keeps reading and keeps
+/// accepting). Waiting suits clients that would only retry anyway (a batch job); refusing suits
+/// a load balancer or a client that can go elsewhere, and keeps latency bounded for those that
+/// are served: nobody waits behind more than the queue. [`requests_shed`](Pool::requests_shed)
+/// counts the refusals.
 ///
 /// # The worker path, and parking
 /// A handler without that state machine (a byte-stream handler: the echo handler of the crate
@@ -135,6 +151,8 @@ pub struct Pool {
     accept_only_when_idle: bool,
     /// See [`Pool::half_async`].
     half_async_http: bool,
+    /// See [`Pool::shed_when_full`]: `Some(retry_after)` sheds.
+    shed_when_full: Option<Duration>,
     /// `None` until the pool starts (and if it could not: see `start`).
     shared: Option<Arc<Shared>>,
     workers: Vec<JoinHandle<()>>,
@@ -366,6 +384,7 @@ impl Pool {
             block_on_close: true,
             accept_only_when_idle: false,
             half_async_http: true,
+            shed_when_full: None,
             shared: None,
             workers: Vec::new(),
             poller: None,
@@ -380,7 +399,7 @@ impl Pool {
     /// Room for work waiting for a worker (default threads × 4; raised to 1 if 0): complete
     /// requests on the reactor path, accepted connections on the worker path. When it is full,
     /// the server accepts no more and new clients wait in the kernel's listen backlog (and the
-    /// reactor stops reading). Why 4 per worker: enough that a worker finds its next job at
+    /// reactor stops reading), unless [`shed_when_full`](Pool::shed_when_full) refuses them. Why 4 per worker: enough that a worker finds its next job at
     /// once; more would only move the waiting from the backlog, where it costs the server
     /// nothing and the overload is visible (`ss -lt`), into the process.
     pub fn queue_size(mut self, n: usize) -> Pool {
@@ -394,12 +413,6 @@ impl Pool {
         self
     }
 
-    /// Accept a connection only when a worker is idle (default `false`: accept into the queue
-    /// up to [`queue_size`](Pool::queue_size)). For pre-forked workers sharing one listener: a
-    /// process whose threads are all busy leaves new connections in the backlog for a sibling
-    /// that has a free thread, instead of holding them in its own queue. Measured with 2
-    /// workers × 512 threads and 1000 simultaneous one-second requests: without it, one worker
-    /// sometimes took 514 and two requests waited a second for a thread (2.0 s instead of 1.0 s).
     /// Whether an HTTP handler's connections live on the pool's reactor, so that a worker is
     /// lent only to run the service on a complete request (half-sync/half-async; default
     /// `true`). With `false`, workers read and write connections themselves, as every other
@@ -412,6 +425,32 @@ impl Pool {
         self
     }
 
+    /// When every worker is busy and the queue is full, answer a complete request at once with
+    /// `503 Service Unavailable`, `Retry-After: <retry_after, in whole seconds rounded up>` and
+    /// `Connection: close`, instead of waiting (load shedding; default: off, wait). The reactor
+    /// writes the refusal itself, so it costs no worker, and the server goes on accepting so
+    /// that new clients hear it rather than wait in the backlog. A request still arriving is
+    /// read on: it is refused only if the queue is still full when it is complete.
+    ///
+    /// Why a Retry-After: a client (or a load balancer, or a crawler) told when to come back
+    /// spreads its retries instead of hammering the server the moment it is refused. Why
+    /// `Connection: close`: a refused client should not hold a connection while it waits.
+    ///
+    /// It applies on the reactor path (an HTTP handler with [`half_async`](Pool::half_async)
+    /// on, the default), where the pool sees whole requests. On the worker path (byte-stream
+    /// handlers, or `half_async(false)`) the pool sees only connections, with nobody to answer
+    /// for it, and a full queue waits as before.
+    pub fn shed_when_full(mut self, retry_after: Duration) -> Pool {
+        self.shed_when_full = Some(retry_after);
+        self
+    }
+
+    /// Accept a connection only when a worker is idle (default `false`: accept into the queue
+    /// up to [`queue_size`](Pool::queue_size)). For pre-forked workers sharing one listener: a
+    /// process whose threads are all busy leaves new connections in the backlog for a sibling
+    /// that has a free thread, instead of holding them in its own queue. Measured with 2
+    /// workers × 512 threads and 1000 simultaneous one-second requests: without it, one worker
+    /// sometimes took 514 and two requests waited a second for a thread (2.0 s instead of 1.0 s).
     pub(crate) fn accept_only_when_idle(mut self, on: bool) -> Pool {
         self.accept_only_when_idle = on;
         self
@@ -500,6 +539,7 @@ impl Pool {
                 reactor_name: "pool-reactor".into(),
                 worker_prefix: "pool-worker-".into(),
                 listener: None,
+                shed: self.shed_when_full,
             };
             match HalfAsync::start(machines, setup) {
                 Ok(h) => {
@@ -524,6 +564,12 @@ impl Pool {
         if let (Some(h), Some((stream, peer))) = (&self.half_async, conn.into_parts()) {
             h.submit(stream, peer);
         }
+    }
+
+    /// Requests answered `503` because the queue was full ([`shed_when_full`](Pool::shed_when_full));
+    /// always 0 without it.
+    pub fn requests_shed(&self) -> u64 {
+        self.half_async.as_ref().map_or(0, |h| h.stats().shed)
     }
 
     /// Worker threads that ended unexpectedly and were replaced (a handler's panic does not end

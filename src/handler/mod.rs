@@ -368,14 +368,14 @@ enum Io {
 /// What a handler may know about its server: where it listens and how to stop it.
 #[derive(Debug, Clone)]
 pub struct ServerContext {
-    /// Shared: a context is cloned into every connection, and a Unix path is a heap string.
-    local_addr: Arc<Addr>,
-    shutdown: ShutdownHandle,
+    /// One reference count for both: a context is cloned into every connection, and in a
+    /// forking server each count written after the fork is a copy-on-write fault.
+    inner: Arc<(Addr, ShutdownHandle)>,
 }
 
 impl ServerContext {
     pub(crate) fn new(local_addr: Addr, shutdown: ShutdownHandle) -> ServerContext {
-        ServerContext { local_addr: Arc::new(local_addr), shutdown }
+        ServerContext { inner: Arc::new((local_addr, shutdown)) }
     }
 
     /// A context that belongs to no running server, for driving a handler directly in a unit
@@ -384,24 +384,24 @@ impl ServerContext {
     /// # Errors
     /// If the self-pipe behind the shutdown handle cannot be created (out of file descriptors).
     pub fn standalone(local_addr: impl Into<Addr>) -> crate::Result<ServerContext> {
-        Ok(ServerContext { local_addr: Arc::new(local_addr.into()), shutdown: ShutdownHandle::new()? })
+        Ok(ServerContext::new(local_addr.into(), ShutdownHandle::new()?))
     }
 
     /// The address the server listens on (Python's `server.server_address`).
     pub fn local_addr(&self) -> &Addr {
-        &self.local_addr
+        &self.inner.0
     }
 
     /// Whether the server is stopping (see [`ShutdownHandle::is_stopping`]); works in a forked
     /// child too. A handler about to wait for an idle client should give up instead.
     pub fn is_stopping(&self) -> bool {
-        self.shutdown.is_stopping()
+        self.inner.1.is_stopping()
     }
 
     /// The server's shutdown handle. From inside a handler, prefer
     /// [`ShutdownHandle::request_shutdown`]: [`ShutdownHandle::shutdown`] would wait for the very
     /// request that is calling it, and so returns [`Error::ShutdownFromHandler`](crate::Error).
     pub fn shutdown_handle(&self) -> &ShutdownHandle {
-        &self.shutdown
+        &self.inner.1
     }
 }

@@ -396,6 +396,13 @@ impl HttpConn {
         self.body.get(self.body_pos..).unwrap_or(&[])
     }
 
+    /// Whether the connection ends once [`output`](HttpConn::output) is written (the response
+    /// said `Connection: close`). The Pool's worker leaves such a response to the reactor,
+    /// which writes and closes in one go.
+    pub fn closes_after_output(&self) -> bool {
+        matches!(self.after_write, AfterWrite::Close | AfterWrite::Drain)
+    }
+
     /// Whether any output is still to be written.
     fn pending(&self) -> bool {
         self.out_pos < self.out.len() || self.body_pos < self.body.len()

@@ -8,7 +8,8 @@
 //!  accept() ──────▶  every connection, non-blocking, in one Reactor
 //!  (only while       read what is there ─▶ machine.received ─▶ next_request
 //!   has_capacity)      complete request + token ──────▶ bounded queue ──▶ call(request)
-//!                    respond ◀── channel + Waker ◀──────────── Answer ◀──┘
+//!                    (Pool: + machine)   machine back ◀── channel ◀── respond, write what fits
+//!                    (EventLoop offload) respond ◀── channel + Waker ◀──── Answer ◀──┘
 //!                    write output until WouldBlock; interest from wants(),
 //!                    a reactor timer from deadline()
 //! ```
@@ -18,13 +19,18 @@
 //!   readiness event (level-triggered: the rest is reported again), and it writes until
 //!   `WouldBlock`, then waits for writability. A client that sends slowly, or reads slowly, or
 //!   not at all, costs a slot in the slab, its machine's buffers and a timer — not a thread.
-//! * A **worker** only runs the service on a request that is complete, and sends the answer
-//!   back. It never touches a socket.
+//! * A **worker** only runs the service on a request that is complete. On the Pool it gets
+//!   the connection's machine with the request (`Driver::lend`), gives it the answer, writes
+//!   the response with the same non-blocking writes as the reactor (never waiting: what the
+//!   client does not take at once is left to the reactor), and gives the machine back, waking
+//!   the reactor only if it has something to do at once. It never reads a socket.
 //!
 //! **Order.** At most one request per connection is out at a time: after `next_request`
-//! returns one, the machine says [`Want::Service`] and the reactor takes the socket out of epoll
-//! until the answer is back, so pipelined requests wait (in the kernel or the machine's buffer)
-//! and are answered in order.
+//! returns one, the machine says [`Want::Service`] (or, on the Pool, is with the worker), and
+//! nothing more is read from that connection until the answer is back, so pipelined requests
+//! wait (in the kernel or the machine's buffer) and are answered in order. (On the Pool the
+//! socket stays in epoll meanwhile, so that the client's next request wakes the reactor; the
+//! first readiness while the worker holds the machine takes it out until the machine is back.)
 //!
 //! **Back-pressure.** The queue between the halves is bounded. When it is full (every worker
 //! busy, `queue_size` requests waiting), the reactor stops reading: a connection that is
@@ -33,12 +39,20 @@
 //! [`has_room`](HalfAsync::has_room) is `false`, so the server stops accepting and new clients
 //! wait in the listen backlog. Memory stays bounded: requests waiting ≤ queue size, bytes
 //! buffered ≤ connections × the machine's own limits.
+//!
+//! **Load shedding** ([`Setup::shed`], `Pool::shed_when_full`). Instead of stalling, the
+//! reactor answers a complete request itself with the machine's refusal (HTTP: `503` with
+//! `Retry-After` and `Connection: close`), at once and without a worker, and keeps reading and
+//! accepting: a client learns in a millisecond that the server is full instead of waiting
+//! behind it. Memory stays bounded the same way (nothing is queued beyond the bound; a refused
+//! connection closes).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -83,6 +97,13 @@ pub(crate) trait ConnMachine: Send + 'static {
     /// A read found nothing more (`EWOULDBLOCK`): the connection waits now, and may give back
     /// buffers it does not need meanwhile. Default: nothing.
     fn would_block(&mut self) {}
+    /// Whether the connection ends once `output()` is written. A worker that holds the machine
+    /// (`Driver::lend`) leaves such output to the reactor, which writes it and closes in one
+    /// pass: the client then never sees the whole response before the server has let go of
+    /// the connection. Default: no.
+    fn closes_after_output(&self) -> bool {
+        false
+    }
 }
 
 /// Makes machines and runs the service: the contract's `SansIo`, typed. `HttpHandler` is one
@@ -109,6 +130,10 @@ pub(crate) trait Machines: Send + Sync + 'static {
     fn call_and_wait(&self, request: &Req<Self>) -> Ans<Self> {
         self.call(request).wait()
     }
+    /// The answer to a request refused because every worker is busy and the queue is full
+    /// (load shedding, [`Setup::shed`]), made on the reactor thread without the service: it
+    /// must be cheap and must not block. `retry_after`: when the client may try again.
+    fn shed(&self, request: &Req<Self>, retry_after: Duration) -> Ans<Self>;
 }
 
 /// What the service made of a request: an answer now, or the work that makes it later (the
@@ -150,6 +175,10 @@ pub(crate) struct Setup {
     /// [`set_accepting`](HalfAsync::set_accepting) says so. `None`: connections come only
     /// through [`submit`](HalfAsync::submit).
     pub(crate) listener: Option<Listener>,
+    /// Load shedding: `Some(retry_after)` answers a complete request that finds the queue full
+    /// with [`Machines::shed`] instead of stalling its connection, and keeps accepting. `None`
+    /// (the default everywhere but a `Pool` told otherwise): stall and stop accepting.
+    pub(crate) shed: Option<Duration>,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -177,6 +206,11 @@ const LINGER_BYTES: usize = 1 << 20;
 /// (On 2 cores, `wrk -t2 -c32` gave the same throughput with a batch of 64, within the noise.)
 const ACCEPT_BATCH: usize = 1;
 
+/// While a worker holds a connection's machine (`Driver::lend`), the reactor looks at the
+/// connection again after this long, in case the machine came back without a wake-up to a
+/// reactor that sleeps: an idle deadline is then late by at most this much.
+const AWAY_CHECK: Duration = Duration::from_millis(100);
+
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -188,6 +222,24 @@ struct Shared {
     /// An accept thread waits here (in `wait_for_room`) for room in the queue.
     room: Condvar,
     waker: Arc<Waker>,
+    /// The reactor is about to wait, or waits, in `epoll_wait`: only then does a worker with an
+    /// answer (or the accept thread with a connection) write the waker's eventfd. While the
+    /// reactor is awake it looks at the answers and the incoming connections before it waits
+    /// again, so a wake-up then would be a system call (and, at worst, a spurious extra pass)
+    /// for nothing: with a busy reactor that was one `write(2)` per request (strace, docs/costs.md).
+    asleep: AtomicBool,
+    /// Answers sent on the channel and not yet received by the reactor (counted before the
+    /// send): the reactor does not sleep while this is above 0.
+    answers_waiting: AtomicUsize,
+    /// `state.queue.len()`, written under the lock at every push and pop, read without it by
+    /// the reactor, which asks "is the queue full?" two or three times per request: taking the
+    /// lock for that made the reactor and the workers contend for it (futex calls). A stale
+    /// answer is harmless: a connection stalled by mistake is let on at the next pass, and a
+    /// worker's answer always brings one.
+    queued: AtomicUsize,
+    /// `State::closing`, readable without the lock: a worker that answers a request while the
+    /// server stops tells the connection's machine first (it then closes after the answer).
+    stopping: AtomicBool,
     capacity: usize,
     /// `Some(threads)`: accept only while a worker would be free for one more request
     /// (`Pool::accept_only_when_idle`, which `Prefork` sets so that a worker whose threads are
@@ -197,6 +249,8 @@ struct Shared {
     /// and send a moment later (the bundled client's fire mode) are spread by connection, not by
     /// request, and one worker may get more requests than it has threads (docs/05).
     accept_limit: Option<usize>,
+    /// `Setup::shed` is on: a full queue sheds requests instead of stopping the accepting.
+    shed: bool,
 }
 
 #[derive(Default)]
@@ -217,6 +271,8 @@ struct State {
     connections: usize,
     in_service: usize,
     stalled: usize,
+    /// Requests refused by load shedding so far.
+    shed: u64,
     closing: bool,
     reactor_done: bool,
     /// A reactor with its own listener accepts from it (see `Setup::listener`).
@@ -229,15 +285,28 @@ impl Shared {
     /// accepted) leave a worker free.
     fn room(&self, st: &State) -> bool {
         let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
+        // Shedding: a full queue is answered with a refusal, not by waiting, so the server keeps
+        // accepting (a client that waited in the backlog would not hear the 503).
         !st.closing
-            && st.queue.len() < self.capacity
-            && st.stalled == 0
+            && (self.shed || (st.queue.len() < self.capacity && st.stalled == 0))
             && self.accept_limit.is_none_or(|n| pending < n)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update below is complete at each step: a poisoned lock holds nothing half-done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes the reactor if it sleeps (see `asleep`), after something it looks at before
+    /// sleeping was published: an answer (`answers_waiting` raised first) or an incoming
+    /// connection (pushed under the lock). Why no wake-up is lost: the reactor sets `asleep`
+    /// and *then* looks at those; this side publishes and *then* reads `asleep` (all SeqCst, or
+    /// ordered by the lock), so either the reactor sees the work and does not block, or this
+    /// sees `asleep` and wakes it. `swap`: of several threads finishing at once, one writes.
+    fn wake_reactor(&self) {
+        if self.asleep.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
     }
 }
 
@@ -254,6 +323,8 @@ pub(crate) struct Stats {
     pub(crate) queued: usize,
     /// Workers running a request.
     pub(crate) busy: usize,
+    /// Requests refused by load shedding so far.
+    pub(crate) shed: u64,
 }
 
 /// The running half-sync/half-async machinery of a Pool: a reactor thread and N workers.
@@ -272,7 +343,7 @@ impl std::fmt::Debug for HalfAsync {
 impl HalfAsync {
     /// Starts the reactor thread and the workers for `machines`, as `setup` says.
     pub(crate) fn start<M: Machines>(machines: Arc<M>, setup: Setup) -> io::Result<HalfAsync> {
-        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, .. } = setup;
+        let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, shed, .. } = setup;
         // The Pool needs a worker to run anything; the event loop's offload workers are optional.
         let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
         let waker = Arc::new(Waker::new()?);
@@ -282,8 +353,13 @@ impl HalfAsync {
             work: Condvar::new(),
             room: Condvar::new(),
             waker,
+            asleep: AtomicBool::new(false),
+            answers_waiting: AtomicUsize::new(0),
+            queued: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
             capacity: capacity.max(1),
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
+            shed: shed.is_some(),
         });
         let mut workers = Vec::new();
         for i in 0..threads {
@@ -320,6 +396,8 @@ impl HalfAsync {
                 listener: setup.listener,
                 listening: false,
                 accept_paused_until: None,
+                shed,
+                shed_count: 0,
             };
             driver.run();
         });
@@ -348,7 +426,7 @@ impl HalfAsync {
         }
         st.incoming.push((stream, peer));
         drop(st);
-        self.shared.waker.wake();
+        self.shared.wake_reactor();
     }
 
     /// Whether the server should accept now: room in the request queue and nobody stalled.
@@ -377,6 +455,7 @@ impl HalfAsync {
             stalled: st.stalled,
             queued: st.queue.len(),
             busy: st.busy,
+            shed: st.shed,
         }
     }
 
@@ -396,6 +475,7 @@ impl HalfAsync {
     /// first; several event loops are all told before any is waited for.
     pub(crate) fn stop(&self) {
         self.shared.lock().closing = true;
+        self.shared.stopping.store(true, Ordering::SeqCst);
         self.shared.waker.wake();
         self.shared.work.notify_all();
         self.shared.room.notify_all();
@@ -427,6 +507,7 @@ fn worker_loop(shared: &Shared) {
             let mut st = shared.lock();
             loop {
                 if let Some(job) = st.queue.pop_front() {
+                    shared.queued.store(st.queue.len(), Ordering::SeqCst);
                     st.busy += 1;
                     // Room now: the reactor may have stalled connections, an accept thread may
                     // wait for room.
@@ -462,33 +543,44 @@ fn worker_loop(shared: &Shared) {
 }
 
 /// What comes back from a worker.
-enum Back<R, A> {
+enum Back<R, A, C> {
+    /// An answer for the reactor to give the machine (the event loop's offloaded work).
     Answer(Token, R, A),
+    /// The machine itself, which went to the worker with its request (the Pool): the worker
+    /// gave it the answer and wrote what it could (`Driver::start` says why).
+    Machine(Token, C),
     /// The job died without an answer: close the connection.
     Lost(Token),
 }
 
 /// Sends `Lost` if a job ends without sending its answer (a panic), so no connection waits
 /// for ever.
-struct LostGuard<R, A> {
+struct LostGuard<R, A, C> {
     token: Token,
-    tx: Option<Sender<Back<R, A>>>,
-    waker: Arc<Waker>,
+    tx: Option<Sender<Back<R, A, C>>>,
+    shared: Arc<Shared>,
 }
 
-impl<R, A> Drop for LostGuard<R, A> {
+impl<R, A, C> Drop for LostGuard<R, A, C> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
+            self.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
             let _ = tx.send(Back::Lost(self.token));
-            self.waker.wake();
+            self.shared.wake_reactor();
         }
     }
 }
 
 /// One connection on the reactor.
 struct Conn<C: ConnMachine> {
-    stream: Stream,
-    machine: C,
+    /// Shared with a worker that holds the machine (`Driver::start`): the descriptor stays
+    /// open while it writes, even if the reactor lets go of the connection meanwhile.
+    stream: Arc<Stream>,
+    /// `None` while a worker holds it (the Pool's requests: `Driver::start`).
+    machine: Option<C>,
+    /// Set by the reactor when the socket became readable (or the server began to stop) while
+    /// a worker holds the machine: the worker then wakes the reactor when it gives it back.
+    wanted: Arc<AtomicBool>,
     /// A request is out (queued or running).
     in_service: bool,
     /// Stalled by a full queue (in `Driver::stalled`).
@@ -519,8 +611,8 @@ struct Driver<M: Machines> {
     reactor: Reactor<Conn<M::Conn>>,
     machines: Arc<M>,
     shared: Arc<Shared>,
-    answers: Receiver<Back<Req<M>, Ans<M>>>,
-    answers_tx: Sender<Back<Req<M>, Ans<M>>>,
+    answers: Receiver<Back<Req<M>, Ans<M>, M::Conn>>,
+    answers_tx: Sender<Back<Req<M>, Ans<M>, M::Conn>>,
     /// Connections that could not hand out a request (queue full), first come first served.
     stalled: VecDeque<Token>,
     in_service: usize,
@@ -532,6 +624,10 @@ struct Driver<M: Machines> {
     listening: bool,
     /// `accept` failed for want of descriptors or memory: no accepting until then.
     accept_paused_until: Option<Instant>,
+    /// `Setup::shed`.
+    shed: Option<Duration>,
+    /// Requests refused by shedding (published as `State::shed`).
+    shed_count: u64,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -558,8 +654,21 @@ impl<M: Machines> Driver<M> {
             self.events.clear();
             let mut events = std::mem::take(&mut self.events);
             // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
-            let timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.reactor.react(timeout, &mut events) {
+            let mut timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+            // About to sleep: from here on, answers and connections wake us (`wake_reactor`).
+            // Then look once more at what they publish, and only look at the sockets if some
+            // came in meanwhile.
+            self.shared.asleep.store(true, Ordering::SeqCst);
+            if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
+                || !self.shared.lock().incoming.is_empty()
+            {
+                timeout = Some(Duration::ZERO);
+            }
+            let reacted = self.reactor.react(timeout, &mut events);
+            // Awake: whatever is published from now on is seen in this pass or the next
+            // check above, without a wake-up.
+            self.shared.asleep.store(false, Ordering::SeqCst);
+            if let Err(e) = reacted {
                 // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
                 // (dropping them closes them) rather than spin.
                 log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
@@ -576,17 +685,45 @@ impl<M: Machines> Driver<M> {
             }
             // Answers first: they free workers' results and may let stalled connections on.
             while let Ok(back) = self.answers.try_recv() {
+                self.shared.answers_waiting.fetch_sub(1, Ordering::SeqCst);
                 match back {
                     Back::Answer(token, request, answer) => {
                         self.answered(token, request, answer, now);
                         self.advance(token, now, false);
                     }
+                    Back::Machine(token, mut machine) => {
+                        if let Some(c) = self.reactor.get_mut(token) {
+                            if self.stopping {
+                                machine.stopping(now);
+                            }
+                            let last = machine.closes_after_output();
+                            c.machine = Some(machine);
+                            c.in_service = false;
+                            self.in_service -= 1;
+                            if last {
+                                // Out of epoll before the last response is written, not
+                                // between its write and the close: the client may read it and
+                                // look (tests/hostile.rs counts descriptors) before a late
+                                // epoll_ctl and close are done.
+                                let _ = self.reactor.set_interest(token, Interest::NONE);
+                            }
+                            self.advance(token, now, false);
+                        }
+                    }
                     Back::Lost(token) => {
                         if let Some(c) = self.reactor.get_mut(token) {
                             c.in_service = false;
-                            c.machine.failed();
                             self.in_service -= 1;
-                            self.advance(token, now, false);
+                            match c.machine.as_mut() {
+                                Some(m) => {
+                                    m.failed();
+                                    self.advance(token, now, false);
+                                }
+                                // The machine died with the job: nothing can answer now.
+                                None => {
+                                    self.reactor.remove(token);
+                                }
+                            }
                         }
                     }
                 }
@@ -614,7 +751,9 @@ impl<M: Machines> Driver<M> {
                             self.advance(token, now, false);
                             continue;
                         }
-                        c.machine.timed_out(now);
+                        if let Some(m) = c.machine.as_mut() {
+                            m.timed_out(now);
+                        }
                         self.advance(token, now, false);
                     }
                     Event::Woken => {}
@@ -635,7 +774,11 @@ impl<M: Machines> Driver<M> {
                     if let Some(c) = self.reactor.get_mut(token)
                         && c.linger.is_none()
                     {
-                        c.machine.stopping(now);
+                        // A machine a worker holds is told when it comes back (and the worker
+                        // reads `Shared::stopping` before it answers).
+                        if let Some(m) = c.machine.as_mut() {
+                            m.stopping(now);
+                        }
                         self.advance(token, now, false);
                     }
                 }
@@ -655,6 +798,7 @@ impl<M: Machines> Driver<M> {
         st.in_service = self.in_service;
         st.taken = 0;
         st.stalled = self.stalled.len();
+        st.shed = self.shed_count;
         let room = st.room_waiters > 0 && self.shared.room(&st);
         drop(st);
         if room {
@@ -678,8 +822,9 @@ impl<M: Machines> Driver<M> {
             machine.stopping(now);
         }
         let conn = Conn {
-            stream,
-            machine,
+            stream: Arc::new(stream),
+            machine: Some(machine),
+            wanted: Arc::new(AtomicBool::new(false)),
             in_service: false,
             stalled: false,
             eof: false,
@@ -712,7 +857,7 @@ impl<M: Machines> Driver<M> {
     /// rest), while there is room.
     fn accept_waiting(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
-            if self.stopping || !self.stalled.is_empty() || self.queue_full() {
+            if self.stopping || !self.stalled.is_empty() || self.refuses_work() {
                 return;
             }
             let Some(listener) = &self.listener else { return };
@@ -751,7 +896,7 @@ impl<M: Machines> Driver<M> {
             && !self.stopping
             && self.accept_paused_until.is_none()
             && self.stalled.is_empty()
-            && !self.queue_full();
+            && !self.refuses_work();
         if want == self.listening {
             return;
         }
@@ -771,7 +916,12 @@ impl<M: Machines> Driver<M> {
     }
 
     fn queue_full(&self) -> bool {
-        self.shared.lock().queue.len() >= self.shared.capacity
+        self.shared.queued.load(Ordering::SeqCst) >= self.shared.capacity
+    }
+
+    /// Whether a full queue stops the accepting: unless shedding, which answers instead.
+    fn refuses_work(&self) -> bool {
+        self.shed.is_none() && self.queue_full()
     }
 
     /// Runs the service on a request that connection `token` handed out: where [`RunOn`]
@@ -779,10 +929,7 @@ impl<M: Machines> Driver<M> {
     fn start(&mut self, token: Token, request: Req<M>) {
         self.in_service += 1;
         match self.run_on {
-            RunOn::Workers => {
-                let machines = Arc::clone(&self.machines);
-                self.enqueue(token, request, move |request| machines.call_and_wait(request));
-            }
+            RunOn::Workers => self.lend(token, request),
             // On the loop thread: while the service runs, no other connection is served. That
             // is the event loop's one rule, and the service's to keep.
             RunOn::Loop => match self.machines.call(&request) {
@@ -810,9 +957,61 @@ impl<M: Machines> Driver<M> {
     fn answered(&mut self, token: Token, request: Req<M>, answer: Ans<M>, now: Instant) {
         if let Some(c) = self.reactor.get_mut(token) {
             c.in_service = false;
-            c.machine.respond(request, answer, now);
+            if let Some(m) = c.machine.as_mut() {
+                m.respond(request, answer, now);
+            }
             self.in_service -= 1;
         }
+    }
+
+    /// The Pool's hand-off: the request goes to a worker *with its connection's machine and a
+    /// share of its socket*. The worker runs the service, gives the machine the answer and
+    /// writes the response itself, without blocking (the socket is non-blocking: what the
+    /// client does not take at once is left for the reactor, so a worker still never waits on
+    /// a client). Then it sends the machine back, and wakes the reactor only if something is
+    /// to be done at once: output left, a close, the next pipelined request, or an event the
+    /// reactor saw meanwhile (`Conn::wanted`). Otherwise the reactor is woken by what comes
+    /// next anyway, the client's next request (the socket stays in epoll meanwhile, readable
+    /// interest), or the check timer (`AWAY_CHECK`). Measured reason: with the answer handed
+    /// back, every request cost two thread wake-ups (reactor → worker → reactor) and two
+    /// `epoll_ctl` (out of epoll in service, back after); docs/costs.md has the figures.
+    fn lend(&mut self, token: Token, request: Req<M>) {
+        let Some(c) = self.reactor.get_mut(token) else { return };
+        let Some(mut machine) = c.machine.take() else { return };
+        let stream = Arc::clone(&c.stream);
+        let wanted = Arc::clone(&c.wanted);
+        wanted.store(false, Ordering::SeqCst);
+        let machines = Arc::clone(&self.machines);
+        let guard = LostGuard { token, tx: Some(self.answers_tx.clone()), shared: Arc::clone(&self.shared) };
+        let job: Job = Box::new(move || {
+            let mut guard = guard;
+            let answer = machines.call_and_wait(&request);
+            let now = Instant::now();
+            if guard.shared.stopping.load(Ordering::SeqCst) {
+                machine.stopping(now);
+            }
+            machine.respond(request, answer, now);
+            // A last response is the reactor's to write (see `closes_after_output`).
+            if !machine.closes_after_output() {
+                write_now(&stream, &mut machine, now);
+            }
+            let quiet = machine.wants() == Want::Read;
+            // Let go of the socket before the reactor may: if the reactor closed the connection
+            // and this share were the last, the descriptor would outlive the close that the
+            // client has seen already.
+            drop(stream);
+            if let Some(tx) = guard.tx.take() {
+                guard.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
+                // Err: the reactor is gone, and the connection with it.
+                let _ = tx.send(Back::Machine(token, machine));
+                // After the send: a reactor that set `wanted` before this swap is woken; one
+                // that sets it after sees `answers_waiting` before it sleeps.
+                if wanted.swap(false, Ordering::SeqCst) || !quiet {
+                    guard.shared.wake_reactor();
+                }
+            }
+        });
+        self.push_job(job);
     }
 
     /// Hands a request and the work that answers it to the workers.
@@ -822,19 +1021,26 @@ impl<M: Machines> Driver<M> {
         request: Req<M>,
         work: impl FnOnce(&Req<M>) -> Ans<M> + Send + 'static,
     ) {
-        let guard =
-            LostGuard { token, tx: Some(self.answers_tx.clone()), waker: Arc::clone(&self.shared.waker) };
+        let guard = LostGuard { token, tx: Some(self.answers_tx.clone()), shared: Arc::clone(&self.shared) };
         let job: Job = Box::new(move || {
             let mut guard = guard;
             let answer = work(&request);
             if let Some(tx) = guard.tx.take() {
+                // Counted before it is sent, so that the count is never below what the channel
+                // holds (the reactor counts down after each receive).
+                guard.shared.answers_waiting.fetch_add(1, Ordering::SeqCst);
                 // Err: the reactor is gone, and the connection with it.
                 let _ = tx.send(Back::Answer(token, request, answer));
-                guard.waker.wake();
+                guard.shared.wake_reactor();
             }
         });
+        self.push_job(job);
+    }
+
+    fn push_job(&self, job: Job) {
         let mut st = self.shared.lock();
         st.queue.push_back(job);
+        self.shared.queued.store(st.queue.len(), Ordering::SeqCst);
         let idle = st.idle_workers > 0;
         drop(st);
         if idle {
@@ -846,6 +1052,18 @@ impl<M: Machines> Driver<M> {
     /// interest and its timer from what its machine wants. `turn`: a stalled connection's turn
     /// has come (it goes before the others still stalled).
     fn advance(&mut self, token: Token, now: Instant, turn: bool) {
+        if let Some(c) = self.reactor.get_mut(token)
+            && c.machine.is_none()
+        {
+            // A worker holds the machine (`lend`) and something happened meanwhile: the next
+            // request is readable already, the check timer fired, or the server stops. Out of
+            // epoll (level-triggered: it would be reported in a loop), no timer, and the worker
+            // wakes us when it gives the machine back.
+            c.wanted.store(true, Ordering::SeqCst);
+            let _ = self.reactor.set_interest(token, Interest::NONE);
+            self.reactor.set_deadline(token, None);
+            return;
+        }
         let mut budget = READ_BUDGET;
         let interest = loop {
             let Some(c) = self.reactor.get_mut(token) else { return };
@@ -854,7 +1072,7 @@ impl<M: Machines> Driver<M> {
                 return;
             }
             if let Some((until, drained)) = c.linger {
-                match drain(&mut c.stream, drained) {
+                match drain(&c.stream, drained) {
                     Some(n) => {
                         c.linger = Some((until, n));
                         break Interest::READ;
@@ -866,21 +1084,25 @@ impl<M: Machines> Driver<M> {
                 }
             }
             if c.in_service {
-                break Interest::NONE;
+                // Lent to a worker with its machine: stay readable, so that the client's next
+                // request wakes us (`lend`). Otherwise (the event loop): out of epoll until
+                // the answer, so pipelined requests wait.
+                break if c.machine.is_none() { Interest::READ } else { Interest::NONE };
             }
-            let want = c.machine.wants();
-            if !c.machine.output().is_empty() {
-                match (&c.stream).write(c.machine.output()) {
+            let Some(m) = c.machine.as_mut() else { return };
+            let want = m.wants();
+            if !m.output().is_empty() {
+                match (&*c.stream).write(m.output()) {
                     // A write of 0 bytes on a non-empty buffer: the socket cannot take more
                     // ever. Treat it as a failed write.
-                    Ok(0) => c.machine.failed(),
-                    Ok(n) => c.machine.sent(n, now),
+                    Ok(0) => m.failed(),
+                    Ok(n) => m.sent(n, now),
                     // The send buffer is full (the client reads slowly, or not at all): wait
                     // for room, holding no thread. Its deadline (send rate) stays armed.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Interest::WRITE,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // EPIPE, ECONNRESET: the client is gone. Not an error of ours.
-                    Err(_) => c.machine.failed(),
+                    Err(_) => m.failed(),
                 }
                 continue;
             }
@@ -895,8 +1117,19 @@ impl<M: Machines> Driver<M> {
                 return;
             }
             // Service (a complete request is ready), Read, or Write with nothing left to write.
-            let full = self.shared.lock().queue.len() >= self.shared.capacity;
-            if full || (!turn && !self.stalled.is_empty()) {
+            let full = self.shared.queued.load(Ordering::SeqCst) >= self.shared.capacity;
+            if full && let Some(retry_after) = self.shed {
+                // Load shedding: a complete request that finds the queue full is refused here,
+                // on the reactor, at once (the refusal is written next time round the loop,
+                // and the machine closes after it). A request still arriving is read on: it may
+                // find room by the time it is whole, and reading it costs no worker.
+                if let Some(request) = m.next_request(now) {
+                    let answer = self.machines.shed(&request, retry_after);
+                    m.respond(request, answer, now);
+                    self.shed_count += 1;
+                    continue;
+                }
+            } else if full || (!turn && !self.stalled.is_empty()) {
                 // Back-pressure: the queue is full (or others wait for it first). Stop reading
                 // this connection until there is room, and suspend its deadline: waiting now
                 // is the server's doing, not the client's.
@@ -911,7 +1144,7 @@ impl<M: Machines> Driver<M> {
                 self.reactor.set_deadline(token, None);
                 return;
             }
-            if let Some(request) = c.machine.next_request(now) {
+            if let Some(request) = m.next_request(now) {
                 c.in_service = true;
                 self.start(token, request);
                 continue;
@@ -926,35 +1159,38 @@ impl<M: Machines> Driver<M> {
                 // come; the machine decides (its deadline, or Close).
                 break if c.eof { Interest::NONE } else { Interest::READ };
             }
-            let buf = c.machine.read_buf();
+            let buf = m.read_buf();
             if buf.is_empty() {
                 // The machine has no room for more (it should not want Read then): wait for its
                 // deadline rather than read 0 bytes and take it for EOF.
                 break Interest::NONE;
             }
-            match (&c.stream).read(buf) {
+            match (&*c.stream).read(buf) {
                 Ok(n) => {
                     budget = budget.saturating_sub(n.max(1));
                     if n == 0 {
                         c.eof = true;
                     }
-                    c.machine.received(n, now);
+                    m.received(n, now);
                 }
                 // Spurious wake-up, or all that was there is read: wait for more.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.machine.would_block();
+                    m.would_block();
                     break Interest::READ;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // ECONNRESET and the like: the client is gone.
-                Err(_) => c.machine.failed(),
+                Err(_) => m.failed(),
             }
         };
         let deadline = self.reactor.get(token).and_then(|c| match c.linger {
             Some((until, _)) => Some(until),
             // In service: no deadline of the client's, only a later answer's timer, if any.
+            // Lent to a worker: a check, so that a machine given back quietly to a reactor
+            // that sleeps gets its own deadline soon (`lend`).
+            None if c.in_service && c.machine.is_none() => Some(now + AWAY_CHECK),
             None if c.in_service => c.later.as_ref().map(|l| l.0),
-            None => c.machine.deadline(),
+            None => c.machine.as_ref().and_then(|m| m.deadline()),
         });
         if let Err(e) = self.reactor.set_interest(token, interest) {
             // ENOMEM, or a descriptor epoll refuses: the connection cannot be watched; close it.
@@ -983,9 +1219,26 @@ impl<M: Machines> Driver<M> {
     }
 }
 
+/// Writes what `machine` has to send until it is all out or the socket would block, without
+/// ever waiting (a worker calls it: `Driver::lend`); what is left is the reactor's.
+fn write_now<C: ConnMachine>(mut stream: &Stream, machine: &mut C, now: Instant) {
+    while !machine.output().is_empty() {
+        match stream.write(machine.output()) {
+            // As in `advance`: 0 bytes on a non-empty buffer is a socket that takes no more.
+            Ok(0) => machine.failed(),
+            Ok(n) => machine.sent(n, now),
+            // The client reads slowly (or not now): the reactor waits for room, not a worker.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // EPIPE, ECONNRESET: the client is gone; the machine says Close.
+            Err(_) => machine.failed(),
+        }
+    }
+}
+
 /// Reads and drops what a lingering connection sends; `None` when it is over (EOF, an error,
 /// or too much), else the total drained.
-fn drain(stream: &mut Stream, mut drained: usize) -> Option<usize> {
+fn drain(mut stream: &Stream, mut drained: usize) -> Option<usize> {
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {

@@ -69,6 +69,10 @@ impl ConnMachine for HttpConn {
     fn would_block(&mut self) {
         HttpConn::would_block(self);
     }
+
+    fn closes_after_output(&self) -> bool {
+        HttpConn::closes_after_output(self)
+    }
 }
 
 /// Makes HTTP connections with the handler's configuration and runs its service on a worker.
@@ -119,6 +123,26 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
             Later::Now(answer) => Later::Now(report.report(answer)),
             Later::At(at, work) => Later::At(at, Box::new(move || report.report(work()))),
             Later::Offload(work) => Later::Offload(Box::new(move || report.report(work()))),
+        }
+    }
+
+    fn shed(&self, _request: &Request, retry_after: Duration) -> Answer {
+        // Retry-After takes whole seconds (RFC 9110 §10.2.3): round up, so a client told to
+        // wait never comes back before the server said.
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let response = Response::text(503, "503 Service Unavailable: every worker is busy\n")
+            .with_header("Retry-After", secs.to_string())
+            // Close after it: a client that is refused should not keep a connection (and its
+            // slot on the reactor) while it waits to retry; respond() sees this and closes.
+            .with_header("Connection", "close");
+        // Made here on the reactor, by no service: X-Tid names the reactor thread, and the
+        // log line shows the 503 as every other request's line shows its status.
+        Answer {
+            response,
+            panicked: None,
+            started: Instant::now(),
+            elapsed: Duration::ZERO,
+            who: trace::Who::cached(),
         }
     }
 

@@ -139,10 +139,10 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 ///
 /// # The master: one thread, signals through a `signalfd`
 /// The master forks, so it must stay single-threaded (a lock held by another thread at the
-/// instant of a fork stays locked forever in the child). That rules out the `signals` thread of
-/// [`shutdown_on_signals`](crate::shutdown_on_signals). A signal *handler* is ruled out too: it
-/// may only call async-signal-safe functions, so it cannot log, allocate or touch the worker
-/// table, and reaping inside one races with the main loop (gunicorn #3198). Instead the master
+/// instant of a fork stays locked forever in the child). That rules out a `signals` thread. A
+/// signal *handler* that does the work is ruled out too: it may only call async-signal-safe
+/// functions, so it cannot log, allocate or touch the worker table, and reaping inside one races
+/// with the main loop (gunicorn #3198). Instead the master
 /// *blocks* SIGCHLD, SIGTERM, SIGINT, SIGTTIN and SIGTTOU and reads them as data from a
 /// `signalfd(2)`, which it `poll`s with a timeout. The loop is then ordinary code, and the timeout
 /// drives its timers: when to respawn after a back-off, when a graceful stop has lasted long
@@ -184,9 +184,8 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 /// 4. keeps SIGTERM blocked and waits for it on a `signals` thread, like
 ///    [`shutdown_on_signals`](crate::shutdown_on_signals): the first SIGTERM stops the worker's
 ///    `serve_forever`, its in-flight requests finish in `server_close`, it exits 0; a second one
-///    `_exit`s at once. (The crate's `shutdown_on_signals` also takes SIGINT, and its second
-///    signal calls `exit`, which a forked process must not; hence a handler of its own on the
-///    same kind of `signals` thread.)
+///    `_exit`s at once. (The crate's `shutdown_on_signals` also takes SIGINT, which a worker
+///    must leave to the master; hence a handler of its own, on a `signals` thread.)
 /// 5. builds its [`Server`](crate::Server) and serves.
 #[derive(Debug, Clone)]
 pub struct Prefork {

@@ -156,6 +156,9 @@ impl Machines for Upper {
         }
         Later::Now(request.to_ascii_uppercase())
     }
+    fn shed(&self, _request: &Vec<u8>, retry_after: Duration) -> Vec<u8> {
+        format!("BUSY {}", retry_after.as_secs()).into_bytes()
+    }
 }
 
 /// A pool serving `machines` on 127.0.0.1:0 through an accept loop that does what `Server`
@@ -287,7 +290,8 @@ fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline() {
     let mut other = client(served.addr);
     other.write_all(b"hello\n").unwrap();
     assert_eq!(read_lines(&mut other, 1), vec!["HELLO"]);
-    assert_eq!(served.pool.lock().unwrap().busy(), 0);
+    // The worker writes the answer itself, then counts itself idle: wait for that.
+    assert!(until(|| served.pool.lock().unwrap().busy() == 0));
     // The silent one is closed at its idle deadline (EOF, not a reset), by a reactor timer.
     let t0 = Instant::now();
     let mut b = [0u8; 16];
@@ -387,4 +391,66 @@ fn close_closes_idle_connections_and_finishes_the_one_in_progress() {
     let pool_back = closer.join().unwrap();
     assert_eq!(pool_back.workers(), 0);
     drop(pool);
+}
+
+#[test]
+fn shedding_answers_a_full_queue_at_once_and_keeps_accepting() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    // One worker, room for two requests: what does not fit is refused at once.
+    let served = serve(Pool::new(1).queue_size(2).shed_when_full(Duration::from_secs(3)), Arc::clone(&upper));
+    let n = 30;
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    // Every connection is accepted (no waiting in the backlog); two or three requests are out
+    // (three if the worker took the first before the reactor read the third, two if not: the
+    // bound counts queued requests) and the rest were refused without a worker, none stalled.
+    assert!(
+        until(|| {
+            let s = served.stats();
+            s.busy == 1 && s.in_service as u64 + s.shed == n as u64
+        }),
+        "{:?}",
+        served.stats()
+    );
+    let s = served.stats();
+    assert!(matches!((s.in_service, s.queued), (3, 2) | (2, 1)), "{s:?}");
+    assert_eq!(s.stalled, 0, "{s:?}");
+    let out = s.in_service;
+    assert_eq!(served.accepted.load(Ordering::SeqCst), n);
+    assert!(served.pool.lock().unwrap().has_capacity(), "a shedding pool keeps accepting");
+    assert_eq!(served.pool.lock().unwrap().requests_shed(), (n - out) as u64);
+    assert_eq!(upper.calls.load(Ordering::SeqCst), 1, "the refusals ran no service");
+    upper.open_gate();
+    let (mut served_ok, mut refused) = (0, 0);
+    for (i, c) in clients.iter_mut().enumerate() {
+        let line = read_lines(c, 1).remove(0);
+        if line == format!("C{i}") {
+            served_ok += 1;
+        } else {
+            assert_eq!(line, "BUSY 3");
+            refused += 1;
+        }
+    }
+    assert_eq!((served_ok, refused), (out, n - out));
+    served.close();
+}
+
+#[test]
+fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline() {
+    // The worker writes the answer and gives the machine back without waking the reactor
+    // (`Driver::lend`); nothing else happens on this server afterwards. The reactor must still
+    // take the machine back and arm its idle deadline (the check timer), or the silent
+    // connection would stay open for ever.
+    let served = serve(Pool::new(1), Upper::new(Duration::from_millis(200), true));
+    let mut c = client(served.addr);
+    c.write_all(b"once\n").unwrap();
+    assert_eq!(read_lines(&mut c, 1), vec!["ONCE"]);
+    let t0 = Instant::now();
+    let mut b = [0u8; 16];
+    assert_eq!(c.read(&mut b).expect("a clean close"), 0);
+    assert!(t0.elapsed() < Duration::from_secs(5), "closed after {:?}", t0.elapsed());
+    assert!(until(|| served.stats().connections == 0), "{:?}", served.stats());
+    served.close();
 }
