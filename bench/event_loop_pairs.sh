@@ -9,6 +9,7 @@
 #     bench/event_loop_pairs.sh                 # 5 s per wrk run, 3 rounds: about 7 minutes
 #     SECS=3 ROUNDS=1 bench/event_loop_pairs.sh
 #     SERVERS="el2 nginx2 min2" bench/event_loop_pairs.sh
+#     SERVERS="pool poolb nginx2" MODES="keepalive close" bench/event_loop_pairs.sh   # issue 9's pairs
 #
 # Each round measures every server once per mode (wrk -t2 -c32 --latency on /hello, keep-alive
 # then `Connection: close`; then `h2load --h1 -m 16`, 16 requests pipelined on each of 32
@@ -70,6 +71,8 @@ cmd_of() {
         el2x) echo "$EX/event_loop_server --threads 2 --accept-on-loops" ;;
         el2r) echo "$EX/event_loop_server --threads 2 --reuse-port" ;;
         pf2) echo "$EX/prefork_server --workers 2 --event-loop" ;;
+        pool) echo "$EX/pool_server" ;;
+        poolb) echo "$EX/pool_server --blocking-workers" ;;
         min1) echo "$MIN/min_epoll --threads 1" ;;
         min2) echo "$MIN/min_epoll --threads 2" ;;
         hyper1) echo "$MIN/hyper_hello --threads 1" ;;
@@ -84,6 +87,8 @@ label_of() {
         el2x) echo "event_loop_server --threads 2 --accept-on-loops" ;;
         el2r) echo "event_loop_server --threads 2 --reuse-port" ;;
         pf2) echo "prefork_server --workers 2 --event-loop" ;;
+        pool) echo "pool_server (4 workers, the reactor)" ;;
+        poolb) echo "pool_server --blocking-workers" ;;
         nginx1) echo "nginx, 1 worker process" ;;
         nginx2) echo "nginx, 2 worker processes" ;;
         min1) echo "min_epoll --threads 1" ;;
