@@ -27,7 +27,7 @@
 //! Ctrl-C or SIGTERM stops it: requests in flight finish, children are reaped, the socket file
 //! is removed, exit 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,11 +35,13 @@ use course::app::{init_logging, options_or_exit};
 use course::echo::{self, EchoArgs, MAX_LINE, Strategy, Transport};
 use socketserver::trace::Who;
 use socketserver::{
-    Concurrency, Forking, RequestHandler, Sequential, Server, Threading, handler_fn, shutdown_on_signals,
+    Concurrency, Datagram, DatagramHandler, Forking, RequestHandler, Sequential, Server, ServerBuilder,
+    StreamIo, StreamRequestHandler, Threading, datagram_fn, shutdown_on_signals,
 };
 
-/// How long a stream client may stay silent before the server gives up on it: without a bound a
-/// client that connects and says nothing pins the sequential server forever.
+/// Python's `StreamRequestHandler.timeout`, set: how long a stream client may stay silent (or
+/// leave an answer unread) before the server gives up on it. Python's default is `None`, which
+/// lets one client that connects and says nothing pin the sequential server forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
@@ -65,13 +67,18 @@ fn main() -> ExitCode {
 /// Binds the transport `args` asks for with strategy `c`, and serves until SIGINT/SIGTERM.
 fn serve<C: Concurrency>(c: C, args: &EchoArgs) -> socketserver::Result<()> {
     let quiet = args.quiet;
+    // Python's max_packet_size (the library's default too), said here because the log line and
+    // the tests name the figure.
+    let datagram_server = || ServerBuilder::new().max_packet_size(MAX_LINE);
     match &args.transport {
         Transport::Tcp => run(Server::bind((args.host.as_str(), args.port), c, lines(quiet))?, args),
         Transport::Unix(path) => run(Server::bind_unix(path, c, lines(quiet))?, args),
-        Transport::Udp | Transport::UnixDgram(_) => Err(socketserver::Error::from(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "datagram transports need the datagram half of the library",
-        ))),
+        Transport::Udp => {
+            run(datagram_server().bind_udp((args.host.as_str(), args.port), c, datagrams(quiet))?, args)
+        }
+        Transport::UnixDgram(path) => {
+            run(datagram_server().bind_unix_datagram(path, c, datagrams(quiet))?, args)
+        }
     }
 }
 
@@ -81,7 +88,6 @@ fn run<C: Concurrency, H: RequestHandler>(
     mut server: Server<C, H>,
     args: &EchoArgs,
 ) -> socketserver::Result<()> {
-    // Before any other thread exists: the signal mask is inherited by threads made later.
     shutdown_on_signals(server.shutdown_handle())?;
     println!("{}", echo::banner(&args.transport, &server.local_addr()));
     // Flush now: when stdout is a pipe (the tests) the reader waits for this line to learn the
@@ -100,23 +106,19 @@ fn run<C: Concurrency, H: RequestHandler>(
     Ok(())
 }
 
-/// The stream handler: every line of the connection is a request, answered upper-cased, until
-/// the client closes its side. Python's documentation handler answers one line and returns;
-/// this one keeps going so that `nc` can be used interactively, and Python's client (one line,
-/// then close) sees the same answer.
+/// The stream handler (Python's `StreamRequestHandler` subclass in the documentation): every
+/// line of the connection is a request, answered upper-cased, until the client closes its side.
+/// Python's documentation handler answers one line and returns; this one keeps going so that
+/// `nc` can be used interactively, and Python's client (one line, then close) sees the same.
 fn lines(quiet: bool) -> impl RequestHandler {
-    handler_fn(move |conn| {
-        conn.stream().set_read_timeout(Some(IDLE_TIMEOUT))?;
-        let peer = conn.peer_addr().clone();
-        let stream = &*conn.stream();
-        let mut rfile = BufReader::new(stream);
-        let mut wfile = stream;
+    StreamRequestHandler::new(move |io: &mut StreamIo<'_>| {
+        let peer = io.peer_addr().clone();
         let mut line = Vec::new();
         loop {
             line.clear();
             // `take` bounds the line: a client that never sends a newline gets an error after
             // MAX_LINE bytes instead of growing this buffer without end.
-            let n = (&mut rfile).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
+            let n = (&mut io.rfile).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line)?;
             if n == 0 {
                 return Ok(()); // the client closed its side: the connection is done
             }
@@ -126,7 +128,10 @@ fn lines(quiet: bool) -> impl RequestHandler {
                     format!("a line longer than {MAX_LINE} bytes from {peer}: connection closed").into()
                 );
             }
-            wfile.write_all(&echo::answer(&line))?;
+            io.wfile.write_all(&echo::answer(&line))?;
+            // wfile is buffered and the client waits for this answer before it sends (or
+            // closes): flush every line, or both sides would wait for each other.
+            io.wfile.flush()?;
             if !quiet {
                 let shown = line.strip_suffix(b"\n").unwrap_or(&line);
                 log::info!(
@@ -135,5 +140,40 @@ fn lines(quiet: bool) -> impl RequestHandler {
                 );
             }
         }
+    })
+    .timeout(Some(IDLE_TIMEOUT))
+    // One small answer per small request: Nagle's algorithm would hold the second answer on a
+    // connection until the first is acknowledged (up to 40 ms with delayed ACKs).
+    .disable_nagle_algorithm(true)
+}
+
+/// The datagram handler (Python's `DatagramRequestHandler`): the packet is the request; what is
+/// written to the `Datagram` is sent back as one datagram when the handler returns. A truncated
+/// packet is not answered: its upper-cased first 8192 bytes would look like a whole answer.
+fn datagrams(quiet: bool) -> impl DatagramHandler {
+    datagram_fn(move |d: &mut Datagram| {
+        let started = Instant::now();
+        let packet = d.packet();
+        let shown = packet.strip_suffix(b"\n").unwrap_or(packet);
+        if d.truncated() {
+            let note =
+                format!("truncated ({} bytes sent, {} kept): not answered", d.original_len(), packet.len());
+            log::warn!(
+                "{}",
+                echo::log_line(Who::current(), d.peer_addr(), shown, Some(&note), started, started.elapsed())
+            );
+            return Ok(());
+        }
+        let reply = echo::answer(packet);
+        // Logged before the reply leaves (it is sent after this returns): a reply that cannot be
+        // sent, to an unnamed Unix socket, is then the error line right after this one.
+        if !quiet {
+            log::info!(
+                "{}",
+                echo::log_line(Who::current(), d.peer_addr(), shown, None, started, started.elapsed())
+            );
+        }
+        d.write_all(&reply)?;
+        Ok(())
     })
 }

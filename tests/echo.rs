@@ -136,7 +136,6 @@ fn pythons_tcp_client_works_on_every_strategy() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn pythons_udp_client_works_on_every_strategy() {
     python_clients_on(T::Udp);
 }
@@ -147,7 +146,6 @@ fn pythons_client_on_a_unix_stream_socket_works_on_every_strategy() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn pythons_client_on_a_unix_datagram_socket_works_on_every_strategy() {
     python_clients_on(T::UnixDgram);
 }
@@ -262,7 +260,6 @@ fn hundred_tcp_clients_threading_and_forking() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn hundred_udp_clients_threading_and_forking() {
     hundred_clients(T::Udp, "--threading");
     hundred_clients(T::Udp, "--forking");
@@ -275,7 +272,6 @@ fn hundred_unix_stream_clients_threading_and_forking() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn hundred_unix_datagram_clients_threading_and_forking() {
     hundred_clients(T::UnixDgram, "--threading");
     hundred_clients(T::UnixDgram, "--forking");
@@ -329,7 +325,6 @@ fn a_line_longer_than_the_limit_closes_that_connection_with_an_error_in_the_log(
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn empty_and_oversized_datagrams_are_logged_and_the_server_goes_on() {
     let dir = TempDir::new("echo-bad-dgram");
     for t in [T::Udp, T::UnixDgram] {
@@ -364,7 +359,6 @@ fn empty_and_oversized_datagrams_are_logged_and_the_server_goes_on() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn a_datagram_client_that_vanishes_before_the_reply_costs_nothing() {
     let dir = TempDir::new("echo-vanish-dgram");
     // UDP: the reply goes to a port nobody has any more; an unconnected socket hears nothing of
@@ -388,7 +382,6 @@ fn a_datagram_client_that_vanishes_before_the_reply_costs_nothing() {
 }
 
 #[test]
-#[ignore = "needs the library's datagram half (Server::bind_udp), not on main yet"]
 fn an_unnamed_unix_datagram_client_cannot_be_answered_and_the_log_says_so() {
     let dir = TempDir::new("echo-unnamed");
     let server = start(T::UnixDgram, "", &dir, &[]);
