@@ -17,7 +17,7 @@ GROUPS_STARTED=()
 log() { echo "$@" >&2; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-trap 'for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+stop_groups_on_exit
 
 cargo build -q --release --example client --example sequential_server --example threaded_server \
     --example forking_server --example pool_server --example prefork_server --example event_loop_server

@@ -1,6 +1,6 @@
 # bench/lib.sh: one server's life, shared by bench/run.sh and bench/slow.sh (sourced, not run).
 #
-# The caller sets WORK (a temp dir), GROUPS_STARTED=() (its EXIT trap kills every group in it)
+# The caller sets WORK (a temp dir), GROUPS_STARTED=() (its EXIT trap, or stop_groups_on_exit below, kills every group in it)
 # and a log function.
 
 # start_group NAME CMD...: starts CMD in a new process group (setsid: a stop then reaches every
@@ -41,4 +41,18 @@ stop_group() {
     if alive "$SPID"; then log "  pid $SPID ignored SIGTERM for 5 s: SIGKILL"; fi
     kill -KILL -- "-$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
+}
+
+# stop_groups_on_exit: an EXIT trap that SIGKILLs every group in GROUPS_STARTED (whatever a
+# failed step left running) and removes $WORK; INT/TERM exit through it. For the scripts that
+# keep nothing in WORK after they end.
+stop_groups_on_exit() {
+    trap '_stop_groups_and_clean' EXIT
+    trap 'exit 130' INT TERM
+}
+_stop_groups_and_clean() {
+    local g
+    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
 }

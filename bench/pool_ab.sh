@@ -18,7 +18,7 @@ GROUPS_STARTED=()
 log() { echo "$@" >&2; }
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-trap 'for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+stop_groups_on_exit
 # utime + stime of every thread of PID, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Context switches (voluntary and not) of every thread of PID.

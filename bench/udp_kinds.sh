@@ -16,9 +16,9 @@ N=${N:-100}
 WORK=$(mktemp -d)
 GROUPS_STARTED=()
 log() { echo "$@" >&2; }
-trap 'for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+stop_groups_on_exit
 cargo build --release -q --example echo_server --example client
 EX=target/release/examples
 TICK_MS=$((1000 / $(getconf CLK_TCK)))

@@ -24,13 +24,9 @@ SERVERS=${SERVERS:-pool_server}
 WORK=$(mktemp -d)
 GROUPS_STARTED=()
 log() { echo "$@" >&2; }
-cleanup() {
-    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+stop_groups_on_exit
 
 cargo build --release -q --example pool_server --example threaded_server --example client
 EX=target/release/examples
