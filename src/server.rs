@@ -207,10 +207,7 @@ impl ServerBuilder {
         concurrency: C,
         handler: H,
     ) -> Result<Server<C, H>> {
-        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))
-        })?;
-        let listener = transport::bind_tcp(addr, self.listen)?;
+        let listener = transport::bind_tcp(transport::first_addr(addr)?, self.listen)?;
         self.from_listener(listener, concurrency, handler)
     }
 
@@ -258,9 +255,7 @@ impl ServerBuilder {
         concurrency: C,
         handler: D,
     ) -> Result<Server<C, Datagrams<D>>> {
-        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            Error::Io(io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing"))
-        })?;
+        let addr = transport::first_addr(addr)?;
         self.check_datagram_config(&concurrency)?;
         let socket = transport::bind_datagram(DatagramAddr::Udp(addr), self.listen)?;
         self.from_listener(socket, concurrency, Datagrams::new(handler))

@@ -24,3 +24,13 @@ pub(crate) use listener::{
     DatagramAddr, ListenOptions, Received, bind_datagram, bind_tcp, bind_unix, send_datagram,
 };
 pub use stream::Stream;
+
+/// The first address `addr` resolves to (what every `bind` binds).
+///
+/// # Errors
+/// [`Error::Io`](crate::Error::Io) if it does not resolve, or resolves to nothing.
+pub(crate) fn first_addr(addr: impl std::net::ToSocketAddrs) -> crate::Result<std::net::SocketAddr> {
+    addr.to_socket_addrs()?.next().ok_or_else(|| {
+        crate::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "address resolves to nothing"))
+    })
+}

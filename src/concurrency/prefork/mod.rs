@@ -296,9 +296,7 @@ impl Prefork {
     /// # Errors
     /// [`Error::Bind`] if the port cannot be bound; [`Error::Io`] if `addr` does not resolve.
     pub fn bind(self, addr: impl ToSocketAddrs) -> Result<PreforkServer> {
-        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
-            Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "address resolves to nothing"))
-        })?;
+        let addr = transport::first_addr(addr)?;
         let held = if self.reuse_port {
             Held::Reserved(reserve_port(addr)?)
         } else {
