@@ -41,13 +41,7 @@ log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 source bench/lib.sh
 
 GROUPS_STARTED=()
-cleanup() {
-    local g
-    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_groups_on_exit keep
 
 for tool in wrk nginx h2load; do
     pkg=$tool

@@ -43,10 +43,11 @@ stop_group() {
     wait "$SPID" 2>/dev/null || true
 }
 
-# stop_groups_on_exit: an EXIT trap that SIGKILLs every group in GROUPS_STARTED (whatever a
-# failed step left running) and removes $WORK; INT/TERM exit through it. For the scripts that
-# keep nothing in WORK after they end.
+# stop_groups_on_exit [keep]: an EXIT trap that SIGKILLs every group in GROUPS_STARTED (whatever
+# a failed step left running) and removes $WORK, unless `keep` is given (scripts that leave their
+# raw outputs there for a reader); INT/TERM exit through it.
 stop_groups_on_exit() {
+    _KEEP_WORK=${1:-}
     trap '_stop_groups_and_clean' EXIT
     trap 'exit 130' INT TERM
 }
@@ -54,5 +55,5 @@ _stop_groups_and_clean() {
     local g
     for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$WORK"
+    [[ $_KEEP_WORK == keep ]] || rm -rf "$WORK"
 }

@@ -29,13 +29,7 @@ log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 source bench/lib.sh
 
 GROUPS_STARTED=()
-cleanup() {
-    local g
-    for g in "${GROUPS_STARTED[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_groups_on_exit keep
 
 for tool in slowhttptest nginx; do
     command -v $tool >/dev/null || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq $tool >/dev/null 2>&1; } \
