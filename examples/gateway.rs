@@ -330,9 +330,8 @@ fn serve(o: &Options) -> Result<(), String> {
         HttpHandler::new(move |req: &Request| g.forward(req)).trace_headers(false).log_requests(!o.quiet);
     let mut server =
         Server::bind((o.host.as_str(), o.port), Threading::new(), handler).map_err(|e| e.to_string())?;
-    // This blocks SIGINT/SIGTERM in this thread and in every thread started later, and lets a
-    // signal thread take them; so no thread may exist before it (one that did would take the
-    // signal and die of it). Command resets the signal mask in the children it starts, so the
+    // From here SIGINT/SIGTERM run the crate's signal handler, which wakes serve_forever for a
+    // graceful stop. Command resets signal dispositions in the children it execs, so the
     // backends still stop on their own SIGTERM.
     shutdown_on_signals(server.shutdown_handle()).map_err(|e| e.to_string())?;
     println!("{}", app::banner(&server.local_addr()));

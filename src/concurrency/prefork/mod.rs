@@ -181,11 +181,12 @@ pub(crate) const STARTUP_WINDOW: Duration = Duration::from_secs(1);
 /// 2. closes its copy of the master's `signalfd` (the master's signals are none of its business);
 /// 3. ignores SIGINT: Ctrl-C in a terminal signals the whole process group, and the master alone
 ///    decides how to stop (as the children of [`Forking`](crate::Forking) do);
-/// 4. keeps SIGTERM blocked and waits for it on a `signals` thread, like
-///    [`shutdown_on_signals`](crate::shutdown_on_signals): the first SIGTERM stops the worker's
-///    `serve_forever`, its in-flight requests finish in `server_close`, it exits 0; a second one
-///    `_exit`s at once. (The crate's `shutdown_on_signals` also takes SIGINT, which a worker
-///    must leave to the master; hence a handler of its own, on a `signals` thread.)
+/// 4. keeps SIGTERM blocked and waits for it on a `signals` thread: the first SIGTERM stops the
+///    worker's `serve_forever`, its in-flight requests finish in `server_close`, it exits 0; a
+///    second one `_exit`s at once. (The crate's
+///    [`shutdown_on_signals`](crate::shutdown_on_signals), a signal handler, also takes SIGINT,
+///    which a worker must leave to the master; and a worker forks nothing, so the thread costs
+///    it no fork's page faults.)
 /// 5. builds its [`Server`](crate::Server) and serves.
 #[derive(Debug, Clone)]
 pub struct Prefork {
