@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 use socket2::{SockAddr, Socket};
 
 use super::connect;
-use super::fire::{Connecting, ECHOED, ErrorKind, Gate, Job, Reply, RequestError, Timed, read_some, volley};
+use super::fire::{
+    ECHOED, ErrorKind, Gate, Job, Reply, RequestError, Timed, connect_then, read_some, volley,
+};
 use super::fire_report::FireReport;
 
 /// Time allowed for each line when `--timeout` is not given: 5 s. An echo server answers at
@@ -211,14 +213,7 @@ fn stream_line(
     timeout: Duration,
     gate: &Gate,
 ) -> Timed {
-    let connecting = Connecting::start(addrs);
-    let released = gate.wait();
-    let deadline = released.checked_add(timeout);
-    let (connected, result) = match connecting.and_then(|c| c.finish(deadline, timeout)) {
-        Ok(stream) => (Some(Instant::now()), stream_exchange(stream, index, deadline, timeout)),
-        Err(e) => (None, Err(e)),
-    };
-    Timed { released, connected, sent: connected, done: Instant::now(), result }
+    connect_then(addrs, timeout, gate, |stream, deadline| stream_exchange(stream, index, deadline, timeout))
 }
 
 /// Writes the line and reads the answer: up to a newline, or to the end of the stream.

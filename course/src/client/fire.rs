@@ -366,27 +366,34 @@ fn request_bytes(url: &Url) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One thread's whole life: start connecting, wait for the others, finish connecting, send,
-/// read.
+/// One thread's whole life: send and read one HTTP request on a connection of its own.
 fn one_request(
     addrs: &Result<Vec<SockAddr>, RequestError>,
     request: &[u8],
     timeout: Duration,
     gate: &Gate,
 ) -> Timed {
+    connect_then(addrs, timeout, gate, |stream, deadline| exchange(stream, request, deadline, timeout))
+}
+
+/// Starts connecting, waits at the gate for the others, finishes connecting, then runs
+/// `exchange` on the stream: the shape of every stream request of a volley (HTTP here, an echo
+/// line in echo mode). One deadline for the whole request, the connect included; none if it
+/// cannot be represented.
+pub(crate) fn connect_then(
+    addrs: &Result<Vec<SockAddr>, RequestError>,
+    timeout: Duration,
+    gate: &Gate,
+    exchange: impl FnOnce(Socket, Option<Instant>) -> Result<Reply, RequestError>,
+) -> Timed {
     let connecting = Connecting::start(addrs);
     let released = gate.wait();
-    // One deadline for the whole request, the connect included; none if it cannot be
-    // represented.
     let deadline = released.checked_add(timeout);
-    let (connected, sent, result) = match connecting.and_then(|c| c.finish(deadline, timeout)) {
-        Ok(stream) => {
-            let connected = Instant::now();
-            (Some(connected), Some(connected), exchange(stream, request, deadline, timeout))
-        }
-        Err(e) => (None, None, Err(e)),
+    let (connected, result) = match connecting.and_then(|c| c.finish(deadline, timeout)) {
+        Ok(stream) => (Some(Instant::now()), exchange(stream, deadline)),
+        Err(e) => (None, Err(e)),
     };
-    Timed { released, connected, sent, done: Instant::now(), result }
+    Timed { released, connected, sent: connected, done: Instant::now(), result }
 }
 
 /// A connect in progress: a non-blocking socket whose SYN has left (or, on a Unix socket, that
