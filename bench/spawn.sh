@@ -52,14 +52,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # run NAME MODE CMD...: start CMD under perf stat, wrk it, stop it, print one line.
-run() {
-    local name=$1 mode=$2 line port spid hdr=() reqs rps faults clock
-    shift 2
-    [[ $mode == close ]] && hdr=(-H 'Connection: close')
-    rm -f "$WORK/out" "$WORK/err" "$WORK/perf" "$WORK/wrk"
-    # setsid: its own process group, so the stop below reaches every child it forked.
-    setsid perf stat -x, -e page-faults,task-clock -o "$WORK/perf" -- "$@" --port 0 --quiet \
-        >"$WORK/out" 2>"$WORK/err" </dev/null &
+# under_perf PERF-ARGS... -- SERVER...: starts `perf PERF-ARGS -- SERVER --port 0 --quiet` in a
+# process group of its own (setsid: the stop reaches every child the server forks), waits up to
+# 5 s for the banner, and sets PERF_PID, port and spid (the server, perf's child; empty if it
+# did not start). Output in $WORK/out and $WORK/err.
+under_perf() {
+    local line=
+    setsid perf "$@" --port 0 --quiet >"$WORK/out" 2>"$WORK/err" </dev/null &
     PERF_PID=$!
     for _ in $(seq 100); do
         line=$(head -n1 "$WORK/out" 2>/dev/null) && [[ -n $line ]] && break
@@ -67,6 +66,14 @@ run() {
     done
     port=$(sed -n 's/.*(http:\/\/127\.0\.0\.1:\([0-9]*\)\/).*/\1/p' <<<"$line")
     spid=$(pgrep -P "$PERF_PID" | head -n1)
+}
+
+run() {
+    local name=$1 mode=$2 port spid hdr=() reqs rps faults clock
+    shift 2
+    [[ $mode == close ]] && hdr=(-H 'Connection: close')
+    rm -f "$WORK/out" "$WORK/err" "$WORK/perf" "$WORK/wrk"
+    under_perf stat -x, -e page-faults,task-clock -o "$WORK/perf" -- "$@"
     if [[ -z $port || -z $spid ]]; then
         printf '%-34s %-9s did not start: %s\n' "$name" "$mode" "$(head -c 200 "$WORK/err")"
         kill -KILL -- "-$PERF_PID" 2>/dev/null || true
@@ -92,18 +99,10 @@ run() {
 
 # breakdown NAME CMD...: one perf record run under Connection: close, split as described above.
 breakdown() {
-    local name=$1 line port spid reqs total
+    local name=$1 port spid reqs total
     shift
-    rm -f "$WORK/out" "$WORK/wrk" "$WORK/rec"
-    setsid perf record -q -e task-clock -c 50000 --kernel-callchains -g -o "$WORK/rec" -- "$@" --port 0 --quiet \
-        >"$WORK/out" 2>/dev/null </dev/null &
-    PERF_PID=$!
-    for _ in $(seq 100); do
-        line=$(head -n1 "$WORK/out" 2>/dev/null) && [[ -n $line ]] && break
-        sleep 0.05
-    done
-    port=$(sed -n 's/.*(http:\/\/127\.0\.0\.1:\([0-9]*\)\/).*/\1/p' <<<"$line")
-    spid=$(pgrep -P "$PERF_PID" | head -n1)
+    rm -f "$WORK/out" "$WORK/err" "$WORK/wrk" "$WORK/rec"
+    under_perf record -q -e task-clock -c 50000 --kernel-callchains -g -o "$WORK/rec" -- "$@"
     wrk -t2 -c"$CONNS" -d"${SECS}s" -H 'Connection: close' "http://127.0.0.1:$port/hello" >"$WORK/wrk" 2>&1 || true
     kill -TERM "$spid" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
