@@ -589,12 +589,14 @@ mod tests {
         let path = ro.join("s.sock");
         // root (CAP_DAC_OVERRIDE) ignores directory permissions: then the bind simply works.
         let privileged = std::fs::write(ro.join("probe"), "").is_ok();
-        match bind_unix(&path, ListenOptions::default()) {
+        let bound = bind_unix(&path, ListenOptions::default());
+        // Writable again before any assertion can fail, so that TempDir can remove it.
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
+        match bound {
             Ok(_) => assert!(privileged, "bound in a directory we may not write"),
             Err(Error::Bind { source, .. }) => assert_eq!(source.kind(), io::ErrorKind::PermissionDenied),
             Err(other) => panic!("expected a bind error, got {other:?}"),
         }
-        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 
     #[test]
