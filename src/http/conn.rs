@@ -30,7 +30,10 @@
 //! A read or write error is [`failed`](HttpConn::failed). Read only when the connection wants
 //! `Read` or `Drain`: that is the back-pressure. While a request is with the service, or its
 //! response is being written, pipelined bytes stay in the kernel, so a client that sends
-//! requests without reading the answers cannot make the server buffer them.
+//! requests without reading the answers cannot make the server buffer them. Pipelined
+//! requests that one read brought in together are answered together: `Service` comes before
+//! `Write` while their answers are small, so that they leave in one write (at most
+//! [`PIPELINE_OUTPUT_LIMIT`] plus one answer is held).
 //!
 //! # Why `Drain`
 //! After a refusal (and after a `Connection: close` response with unread bytes behind it) the
@@ -83,6 +86,10 @@ pub const LINGER_TIME: Duration = Duration::from_secs(2);
 /// How many bytes to read (and discard) at most after refusing a request.
 pub const LINGER_BYTES: usize = 1024 * 1024;
 
+/// How much unwritten output the answers to one pipeline may gather before the connection
+/// stops answering ahead and writes (see `HttpConn::may_parse_ahead`).
+pub(crate) const PIPELINE_OUTPUT_LIMIT: usize = 64 * 1024;
+
 /// The interim response to `Expect: 100-continue` (RFC 9110 §10.1.1).
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -132,9 +139,10 @@ pub enum Want {
     Read,
     /// Output is pending: write [`output`](HttpConn::output) (writable interest).
     Write,
-    /// A complete request is ready ([`next_request`](HttpConn::next_request) hands it out) or
-    /// out with the service, whose answer is awaited: no read interest (back-pressure:
-    /// pipelined bytes stay in the kernel), no write interest.
+    /// A complete request is ready ([`next_request`](HttpConn::next_request) hands it out; if
+    /// output is pending, the request was pipelined behind it and its answer joins it) or out
+    /// with the service, whose answer is awaited: no read interest (back-pressure: pipelined
+    /// bytes stay in the kernel), no write interest.
     Service,
     /// The response is out and the connection ends, but the client may still be sending: send
     /// FIN (`shutdown(Write)`) once, then read and hand what comes to
@@ -381,6 +389,8 @@ impl HttpConn {
         self.panicked = panicked;
         // Its buffers serve the next request on this connection.
         self.reader.recycle(request);
+        // A pipelined request may be buffered behind this one already.
+        self.advance(now);
     }
 
     /// Bytes to write; then [`sent`](HttpConn::sent). Empty once the connection is closed.
@@ -468,9 +478,13 @@ impl HttpConn {
     pub fn wants(&self) -> Want {
         if self.closed {
             Want::Close
+        } else if self.ready.is_some() {
+            // Even with output pending: a pipelined request parsed behind it is answered
+            // first, so that both answers leave in one write (`advance`).
+            Want::Service
         } else if self.pending() {
             Want::Write
-        } else if self.ready.is_some() || self.with_service {
+        } else if self.with_service {
             Want::Service
         } else if self.drain.is_some() {
             Want::Drain
@@ -484,8 +498,11 @@ impl HttpConn {
     pub fn deadline(&self) -> Option<Instant> {
         let cfg = &self.cfg;
         match self.wants() {
-            Want::Close | Want::Service => None,
-            Want::Write => {
+            Want::Close => None,
+            // A request with (or for) the service and no output waiting: nothing to time.
+            Want::Service if !self.pending() => None,
+            // Output is pending, perhaps with a pipelined request ready behind it.
+            Want::Write | Want::Service => {
                 let stalled = after(self.last_progress, cfg.write_timeout);
                 let slow =
                     self.blocked_since.and_then(|b| cfg.min_send_rate.deadline(b, self.sent_since_block));
@@ -553,14 +570,24 @@ impl HttpConn {
     }
 
     /// Parses what is buffered, if the connection is ready for another request: nothing is
-    /// out, nothing is pending, and it is not closing.
+    /// out, it is not closing, and nothing is pending — or what is pending is the small answer
+    /// to an earlier request of a pipeline, which the next one's answer may join.
     fn advance(&mut self, now: Instant) {
-        if self.closed || self.drain.is_some() || self.ready.is_some() || self.with_service || self.pending()
-        {
+        if self.closed || self.drain.is_some() || self.ready.is_some() || self.with_service {
+            return;
+        }
+        let ahead = self.pending();
+        if ahead && !self.may_parse_ahead() {
             return;
         }
         // Parse before reading: pipelined requests may already be in the buffer.
         let parsed = if self.buf.is_empty() { Parsed::Partial } else { self.reader.advance(&self.buf) };
+        if ahead && matches!(parsed, Parsed::Partial) {
+            // Only a complete request (or a refusal) joins pending output; what a partial one
+            // needs (a 100 Continue, its body's rate, the EOF check) waits until that output is
+            // written and this runs again from `sent`.
+            return;
+        }
         match parsed {
             Parsed::Complete { mut request, consumed } => {
                 request.set_peer_addr(self.peer.clone());
@@ -591,6 +618,20 @@ impl HttpConn {
                 }
             }
         }
+    }
+
+    /// Whether the next pipelined request may be parsed (and then answered) while output is
+    /// still pending, so that the answers to a pipeline leave in one write instead of one
+    /// write each (may_minihttp's loop: read what is there, answer every request in it,
+    /// write once). Only behind keep-alive answers, so the connection still stays open for
+    /// it; only while the large-body buffer is empty, since output is `out` then `body` and a
+    /// later answer appended to `out` would overtake it; and only while the pending bytes are
+    /// under [`PIPELINE_OUTPUT_LIMIT`], so that a client that pipelines without reading makes
+    /// the server hold at most that (plus one answer) before it stops parsing, and reading.
+    fn may_parse_ahead(&self) -> bool {
+        matches!(self.after_write, AfterWrite::KeepAlive)
+            && self.body.is_empty()
+            && self.out.len() - self.out_pos < PIPELINE_OUTPUT_LIMIT
     }
 
     /// Answers a request the layer itself refuses; then the connection drains and closes.
@@ -629,6 +670,7 @@ impl HttpConn {
             // for HEAD) and the body is written from its own allocation, moved, not copied.
             // Copying 4 MB behind the head costs milliseconds of the writing thread, which on
             // the pool is the reactor that every other connection waits on.
+            self.out.clear();
             self.out_pos = 0;
             response.serialize(&mut self.out, &WriteOptions { head_only: true, ..opts });
             self.body = response.take_body();
@@ -636,12 +678,13 @@ impl HttpConn {
         } else if !self.pending() {
             // The usual case: the reused buffer is empty, serialize straight into it, body and
             // all, for one write.
+            self.out.clear();
             self.out_pos = 0;
             response.serialize(&mut self.out, &opts);
         } else {
-            let mut more = Vec::new();
-            response.serialize(&mut more, &opts);
-            self.out.extend_from_slice(&more);
+            // Behind output not yet written (an earlier pipelined answer, or a 100 Continue):
+            // appended, body and all, so that they go out together, in order.
+            response.serialize(&mut self.out, &opts);
         }
         self.last_progress = now;
         self.blocked_since = None;
@@ -724,7 +767,12 @@ mod tests {
     fn serve(h: &HttpHandler<fn(&Request) -> Response>, c: &mut HttpConn, now: Instant) {
         let request = c.next_request(now).expect("a request is ready");
         assert!(c.next_request(now).is_none(), "one request out at a time");
-        assert_eq!((c.wants(), c.deadline()), (Want::Service, None));
+        if c.output().is_empty() {
+            assert_eq!((c.wants(), c.deadline()), (Want::Service, None));
+        } else {
+            // Answered ahead of a write: the earlier answers may be written meanwhile.
+            assert_eq!(c.wants(), Want::Write);
+        }
         let answer = conn_cases::call(h, &request);
         c.respond(request, answer, now);
     }
@@ -957,26 +1005,52 @@ mod tests {
     }
 
     #[test]
-    fn pipelined_requests_wait_in_the_buffer_while_a_response_is_unwritten() {
+    fn pipelined_requests_are_answered_together_and_written_once() {
         let h = handler();
         let t0 = Instant::now();
         let mut c = conn(&h, t0);
         let many = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n".repeat(50);
         recv(&mut c, &many, t0);
-        serve(&h, &mut c, t0);
-        let one = c.output().len();
-        assert!(c.next_request(t0).is_none(), "not before the output is written");
-        c.sent(1, t0);
-        assert!(c.next_request(t0).is_none());
-        assert_eq!(c.output().len(), one - 1);
-        flush(&mut c, t0);
-        let mut served = 1;
+        let mut served = 0;
         while c.wants() == Want::Service {
             serve(&h, &mut c, t0);
-            flush(&mut c, t0);
             served += 1;
         }
-        assert_eq!((served, c.wants()), (50, Want::Read));
+        assert_eq!((served, c.wants()), (50, Want::Write), "all answered before any write");
+        let out = flush(&mut c, t0);
+        assert_eq!(out.windows(12).filter(|w| w == b"HTTP/1.1 200").count(), 50, "in one output");
+        assert_eq!(c.wants(), Want::Read);
+    }
+
+    #[test]
+    fn pipelined_answers_stop_gathering_at_the_limit_until_written() {
+        let h = handler();
+        let t0 = Instant::now();
+        let mut c = conn(&h, t0);
+        let body = vec![b'x'; 10_000];
+        let mut one = b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10000\r\n\r\n".to_vec();
+        one.extend_from_slice(&body);
+        recv(&mut c, &one.repeat(20), t0);
+        let mut served = 0;
+        while c.wants() == Want::Service {
+            serve(&h, &mut c, t0);
+            served += 1;
+        }
+        // Each answer is a little over 10 kB: the seventh takes the output past 64 KiB.
+        assert_eq!((served, c.wants()), (7, Want::Write));
+        assert!(c.output().len() < PIPELINE_OUTPUT_LIMIT + one.len());
+        assert!(c.next_request(t0).is_none(), "no more until the output is written");
+        c.sent(1, t0);
+        assert!(c.next_request(t0).is_none(), "nor while some of it is left");
+        flush(&mut c, t0);
+        while c.wants() == Want::Service {
+            serve(&h, &mut c, t0);
+            served += 1;
+            if c.wants() == Want::Write {
+                flush(&mut c, t0);
+            }
+        }
+        assert_eq!((served, c.wants()), (20, Want::Read));
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //! # The read loop
 //! Each connection has one byte buffer. The loop asks the parser what the buffer holds
 //! *before* it reads, so requests a client pipelined into one segment are answered in order
-//! without waiting for more input. The parser ([`RequestReader`], or [`parse_request`] for one
+//! without waiting for more input, and their answers gathered into one write. The parser ([`RequestReader`], or [`parse_request`] for one
 //! shot) is a pure function of the bytes: it does no I/O and answers one of
 //!
 //! - [`Parsed::Partial`]: not a whole request yet. This is a *state*, not an error, exactly as

@@ -100,6 +100,7 @@ impl Response {
             connection: ConnectionHeader::None,
             trace: Some(trace),
         };
+        out.clear();
         self.serialize(out, &opts);
     }
 
@@ -111,19 +112,18 @@ impl Response {
         })
     }
 
-    /// Serializes status line, headers and (unless `opts.head_only`) body into `out`, which is
-    /// cleared first. One buffer, so the caller can send the whole response with one write:
-    /// separate writes for head and body would, with `TCP_NODELAY`, go out as separate
-    /// segments, and without it would meet Nagle's algorithm and the peer's delayed ACK (a
-    /// 40 ms stall per response).
     /// Takes the body out, leaving it empty (the connection writes a large one from where it
     /// is, after the head).
     pub(crate) fn take_body(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.body)
     }
 
+    /// Appends status line, headers and (unless `opts.head_only`) body to `out`. One buffer, so
+    /// the caller can send the whole response with one write: separate writes for head and
+    /// body would, with `TCP_NODELAY`, go out as separate segments, and without it would meet
+    /// Nagle's algorithm and the peer's delayed ACK (a 40 ms stall per response). Appends
+    /// rather than replaces, so that the answers to pipelined requests share that one write.
     pub(crate) fn serialize(&self, out: &mut Vec<u8>, opts: &WriteOptions<'_>) {
-        out.clear();
         let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
         out.extend_from_slice(b"HTTP/1.1 ");
         push_u64(out, u64::from(status));

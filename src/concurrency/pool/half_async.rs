@@ -6,8 +6,9 @@
 //!  accept thread     reactor thread (async half)                     workers (sync half: N)
 //!  ─────────────     ───────────────────────────                     ──────────────────────
 //!  accept() ──────▶  every connection, non-blocking, in one Reactor
-//!  (only while       read what is there ─▶ machine.received ─▶ next_request
-//!   has_capacity)      complete request + token ──────▶ bounded queue ──▶ call(request)
+//!  (only while       (or accept() itself: Setup::listener, the Pool's and the loops' own)
+//!   has_capacity)    read what is there ─▶ machine.received ─▶ next_request
+//!                      complete request + token ──────▶ bounded queue ──▶ call(request)
 //!                    (Pool: + machine)   machine back ◀── channel ◀── respond, write what fits
 //!                    (EventLoop offload) respond ◀── channel + Waker ◀──── Answer ◀──┘
 //!                    write output until WouldBlock; interest from wants(),
@@ -28,7 +29,11 @@
 //! **Order.** At most one request per connection is out at a time: after `next_request`
 //! returns one, the machine says [`Want::Service`] (or, on the Pool, is with the worker), and
 //! nothing more is read from that connection until the answer is back, so pipelined requests
-//! wait (in the kernel or the machine's buffer) and are answered in order. (On the Pool the
+//! wait (in the kernel or the machine's buffer) and are answered in order. Those already in
+//! the machine's buffer are answered before the output is written (the machine says `Service`
+//! before `Write` while the gathered answers are small), so a pipeline that arrived in one
+//! read leaves in one write: on the loop thread, or on the worker, which answers them all
+//! before it writes. (On the Pool the
 //! socket stays in epoll meanwhile, so that the client's next request wakes the reactor; the
 //! first readiness while the worker holds the machine takes it out until the machine is back.)
 //!
@@ -330,6 +335,7 @@ pub(crate) struct Stats {
 /// The running half-sync/half-async machinery of a Pool: a reactor thread and N workers.
 pub(crate) struct HalfAsync {
     shared: Arc<Shared>,
+    has_listener: bool,
     reactor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -346,6 +352,7 @@ impl HalfAsync {
         let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, shed, .. } = setup;
         // The Pool needs a worker to run anything; the event loop's offload workers are optional.
         let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
+        let has_listener = setup.listener.is_some();
         let waker = Arc::new(Waker::new()?);
         let reactor = Reactor::with_waker(Arc::clone(&waker))?;
         let shared = Arc::new(Shared {
@@ -413,7 +420,7 @@ impl HalfAsync {
                 return Err(e);
             }
         };
-        Ok(HalfAsync { shared, reactor: Some(reactor), workers })
+        Ok(HalfAsync { shared, has_listener, reactor: Some(reactor), workers })
     }
 
     /// Hands an accepted connection to the reactor (it never waits: back-pressure is
@@ -462,6 +469,11 @@ impl HalfAsync {
     /// Worker threads alive.
     pub(crate) fn workers(&self) -> usize {
         self.workers.iter().filter(|w| !w.is_finished()).count()
+    }
+
+    /// Whether it was started with a listener of its own (`Setup::listener`).
+    pub(crate) fn has_listener(&self) -> bool {
+        self.has_listener
     }
 
     /// Whether a reactor with its own listener accepts from it (the server loop turns this on
@@ -876,7 +888,7 @@ impl<M: Machines> Driver<M> {
                 // that stays readable. Out of epoll for a moment (the server loop backs off the
                 // same way); the connections wait in the backlog.
                 Err(e) => {
-                    log::error!("event loop: accept failed: {e}; backing off");
+                    log::error!("reactor: accept failed: {e}; backing off");
                     self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }
@@ -909,7 +921,7 @@ impl<M: Machines> Driver<M> {
             Ok(()) => self.listening = true,
             Err(e) => {
                 // ENOMEM, ENOSPC: try again after a pause.
-                log::error!("event loop: cannot watch the listener: {e}; retrying");
+                log::error!("reactor: cannot watch the listener: {e}; retrying");
                 self.accept_paused_until = Some(now + ACCEPT_BACKOFF);
             }
         }
@@ -985,12 +997,23 @@ impl<M: Machines> Driver<M> {
         let guard = LostGuard { token, tx: Some(self.answers_tx.clone()), shared: Arc::clone(&self.shared) };
         let job: Job = Box::new(move || {
             let mut guard = guard;
-            let answer = machines.call_and_wait(&request);
-            let now = Instant::now();
-            if guard.shared.stopping.load(Ordering::SeqCst) {
-                machine.stopping(now);
+            let mut request = request;
+            let mut now;
+            // Pipelined requests that came in with this one are complete too: answer them here,
+            // so that their answers leave with this one in one write (the machine stops
+            // parsing ahead once that output is large). No client is waited on.
+            loop {
+                let answer = machines.call_and_wait(&request);
+                now = Instant::now();
+                if guard.shared.stopping.load(Ordering::SeqCst) {
+                    machine.stopping(now);
+                }
+                machine.respond(request, answer, now);
+                match machine.next_request(now) {
+                    Some(next) => request = next,
+                    None => break,
+                }
             }
-            machine.respond(request, answer, now);
             // A last response is the reactor's to write (see `closes_after_output`).
             if !machine.closes_after_output() {
                 write_now(&stream, &mut machine, now);
@@ -1083,15 +1106,24 @@ impl<M: Machines> Driver<M> {
                     }
                 }
             }
-            if c.in_service {
+            if c.in_service && c.machine.as_ref().is_none_or(|m| m.output().is_empty()) {
                 // Lent to a worker with its machine: stay readable, so that the client's next
                 // request wakes us (`lend`). Otherwise (the event loop): out of epoll until
-                // the answer, so pipelined requests wait.
+                // the answer, so pipelined requests wait. (With output left, below: the
+                // answers to earlier requests of a pipeline are written while a later one
+                // waits for its timer or offload worker.)
                 break if c.machine.is_none() { Interest::READ } else { Interest::NONE };
             }
             let Some(m) = c.machine.as_mut() else { return };
             let want = m.wants();
-            if !m.output().is_empty() {
+            // A pipelined request is ready behind output not yet written: answer it first, so
+            // that the answers leave in one write (the machine keeps that output small) —
+            // unless it would have to wait for a worker or behind stalled connections: then
+            // write what is there now.
+            let room = self.shared.queued.load(Ordering::SeqCst) < self.shared.capacity
+                && (turn || self.stalled.is_empty());
+            let pipelined = want == Want::Service && !c.in_service && room;
+            if !m.output().is_empty() && !pipelined {
                 match (&*c.stream).write(m.output()) {
                     // A write of 0 bytes on a non-empty buffer: the socket cannot take more
                     // ever. Treat it as a failed write.
