@@ -678,8 +678,9 @@ fn a_pool_leaves_nothing_behind_after_every_kind_of_bad_client() {
         }
         // The last probe's connection may still be closing: its client has the whole response
         // (by Content-Length) a moment before the server's close(2) is done. Count from when
-        // the listener is the server's only socket.
-        assert!(eventually(Duration::from_secs(5), || socket_fds(pid) == 1), "the probes' sockets closed");
+        // the listener is the server's only socket: two descriptors of it, the server's and the
+        // duplicate its reactor accepts from.
+        assert!(eventually(Duration::from_secs(5), || socket_fds(pid) == 2), "the probes' sockets closed");
         let (threads0, fds0, rss0) = (thread_count(pid), fd_count(pid), rss_kib(pid));
         let addr = srv.addr();
         let slow = hostile_clients(addr, 50, Some(Duration::from_millis(500)));

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::{Concurrency, Dispatcher};
 use crate::handler::{Connection, RequestHandler};
 use crate::reactor::{Event, Interest, Reactor, Waker};
+use crate::transport::Listener;
 
 // The reactor driver (HTTP connections, through `HttpConn`'s `ConnMachine`) and its HTTP glue.
 pub(crate) mod half_async;
@@ -84,19 +85,23 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 /// connection lives on the pool's *reactor* thread (one `epoll`, `src/reactor.rs`):
 ///
 /// ```text
-///  accept thread     reactor thread (async half)                    workers (sync half: N)
-///  accept() ──────▶  every connection, non-blocking, in one epoll set
-///  (only while       read what is there ─▶ a complete request? ──▶ bounded queue ──▶ service
-///   the queue        write what is left, without blocking ◀── channel ◀── write what fits ◀┘
-///   has room)        deadlines (header, body rate, send rate, idle) are reactor timers
+///  reactor thread (async half)                                      workers (sync half: N)
+///  accept() from the listener, in the same epoll set (while the queue has room)
+///  every connection, non-blocking, in one epoll set
+///  read what is there ─▶ a complete request? ──────────▶ bounded queue ──▶ service
+///  write what is left, without blocking ◀── channel ◀── write what fits ◀───────┘
+///  deadlines (header, body rate, send rate, idle) are reactor timers
 /// ```
 ///
-/// The reactor reads and writes without ever blocking; a worker takes a request only once it is
-/// whole, runs the service, writes the response without blocking (what the client does not
-/// take at once is left to the reactor) and hands the connection back. Pipelined requests are answered in order
-/// (one out per connection at a time). When every worker is busy and the queue is full, the
-/// reactor stops reading and the server stops accepting: back-pressure, with memory bounded by
-/// the queue and the HTTP layer's limits. The price is a hand-off between two threads for every
+/// The reactor accepts, reads and writes without ever blocking; a worker takes a request only
+/// once it is whole, runs the service, writes the response without blocking (what the client
+/// does not take at once is left to the reactor) and hands the connection back. Pipelined
+/// requests are answered in order, one out per connection at a time; those that arrived
+/// together are answered by the same worker and leave in one write. When every worker is busy
+/// and the queue is full, the reactor stops reading and stops accepting: back-pressure, with
+/// memory bounded by the queue and the HTTP layer's limits. (The reactor accepts itself so
+/// that a new connection is read on the thread that accepted it; a server driven by
+/// `handle_request`, and `Prefork`'s workers, hand connections over from the accept thread.) The price is a hand-off between two threads for every
 /// request (one wake-up of a worker; the way back needs none while the reactor has other work
 /// or the client's next request wakes it), which a busy keep-alive client on few cores feels
 /// (docs/benchmarks.md, "The pool's reactor hand-off"); [`half_async(false)`](Pool::half_async)
@@ -530,39 +535,49 @@ impl Pool {
                 log::error!("pool: the handler offers no sans-IO side; closing the connection");
                 return;
             };
-            let setup = Setup {
-                run_on: RunOn::Workers,
-                workers: self.threads,
-                capacity: self.capacity(),
-                stack_size: self.stack_size,
-                accept_only_when_idle: self.accept_only_when_idle,
-                reactor_name: "pool-reactor".into(),
-                worker_prefix: "pool-worker-".into(),
-                listener: None,
-                shed: self.shed_when_full,
-            };
-            match HalfAsync::start(machines, setup) {
-                Ok(h) => {
-                    self.half_async = Some(h);
-                    // The byte-stream workers, if the first service_actions started them, have
-                    // had nothing to do and never will: stop them.
-                    if self.shared.is_some() {
-                        self.stop_workers(true);
-                        self.shared = None;
-                    }
-                }
-                Err(e) => {
-                    // Out of descriptors or threads: this connection is dropped (closed); the
-                    // next one tries again.
-                    log::error!("cannot start the pool's reactor: {e}");
-                    return;
-                }
+            // Out of descriptors or threads: this connection is dropped (closed); the next one
+            // tries again.
+            if !self.start_half_async(machines, None) {
+                return;
             }
         }
         // A datagram has no stream to put on the reactor; a datagram handler has no sans-IO
         // side either, so only a mismatched handler gets here: the datagram is dropped.
         if let (Some(h), Some((stream, peer))) = (&self.half_async, conn.into_parts()) {
             h.submit(stream, peer);
+        }
+    }
+
+    /// Starts the reactor and its workers, with `listener` (a duplicate of the server's) for the
+    /// reactor to accept from itself, or `None` for connections handed over by `submit`;
+    /// `false` if it could not start (logged).
+    fn start_half_async<M: Machines>(&mut self, machines: Arc<M>, listener: Option<Listener>) -> bool {
+        let setup = Setup {
+            run_on: RunOn::Workers,
+            workers: self.threads,
+            capacity: self.capacity(),
+            stack_size: self.stack_size,
+            accept_only_when_idle: self.accept_only_when_idle,
+            reactor_name: "pool-reactor".into(),
+            worker_prefix: "pool-worker-".into(),
+            listener,
+            shed: self.shed_when_full,
+        };
+        match HalfAsync::start(machines, setup) {
+            Ok(h) => {
+                self.half_async = Some(h);
+                // The byte-stream workers, if the first service_actions started them, have had
+                // nothing to do and never will: stop them.
+                if self.shared.is_some() {
+                    self.stop_workers(true);
+                    self.shared = None;
+                }
+                true
+            }
+            Err(e) => {
+                log::error!("cannot start the pool's reactor: {e}");
+                false
+            }
         }
     }
 
@@ -730,6 +745,55 @@ impl Concurrency for Pool {
 
     fn service_actions(&mut self) {
         self.maintain();
+    }
+
+    /// On the reactor path the reactor accepts from the listener itself (a duplicate of it in
+    /// its epoll set), so a new connection is read on the thread that accepted it: handing
+    /// each connection from the server's accept thread to the reactor cost a thread wake-up
+    /// per connection, a third of the throughput with `Connection: close` (docs/14). Not for
+    /// `accept_only_when_idle` (prefork's workers, which count requests before they accept),
+    /// and not once the reactor was started without it (by `handle_request`).
+    fn accept_on_own_threads<H: RequestHandler>(
+        &mut self,
+        listener: &Listener,
+        dispatcher: &Dispatcher<H>,
+    ) -> bool {
+        if self.closed
+            || self.accept_only_when_idle
+            || !self.half_async_http
+            || dispatcher.handler().sans_io().is_none()
+        {
+            return false;
+        }
+        if self.half_async.is_none() {
+            let Some(machines) = HttpMachines::new(Arc::clone(dispatcher.handler()), dispatcher.server_id())
+            else {
+                return false;
+            };
+            let own = match listener.try_clone() {
+                Ok(l) => l,
+                // Out of descriptors: the accept thread hands connections over instead.
+                Err(e) => {
+                    log::error!("pool: cannot duplicate the listener for the reactor: {e}");
+                    return false;
+                }
+            };
+            if !self.start_half_async(Arc::new(machines), Some(own)) {
+                return false;
+            }
+        } else if !self.half_async.as_ref().is_some_and(HalfAsync::has_listener) {
+            return false;
+        }
+        if let Some(h) = &self.half_async {
+            h.set_accepting(true);
+        }
+        true
+    }
+
+    fn stop_accepting(&mut self) {
+        if let Some(h) = &self.half_async {
+            h.set_accepting(false);
+        }
     }
 
     fn has_capacity(&self) -> bool {
