@@ -514,7 +514,7 @@ impl ServerArgs {
             Kind::EventLoop => {
                 "  --threads N       N event loops, one thread each (default 1)\n  \
                  --offload M       M offload workers per loop; /cpu and /block run on them (default: on the loop)\n  \
-                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over)\n  \
+                 --accept-on-loops each loop accepts itself, EPOLLEXCLUSIVE (default: the accept thread hands over to 2+ loops)\n  \
                  --reuse-port      each loop accepts from its own SO_REUSEPORT listener\n"
             }
             Kind::Forking => {
