@@ -148,19 +148,13 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # The table: each server's median round, in the order of SERVERS.
-python3 - "$RESULTS" "$SERVERS" <<'EOF'
+LABELS=$(for s in $SERVERS; do printf '%s\t%s\n' "$s" "$(label_of "$s")"; done)
+python3 - "$RESULTS" "$SERVERS" "$LABELS" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 order = sys.argv[2].split()
-labels = {
-    "el1": "event_loop_server --threads 1", "el2": "event_loop_server --threads 2 (hand-off)",
-    "el2x": "event_loop_server --threads 2 --accept-on-loops",
-    "el2r": "event_loop_server --threads 2 --reuse-port",
-    "pf2": "prefork_server --workers 2 --event-loop",
-    "nginx1": "nginx, 1 worker process", "nginx2": "nginx, 2 worker processes",
-    "min1": "min_epoll --threads 1", "min2": "min_epoll --threads 2",
-    "hyper1": "hyper on tokio, 1 worker", "hyper2": "hyper on tokio, 2 workers",
-}
+# label_of's names, passed in from the shell (one list of them).
+labels = dict(l.split("\t", 1) for l in sys.argv[3].splitlines() if "\t" in l)
 def rate(r):
     try:
         return float(r[2])
@@ -186,8 +180,9 @@ for mode, title, tool, a, b in modes:
     def med_rate(s):
         runs = sorted((rate(r) for r in rows if r[0] == s and r[1] == mode))
         return statistics.median(runs) if runs else 0
-    pairs = [("el2", "nginx2"), ("el2", "min2"), ("el1", "nginx1"), ("el1", "min1"), ("el2", "hyper2"),
-             ("pf2", "nginx2")]
+    pairs = [("el2", "nginx2"), ("el2", "min2"), ("el2x", "nginx2"), ("el2x", "min2"), ("el2r", "nginx2"),
+             ("el2r", "min2"), ("el1", "nginx1"), ("el1", "min1"), ("el2", "hyper2"), ("pf2", "nginx2"),
+             ("pool", "nginx2"), ("poolb", "nginx2")]
     said = [f"{a}/{b} {med_rate(a) / med_rate(b):.2f}" for a, b in pairs if med_rate(a) and med_rate(b)]
     if said:
         print("\nratios of medians: " + ", ".join(said))
