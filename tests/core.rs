@@ -151,6 +151,44 @@ fn verify_request_false_closes_without_handling() {
     assert_eq!(handled.load(Ordering::SeqCst), 0);
 }
 
+/// The Pool's reactor and a single event loop accept from the listener themselves: they must
+/// ask `verify_request` as the accept thread does, and a refused client must get nothing.
+#[test]
+fn verify_request_false_is_asked_by_reactors_that_accept_themselves() {
+    use socketserver::http::{HttpHandler, Request, Response, SansIo};
+    use socketserver::{EventLoop, Pool};
+    struct Refusing(HttpHandler<fn(&Request) -> Response>, Arc<AtomicUsize>);
+    impl RequestHandler for Refusing {
+        fn handle(&self, conn: &mut Connection) -> Result<(), HandlerError> {
+            self.0.handle(conn)
+        }
+        fn verify_request(&self, _: &socketserver::Addr) -> bool {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            false
+        }
+        fn sans_io(&self) -> Option<&dyn SansIo> {
+            self.0.sans_io()
+        }
+    }
+    fn hello(_: &Request) -> Response {
+        Response::text(200, "hello\n")
+    }
+    let get = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for (name, asked) in
+        [("pool", Arc::new(AtomicUsize::new(0))), ("event loop", Arc::new(AtomicUsize::new(0)))]
+    {
+        let handler = Refusing(HttpHandler::new(hello as fn(&Request) -> Response), Arc::clone(&asked));
+        let (addr, stop, t) =
+            if name == "pool" { start(Pool::new(2), handler) } else { start(EventLoop::new(), handler) };
+        for _ in 0..3 {
+            assert_eq!(ask(addr, get).unwrap_or_default(), "", "{name}: a refused client gets nothing");
+        }
+        stop.shutdown().unwrap();
+        t.join().unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 3, "{name}: asked once per connection");
+    }
+}
+
 #[test]
 fn handle_request_times_out_then_handles_one() {
     let mut server = ServerBuilder::new()

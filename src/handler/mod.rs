@@ -69,8 +69,10 @@ pub trait RequestHandler: Send + Sync + 'static {
     }
 
     /// Python's `BaseServer.verify_request`: return `false` to close the connection at once
-    /// without handling it (an allow-list, a rate limit). Runs on the accept thread, before any
-    /// thread or process is started, so keep it cheap. Default: accept everyone.
+    /// without handling it (an allow-list, a rate limit). Runs on the thread that accepts (the
+    /// accept thread; on the Pool's reactor path and an event loop that accepts itself, the
+    /// reactor's), before any thread or process is started, so keep it cheap: it must not
+    /// block. Default: accept everyone.
     fn verify_request(&self, peer_addr: &Addr) -> bool {
         let _ = peer_addr;
         true
