@@ -23,6 +23,8 @@ struct LineConn {
     stopping: bool,
     idle: Duration,
     last: Instant,
+    /// Counts the writes (`sent` calls) of every connection of its `Upper`.
+    writes: Arc<AtomicUsize>,
 }
 
 impl ConnMachine for LineConn {
@@ -77,6 +79,7 @@ impl ConnMachine for LineConn {
         &self.out[self.out_pos..]
     }
     fn sent(&mut self, n: usize, now: Instant) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.out_pos += n;
         self.last = now;
         if self.out_pos == self.out.len() {
@@ -118,13 +121,20 @@ impl ConnMachine for LineConn {
 struct Upper {
     idle: Duration,
     calls: AtomicUsize,
+    writes: Arc<AtomicUsize>,
     open: Mutex<bool>,
     opened: Condvar,
 }
 
 impl Upper {
     fn new(idle: Duration, open: bool) -> Arc<Upper> {
-        Arc::new(Upper { idle, calls: AtomicUsize::new(0), open: Mutex::new(open), opened: Condvar::new() })
+        Arc::new(Upper {
+            idle,
+            calls: AtomicUsize::new(0),
+            writes: Arc::new(AtomicUsize::new(0)),
+            open: Mutex::new(open),
+            opened: Condvar::new(),
+        })
     }
     fn open_gate(&self) {
         *self.open.lock().unwrap() = true;
@@ -146,6 +156,7 @@ impl Machines for Upper {
             stopping: false,
             idle: self.idle,
             last: now,
+            writes: Arc::clone(&self.writes),
         }
     }
     fn call(&self, request: &Vec<u8>) -> Later<Vec<u8>> {
@@ -260,15 +271,22 @@ fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn pipelined_lines_are_answered_in_order() {
-    let served = serve(Pool::new(2), Upper::new(Duration::from_secs(10), true));
+fn pipelined_lines_are_answered_in_order_and_together() {
+    let machines = Upper::new(Duration::from_secs(10), true);
+    let writes = Arc::clone(&machines.writes);
+    let served = serve(Pool::new(2), machines);
     let mut c = client(served.addr);
     let lines: Vec<String> = (0..200).map(|i| format!("line {i} abc")).collect();
-    // All in one write: the reactor reads them at once, and hands them out one at a time.
+    // All in one write: the reactor reads them at once, and hands them out one at a time, to
+    // one worker, which answers every one it was given before it writes.
     c.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
     let got = read_lines(&mut c, lines.len());
     let want: Vec<String> = lines.iter().map(|l| l.to_uppercase()).collect();
     assert_eq!(got, want);
+    // One write per read that brought lines in (2.6 kB, usually one read), not one per line;
+    // a generous bound, for reads the kernel splits.
+    let w = writes.load(Ordering::SeqCst);
+    assert!(w <= 20, "{w} writes for 200 pipelined lines");
     // The last worker counts itself idle just after it sent the last answer: wait for it.
     assert!(until(|| served.pool.lock().unwrap().busy() == 0));
     let pool = served.pool.lock().unwrap();
