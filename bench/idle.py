@@ -4,7 +4,8 @@
     bench/idle.py PORT PID [N]        # N connections (default 10000, at most 12000)
 
 Opens N connections to 127.0.0.1:PORT without sending anything, then sends one GET /hello on
-each (200 at a time) and reads every answer, then holds them all open and idle for a second.
+each (200 at a time) and reads every answer, then holds them all open and idle for a second,
+and times twenty /hello probes on new connections while they are still open.
 After each step it prints the server's resident memory, threads and open descriptors, summed
 over PID and its children (/proc). Loopback only; bounded in count and in time (gives up after
 180 s). Needs a descriptor limit above N (ulimit -n) for both this script and the server.
@@ -81,5 +82,26 @@ for i in range(0, len(socks), 200):
 print(f"{ok} of {len(socks)} answered 200:  {cost()} ({time.monotonic() - t0:.1f} s)", flush=True)
 time.sleep(1)
 print(f"all idle, kept open:    {cost()}", flush=True)
+# A new client among them: twenty /hello probes, each on a connection of its own, one after
+# the other, timed from connect to the whole answer.
+took = []
+for _ in range(20):
+    t = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as p:
+            p.sendall(REQ)
+            if answer(p):
+                took.append(time.monotonic() - t)
+    except OSError:
+        pass
+took.sort()
+if took:
+    print(
+        f"probe /hello meanwhile:  {len(took)} of 20 answered, p50 {took[len(took) // 2] * 1000:.2f} ms, "
+        f"max {took[-1] * 1000:.2f} ms",
+        flush=True,
+    )
+else:
+    print("probe /hello meanwhile:  0 of 20 answered", flush=True)
 for s in socks:
     s.close()
