@@ -50,27 +50,26 @@ const QUEUE_PER_WORKER: usize = 4;
 /// them.
 ///
 /// # How connections reach the loops
-/// One loop accepts from the server's listener itself, in its own epoll set: there is nobody
-/// to balance between, and a connection handed over from the accept thread cost a thread
-/// wake-up each (one loop served about 15 % more `Connection: close` requests accepting
-/// itself). With several loops, by default the server's accept thread accepts, as for every
-/// other strategy, and hands each connection to the loop with the fewest connections (a new connection is cheap to move
-/// before it has a single byte read). With [`accept_on_loops`](EventLoop::accept_on_loops)
-/// every loop instead has the server's listener in its own epoll set with `EPOLLEXCLUSIVE`
-/// and accepts itself, one connection per wake-up (nginx's `multi_accept off`). That saves the
-/// hand-off (one eventfd write per connection), but the kernel wakes a waiter only when a
-/// connection *arrives*: a burst that arrives at once is then served by the loop that woke,
-/// while a sibling sleeps on a listener that stays readable — measured: twenty `/block?s=1` on
-/// two loops took 13 to 20 s accepting on the loops and 10 s handed off
-/// (docs/13-the-event-loop.md).
-/// With [`reuse_port`](EventLoop::reuse_port) every loop accepts from a listener of its own,
-/// all bound to the server's port with `SO_REUSEPORT`: the kernel spreads new connections by a
-/// hash of the client's address, so no two loops ever wait on one socket — but the hash is
-/// blind to how busy a loop is (a stalled loop's share waits in its own queue), and the
-/// connections queued on a loop's socket when it closes are reset. The hand-off keeps the
-/// server's one listener, its close and its back-pressure as on every strategy, and balances
-/// by load, hence the default. (On `/hello` the three are within the noise of each other on
-/// 2 cores; the chapter has the figures.)
+/// One loop accepts from the server's listener itself, in its own epoll set: there is nobody to
+/// balance between, and a connection handed over from the accept thread cost a thread wake-up each
+/// (one loop served about 15 % more `Connection: close` requests accepting itself). With several
+/// loops, by default the server's accept thread accepts, as for every other strategy, and hands
+/// each connection to the loop with the fewest connections (a new connection is cheap to move
+/// before it has a single byte read). With [`accept_on_loops`](EventLoop::accept_on_loops) every
+/// loop instead has the server's listener in its own epoll set with `EPOLLEXCLUSIVE` and accepts
+/// itself, one connection per wake-up (nginx's `multi_accept off`). That saves the hand-off (one
+/// eventfd write per connection), but the kernel wakes a waiter only when a connection *arrives*: a
+/// burst that arrives at once is then served by the loop that woke, while a sibling sleeps on a
+/// listener that stays readable — measured: twenty `/block?s=1` on two loops took 13 to 20 s
+/// accepting on the loops and 10 s handed off (docs/13-the-event-loop.md). With
+/// [`reuse_port`](EventLoop::reuse_port) every loop accepts from a listener of its own, all bound
+/// to the server's port with `SO_REUSEPORT`: the kernel spreads new connections by a hash of the
+/// client's address, so no two loops ever wait on one socket — but the hash is blind to how busy a
+/// loop is (a stalled loop's share waits in its own queue), and the connections queued on a loop's
+/// socket when it closes are reset. The hand-off keeps the server's one listener, its close and its
+/// back-pressure as on every strategy, and balances by load, hence the default. (On `/hello` with
+/// keep-alive the three are level on 2 cores; with `Connection: close` the hand-off costs about
+/// 15 %: docs/benchmarks.md has the figures.)
 ///
 /// # Handlers
 /// Only a sans-IO handler (the HTTP layer's [`HttpHandler`](crate::http::HttpHandler)) runs

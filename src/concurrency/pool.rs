@@ -93,17 +93,17 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///  deadlines (header, body rate, send rate, idle) are reactor timers
 /// ```
 ///
-/// The reactor accepts, reads and writes without ever blocking; a worker takes a request only
-/// once it is whole, runs the service, writes the response without blocking (what the client
-/// does not take at once is left to the reactor) and hands the connection back. Pipelined
-/// requests are answered in order, one out per connection at a time; those that arrived
-/// together are answered by the same worker and leave in one write. When every worker is busy
-/// and the queue is full, the reactor stops reading and stops accepting: back-pressure, with
-/// memory bounded by the queue and the HTTP layer's limits. (The reactor accepts itself so
-/// that a new connection is read on the thread that accepted it; a server driven by
-/// `handle_request`, and `Prefork`'s workers, hand connections over from the accept thread.) The price is a hand-off between two threads for every
-/// request (one wake-up of a worker; the way back needs none while the reactor has other work
-/// or the client's next request wakes it), which a busy keep-alive client on few cores feels
+/// The reactor accepts, reads and writes without ever blocking; a worker takes a request only once
+/// it is whole, runs the service, writes the response without blocking (what the client does not
+/// take at once is left to the reactor) and hands the connection back. Pipelined requests are
+/// answered in order, one out per connection at a time; those that arrived together are answered by
+/// the same worker and leave in one write. When every worker is busy and the queue is full, the
+/// reactor stops reading and stops accepting: back-pressure, with memory bounded by the queue and
+/// the HTTP layer's limits. (The reactor accepts itself so that a new connection is read on the
+/// thread that accepted it; a server driven by `handle_request`, and `Prefork`'s workers, hand
+/// connections over from the accept thread.) The price is a hand-off between two threads for every
+/// request (one wake-up of a worker; the way back needs none while the reactor has other work or
+/// the client's next request wakes it), which a busy keep-alive client on few cores feels
 /// (docs/benchmarks.md, "The pool's reactor hand-off"); [`half_async(false)`](Pool::half_async)
 /// trades the protection back for the rest of that cost.
 ///
