@@ -26,16 +26,15 @@
 //!   client does not take at once is left to the reactor), and gives the machine back, waking
 //!   the reactor only if it has something to do at once. It never reads a socket.
 //!
-//! **Order.** At most one request per connection is out at a time: after `next_request`
-//! returns one, the machine says [`Want::Service`] (or, on the Pool, is with the worker), and
-//! nothing more is read from that connection until the answer is back, so pipelined requests
-//! wait (in the kernel or the machine's buffer) and are answered in order. Those already in
-//! the machine's buffer are answered before the output is written (the machine says `Service`
-//! before `Write` while the gathered answers are small), so a pipeline that arrived in one
-//! read leaves in one write: on the loop thread, or on the worker, which answers them all
-//! before it writes. (On the Pool the
-//! socket stays in epoll meanwhile, so that the client's next request wakes the reactor; the
-//! first readiness while the worker holds the machine takes it out until the machine is back.)
+//! **Order.** At most one request per connection is out at a time: after `next_request` returns
+//! one, the machine says [`Want::Service`] (or, on the Pool, is with the worker), and nothing more
+//! is read from that connection until the answer is back, so pipelined requests wait (in the kernel
+//! or the machine's buffer) and are answered in order. Those already in the machine's buffer are
+//! answered before the output is written (the machine says `Service` before `Write` while the
+//! gathered answers are small), so a pipeline that arrived in one read leaves in one write: on the
+//! loop thread, or on the worker, which answers them all before it writes. (On the Pool the socket
+//! stays in epoll meanwhile, so that the client's next request wakes the reactor; the first
+//! readiness while the worker holds the machine takes it out until the machine is back.)
 //!
 //! **Back-pressure.** The queue between the halves is bounded. When it is full (every worker
 //! busy, `queue_size` requests waiting), the reactor stops reading: a connection that is
