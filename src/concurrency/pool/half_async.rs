@@ -1119,9 +1119,8 @@ impl<M: Machines> Driver<M> {
             // that the answers leave in one write (the machine keeps that output small) —
             // unless it would have to wait for a worker or behind stalled connections: then
             // write what is there now.
-            let room = self.shared.queued.load(Ordering::SeqCst) < self.shared.capacity
-                && (turn || self.stalled.is_empty());
-            let pipelined = want == Want::Service && !c.in_service && room;
+            let pipelined =
+                want == Want::Service && !c.in_service && may_start(&self.shared, &self.stalled, turn);
             if !m.output().is_empty() && !pipelined {
                 match (&*c.stream).write(m.output()) {
                     // A write of 0 bytes on a non-empty buffer: the socket cannot take more
@@ -1160,7 +1159,7 @@ impl<M: Machines> Driver<M> {
                     self.shed_count += 1;
                     continue;
                 }
-            } else if full || (!turn && !self.stalled.is_empty()) {
+            } else if !may_start(&self.shared, &self.stalled, turn) {
                 // Back-pressure: the queue is full (or others wait for it first). Stop reading
                 // this connection until there is room, and suspend its deadline: waiting now
                 // is the server's doing, not the client's.
@@ -1248,6 +1247,14 @@ impl<M: Machines> Driver<M> {
         c.linger = Some((now + LINGER, 0));
         self.advance(token, now, false);
     }
+}
+
+/// Whether a connection may hand out a complete request now: the queue has room and no stalled
+/// connection is ahead of it (`turn`: its turn in `Driver::unstall` has come). Else it stalls.
+/// (`stalled` and `shared` are the driver's, passed apart so that the caller may hold a
+/// connection of the reactor meanwhile.)
+fn may_start(shared: &Shared, stalled: &VecDeque<Token>, turn: bool) -> bool {
+    shared.queued.load(Ordering::SeqCst) < shared.capacity && (turn || stalled.is_empty())
 }
 
 /// Writes what `machine` has to send until it is all out or the socket would block, without
