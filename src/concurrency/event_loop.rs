@@ -89,8 +89,9 @@ const QUEUE_PER_WORKER: usize = 4;
 /// * [`EventLoop::block_on_close`]: whether `server_close` waits for the requests in progress,
 ///   those on a timer or an offload worker included (default `true`).
 ///
-/// The loops start with the first connection: an `EventLoop` value by itself is just
-/// configuration.
+/// The loops start with the first connection, or when `serve_forever` begins if they accept
+/// themselves (one loop, `accept_on_loops`, `reuse_port`): an `EventLoop` value by itself is
+/// just configuration.
 ///
 /// # Faults
 /// A panicking service (or later closure) gives a 500, and the loop goes on. A graceful stop

@@ -58,8 +58,9 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 /// * [`Pool::block_on_close`]: whether `server_close` waits for queued and running requests
 ///   (Python's `block_on_close`, default `true`).
 ///
-/// Threads start with the first connection (or the first `service_actions`): a `Pool` value by
-/// itself is just configuration.
+/// Threads start with the first connection (or the first `service_actions`; for an HTTP handler
+/// on the reactor path, when `serve_forever` begins, since the reactor accepts): a `Pool` value
+/// by itself is just configuration.
 ///
 /// # The trade-off
 /// *What is shared:* everything threads share (one address space, one handler, one set of
@@ -750,7 +751,8 @@ impl Concurrency for Pool {
     /// On the reactor path the reactor accepts from the listener itself (a duplicate of it in
     /// its epoll set), so a new connection is read on the thread that accepted it: handing
     /// each connection from the server's accept thread to the reactor cost a thread wake-up
-    /// per connection, a third of the throughput with `Connection: close` (docs/14). Not for
+    /// per connection (`Connection: close` went from about 14 to 18 thousand requests a second
+    /// without it; docs/benchmarks.md, "The event loop beside nginx"). Not for
     /// `accept_only_when_idle` (prefork's workers, which count requests before they accept),
     /// and not once the reactor was started without it (by `handle_request`).
     fn accept_on_own_threads<H: RequestHandler>(
