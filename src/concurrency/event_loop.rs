@@ -298,6 +298,7 @@ impl EventLoop {
                 // The loop runs the service itself: there is no worker queue to be full of
                 // requests (only offloaded jobs), so nothing to shed.
                 shed: None,
+                lead: false,
             };
             match HalfAsync::start(Arc::clone(&machines), setup) {
                 Ok(l) => self.loops.push(l),

@@ -159,6 +159,8 @@ pub struct Pool {
     half_async_http: bool,
     /// See [`Pool::shed_when_full`]: `Some(retry_after)` sheds.
     shed_when_full: Option<Duration>,
+    /// See [`Pool::leader_followers`].
+    leader_followers: bool,
     /// `None` until the pool starts (and if it could not: see `start`).
     shared: Option<Arc<Shared>>,
     workers: Vec<JoinHandle<()>>,
@@ -391,6 +393,7 @@ impl Pool {
             accept_only_when_idle: false,
             half_async_http: true,
             shed_when_full: None,
+            leader_followers: true,
             shared: None,
             workers: Vec::new(),
             poller: None,
@@ -428,6 +431,24 @@ impl Pool {
     /// handlers) always run on the workers.
     pub fn half_async(mut self, on: bool) -> Pool {
         self.half_async_http = on;
+        self
+    }
+
+    /// Whether the workers take turns at the reactor (*leader/followers*, default `true`) or a
+    /// reactor thread of its own hands each complete request to a worker (*half-sync/half-async*,
+    /// `false`). Both keep every connection non-blocking and lend a thread only to a complete
+    /// request; they differ in which thread runs it. Leader/followers runs it on the thread that
+    /// read it, so a request costs no wake-up of another thread, and a request that runs long
+    /// has the reactor taken over by an idle worker within a millisecond or two (see *Leader/
+    /// followers* above). The hand-off keeps one thread reading at all times, even while every
+    /// worker is busy, at the price of two threads per request.
+    ///
+    /// Leader/followers needs a reactor that accepts for itself and nothing that must answer
+    /// while every worker is busy, so the hand-off is used anyway with
+    /// [`shed_when_full`](Pool::shed_when_full) (the reactor answers 503s while the workers are
+    /// full), for `Prefork`'s workers, and for a server driven by `handle_request`.
+    pub fn leader_followers(mut self, on: bool) -> Pool {
+        self.leader_followers = on;
         self
     }
 
@@ -563,6 +584,7 @@ impl Pool {
             worker_prefix: "pool-worker-".into(),
             listener,
             shed: self.shed_when_full,
+            lead: self.leader_followers,
         };
         match HalfAsync::start(machines, setup) {
             Ok(h) => {

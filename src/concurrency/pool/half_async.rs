@@ -56,7 +56,7 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -183,6 +183,11 @@ pub(crate) struct Setup {
     /// with [`Machines::shed`] instead of stalling its connection, and keeps accepting. `None`
     /// (the default everywhere but a `Pool` told otherwise): stall and stop accepting.
     pub(crate) shed: Option<Duration>,
+    /// Leader/followers (see [`lead_loop`]): no reactor thread of its own; the workers take turns
+    /// at the reactor, and the one that read a request runs it. Only for [`RunOn::Workers`] with
+    /// a listener of its own, no shedding and no accept limit (each needs a thread that reacts
+    /// while every worker is busy); ignored otherwise.
+    pub(crate) lead: bool,
 }
 
 type Req<M> = <<M as Machines>::Conn as ConnMachine>::Request;
@@ -214,6 +219,12 @@ const ACCEPT_BATCH: usize = 1;
 /// connection again after this long, in case the machine came back without a wake-up to a
 /// reactor that sleeps: an idle deadline is then late by at most this much.
 const AWAY_CHECK: Duration = Duration::from_millis(100);
+
+/// Leader/followers: how often the *sentry* (one idle worker) looks at the others while requests
+/// are running, and how long the reactor may go without a leader before it takes the role: a
+/// request that runs longer than about this on the thread that read it gets the reactor taken
+/// from under it, so that the other connections wait at most this long for a reader.
+const SENTRY_TICK: Duration = Duration::from_millis(1);
 
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -255,6 +266,13 @@ struct Shared {
     accept_limit: Option<usize>,
     /// `Setup::shed` is on: a full queue sheds requests instead of stopping the accepting.
     shed: bool,
+    /// Leader/followers: the sentry waits here (see [`lead_loop`]).
+    sentry: Condvar,
+    /// The sentry sleeps without a timeout (the server was quiet): the leader wakes it at the
+    /// start of its next pass.
+    sentry_deep: AtomicBool,
+    /// Reactor passes so far (leader/followers): the sentry's sign that the server is busy.
+    passes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -281,6 +299,14 @@ struct State {
     reactor_done: bool,
     /// A reactor with its own listener accepts from it (see `Setup::listener`).
     accepting: bool,
+    /// Leader/followers: a worker holds the reactor role (is in a pass).
+    leading: bool,
+    /// Leader/followers: when the last leader let go of the role, if nobody took it since.
+    role_free_since: Option<Instant>,
+    /// Leader/followers: an idle worker is the sentry.
+    has_sentry: bool,
+    /// Jobs taken from the queue so far (the sentry's sign of progress).
+    popped: u64,
 }
 
 impl Shared {
@@ -366,7 +392,38 @@ impl HalfAsync {
             capacity: capacity.max(1),
             accept_limit: accept_only_when_idle.then_some(threads.max(1)),
             shed: shed.is_some(),
+            sentry: Condvar::new(),
+            sentry_deep: AtomicBool::new(false),
+            passes: AtomicU64::new(0),
         });
+        let lead = setup.lead
+            && run_on == RunOn::Workers
+            && has_listener
+            && !accept_only_when_idle
+            && shed.is_none();
+        let (tx, rx) = mpsc::channel();
+        let driver = Driver {
+            run_on,
+            workers: threads,
+            reactor,
+            machines,
+            shared: Arc::clone(&shared),
+            answers: rx,
+            answers_tx: tx,
+            stalled: VecDeque::new(),
+            in_service: 0,
+            stopping: false,
+            events: Vec::new(),
+            listener: setup.listener,
+            listening: false,
+            accept_paused_until: None,
+            shed,
+            shed_count: 0,
+            lead,
+        };
+        // Leader/followers: the driver is the role the workers pass around; no reactor thread.
+        let (mut driver, shared_driver) =
+            if lead { (None, Some(Arc::new(Mutex::new(driver)))) } else { (Some(driver), None) };
         let mut workers = Vec::new();
         for i in 0..threads {
             let mut b = std::thread::Builder::new().name(format!("{}{}", setup.worker_prefix, i + 1));
@@ -374,7 +431,12 @@ impl HalfAsync {
                 b = b.stack_size(bytes);
             }
             let s = Arc::clone(&shared);
-            match b.spawn(move || worker_loop(&s)) {
+            let d = shared_driver.clone();
+            let spawned = b.spawn(move || match d {
+                Some(d) => lead_loop(&s, &d),
+                None => worker_loop(&s),
+            });
+            match spawned {
                 Ok(h) => workers.push(h),
                 // Fewer workers than asked is still a pool; none is not.
                 Err(e) if !workers.is_empty() => {
@@ -384,29 +446,10 @@ impl HalfAsync {
                 Err(e) => return Err(e),
             }
         }
-        let s = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new().name(setup.reactor_name).spawn(move || {
-            let (tx, rx) = mpsc::channel();
-            let mut driver = Driver {
-                run_on,
-                workers: threads,
-                reactor,
-                machines,
-                shared: s,
-                answers: rx,
-                answers_tx: tx,
-                stalled: VecDeque::new(),
-                in_service: 0,
-                stopping: false,
-                events: Vec::new(),
-                listener: setup.listener,
-                listening: false,
-                accept_paused_until: None,
-                shed,
-                shed_count: 0,
-            };
-            driver.run();
-        });
+        let Some(mut driver) = driver.take() else {
+            return Ok(HalfAsync { shared, has_listener, reactor: None, workers });
+        };
+        let spawned = std::thread::Builder::new().name(setup.reactor_name).spawn(move || driver.run());
         let reactor = match spawned {
             Ok(h) => h,
             Err(e) => {
@@ -490,6 +533,8 @@ impl HalfAsync {
         self.shared.waker.wake();
         self.shared.work.notify_all();
         self.shared.room.notify_all();
+        drop(self.shared.lock());
+        self.shared.sentry.notify_all();
     }
 
     /// Stops: connections are told the server is stopping (idle ones close, requests in
@@ -550,6 +595,157 @@ fn worker_loop(shared: &Shared) {
         if st.room_waiters > 0 && shared.accept_limit.is_some() {
             shared.room.notify_all();
         }
+    }
+}
+
+/// A worker under *leader/followers* (Schmidt, O'Ryan, Pyarali, Cranor: the pattern that
+/// removes half-sync/half-async's hand-off): there is no reactor thread; the reactor (the
+/// [`Driver`]) is a role the workers pass around. At most one worker holds it, the *leader*:
+/// it makes one pass (waits in `epoll_wait`, reads, queues the complete requests it found, writes),
+/// lets go of the role, and runs the requests it queued itself, on the thread that read them,
+/// with no wake-up of another thread. Then it takes the role again, if nobody has. The others
+/// are *followers*: they wait.
+///
+/// A request may block (a slow backend, `/delay`), and while the former leader runs it nobody
+/// reads. So one follower is the *sentry*: while requests run, it wakes every [`SENTRY_TICK`]
+/// and, if the role has been free that long, takes it (the connections wait at most a tick or
+/// two for a reader), and if requests wait in the queue with no progress since the last tick,
+/// wakes the other followers to run them. A sentry that finds the server quiet (the leader
+/// asleep in `epoll_wait`, no pass since the last tick) sleeps without a timeout; the leader
+/// wakes it at the start of its next pass. So a busy server costs a thousand sentry wake-ups a
+/// second in all, not one per request; an idle one, none.
+///
+/// What a slow client costs is unchanged: nobody waits on a client in a pass, and a request
+/// reaches a thread only once it is complete. What changes: a request that blocks holds up the
+/// reading of the others for up to a tick or two; and when every worker runs a request, nobody
+/// reads or accepts (back-pressure, with the queue as the bound, as before).
+fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
+    let mut st = shared.lock();
+    // The sentry found the role free for too long: take it before running anything queued.
+    let mut take_role = false;
+    loop {
+        if !take_role && let Some(job) = st.queue.pop_front() {
+            shared.queued.store(st.queue.len(), Ordering::SeqCst);
+            st.busy += 1;
+            st.popped += 1;
+            if st.stalled > 0 {
+                // Room now: the next pass lets a stalled connection on.
+                shared.waker.wake();
+            }
+            appoint_sentry(shared, &st);
+            drop(st);
+            if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                log::error!("a pool job panicked outside the service; its connection is closed");
+            }
+            st = shared.lock();
+            st.busy -= 1;
+            continue;
+        }
+        take_role = false;
+        if st.reactor_done {
+            return;
+        }
+        if !st.leading {
+            st.leading = true;
+            st.role_free_since = None;
+            appoint_sentry(shared, &st);
+            drop(st);
+            // A pass never blocks on a client; a panic there is a bug of this crate's, and
+            // ends the reactor for everyone (as on the reactor thread: connections dropped).
+            let passed = catch_unwind(AssertUnwindSafe(|| {
+                driver.lock().unwrap_or_else(PoisonError::into_inner).pass()
+            }));
+            let panicked = passed.is_err();
+            if panicked {
+                log::error!("pool reactor: a pass panicked; closing its connections");
+            }
+            let finished = passed.unwrap_or(true);
+            st = shared.lock();
+            st.leading = false;
+            if finished {
+                // What `ReactorDone` does for a reactor thread.
+                st.reactor_done = true;
+                st.connections = 0;
+                st.stalled = 0;
+                st.in_service = 0;
+                shared.work.notify_all();
+                shared.room.notify_all();
+                shared.sentry.notify_all();
+                if panicked {
+                    // Poisoned: the connections go with the driver, now, not when the last
+                    // worker ends.
+                    let mut d = driver.lock().unwrap_or_else(PoisonError::into_inner);
+                    let tokens = d.reactor.tokens();
+                    for t in tokens {
+                        d.reactor.remove(t);
+                    }
+                }
+            } else {
+                st.role_free_since = Some(Instant::now());
+            }
+            continue;
+        }
+        if st.has_sentry {
+            st.idle_workers += 1;
+            st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+            st.idle_workers -= 1;
+            continue;
+        }
+        // The sentry: watches until it must act, then acts as any worker would.
+        st.has_sentry = true;
+        // (jobs popped, passes) at the last tick.
+        let mut seen: Option<(u64, u64)> = None;
+        let stuck = loop {
+            let now_seen = (st.popped, shared.passes.load(Ordering::SeqCst));
+            // The leader sleeps in epoll_wait and nothing ran since the last tick: sleep until
+            // its next pass.
+            let mut quiet = st.leading && st.queue.is_empty() && seen.is_some_and(|s| s.1 == now_seen.1);
+            if quiet {
+                // Say so, *then* look at the passes once more (the leader counts its pass,
+                // *then* reads the flag; all SeqCst): either this sees the new pass, or the
+                // leader sees the flag and wakes this thread (taking the lock first, which
+                // this holds until it waits).
+                shared.sentry_deep.store(true, Ordering::SeqCst);
+                if shared.passes.load(Ordering::SeqCst) != now_seen.1 {
+                    shared.sentry_deep.store(false, Ordering::SeqCst);
+                    quiet = false;
+                }
+            }
+            st = if quiet {
+                let st = shared.sentry.wait(st).unwrap_or_else(PoisonError::into_inner);
+                shared.sentry_deep.store(false, Ordering::SeqCst);
+                seen = None;
+                st
+            } else {
+                seen = Some(now_seen);
+                shared.sentry.wait_timeout(st, SENTRY_TICK).unwrap_or_else(PoisonError::into_inner).0
+            };
+            if st.reactor_done {
+                break false;
+            }
+            // The former leader runs a request that takes long: take the reactor from it.
+            let stuck = !st.leading && st.role_free_since.is_some_and(|t| t.elapsed() >= SENTRY_TICK);
+            // Requests wait and nobody took one since the last tick: every follower helps.
+            let waiting = !st.queue.is_empty() && seen.is_some_and(|s| s.0 == st.popped);
+            if waiting {
+                shared.work.notify_all();
+            }
+            if stuck || waiting {
+                break stuck;
+            }
+        };
+        st.has_sentry = false;
+        take_role = stuck;
+    }
+}
+
+/// A worker is about to run a request or lead (leader/followers): if no sentry watches and a
+/// follower is idle, wakes one to be the sentry. (A follower woken for that may find a request
+/// to run first; then it calls this in turn.) With a sentry in place, as on a busy server, this
+/// costs nothing.
+fn appoint_sentry(shared: &Shared, st: &State) {
+    if !st.has_sentry && st.idle_workers > 0 {
+        shared.work.notify_one();
     }
 }
 
@@ -639,6 +835,9 @@ struct Driver<M: Machines> {
     shed: Option<Duration>,
     /// Requests refused by shedding (published as `State::shed`).
     shed_count: u64,
+    /// Leader/followers (`Setup::lead`): a job is queued without waking a worker, since the
+    /// leader runs it itself once its pass is over.
+    lead: bool,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -658,10 +857,18 @@ impl Drop for ReactorDone<'_> {
 }
 
 impl<M: Machines> Driver<M> {
+    /// The reactor thread's life: passes until the last connection is gone after the stop.
     fn run(&mut self) {
         let shared = Arc::clone(&self.shared);
         let _done = ReactorDone(&shared);
-        loop {
+        while !self.pass() {}
+    }
+
+    /// One turn of the reactor: wait for readiness, a timer or a wake-up (not past the first
+    /// deadline), then take in new connections and the workers' answers, serve every event,
+    /// and publish the counters. `true` once it is over (stopped, and no connection left).
+    fn pass(&mut self) -> bool {
+        {
             self.events.clear();
             let mut events = std::mem::take(&mut self.events);
             // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
@@ -679,11 +886,21 @@ impl<M: Machines> Driver<M> {
             // Awake: whatever is published from now on is seen in this pass or the next
             // check above, without a wake-up.
             self.shared.asleep.store(false, Ordering::SeqCst);
+            if self.lead {
+                self.shared.passes.fetch_add(1, Ordering::SeqCst);
+                // The sentry went to sleep for good while the server was quiet; this pass may
+                // start requests, which it must watch.
+                if self.shared.sentry_deep.swap(false, Ordering::SeqCst) {
+                    // Under the lock: the sentry set the flag holding it, and waits releasing it.
+                    drop(self.shared.lock());
+                    self.shared.sentry.notify_one();
+                }
+            }
             if let Err(e) = reacted {
                 // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
                 // (dropping them closes them) rather than spin.
                 log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
-                return;
+                return true;
             }
             let now = Instant::now();
             let (incoming, closing, accepting) = {
@@ -796,9 +1013,7 @@ impl<M: Machines> Driver<M> {
             }
             self.publish();
             self.listen_while_room(accepting, Instant::now());
-            if self.stopping && self.reactor.len() == 0 {
-                return;
-            }
+            self.stopping && self.reactor.len() == 0
         }
     }
 
@@ -1063,7 +1278,8 @@ impl<M: Machines> Driver<M> {
         let mut st = self.shared.lock();
         st.queue.push_back(job);
         self.shared.queued.store(st.queue.len(), Ordering::SeqCst);
-        let idle = st.idle_workers > 0;
+        // Leader/followers: the leader runs it after its pass, or the sentry calls the others.
+        let idle = st.idle_workers > 0 && !self.lead;
         drop(st);
         if idle {
             self.shared.work.notify_one();

@@ -162,7 +162,9 @@ impl Machines for Upper {
     fn call(&self, request: &Vec<u8>) -> Later<Vec<u8>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let mut open = self.open.lock().unwrap();
-        while !*open {
+        // A line that starts with "now" is never held at the gate: the fast request beside a
+        // slow one.
+        while !*open && !request.starts_with(b"now") {
             open = self.opened.wait(open).unwrap();
         }
         Later::Now(request.to_ascii_uppercase())
@@ -223,6 +225,37 @@ fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
     Served { addr, pool, stop, accepted, thread: Some(thread) }
 }
 
+/// A pool serving `machines` on 127.0.0.1:0 as `Server::serve_forever` runs it: the reactor
+/// accepts from its own listener, and (unless `pool` says otherwise) the workers take turns at
+/// it, leader/followers. No accept loop.
+fn serve_lead(pool: Pool, machines: Arc<Upper>) -> Served {
+    let listener = crate::transport::bind_tcp(
+        "127.0.0.1:0".parse().unwrap(),
+        crate::transport::ListenOptions::default(),
+    )
+    .unwrap();
+    let addr = match listener.local_addr().unwrap() {
+        Addr::Inet(a) => a,
+        other => panic!("not TCP: {other}"),
+    };
+    let mut pool = pool;
+    assert!(pool.start_half_async(machines, Some(listener)));
+    pool.half_async.as_ref().unwrap().set_accepting(true);
+    let pool = Arc::new(Mutex::new(pool));
+    Served {
+        addr,
+        pool,
+        stop: Arc::new(AtomicBool::new(false)),
+        accepted: Arc::new(AtomicUsize::new(0)),
+        thread: None,
+    }
+}
+
+/// Whether the pool runs leader/followers (no reactor thread of its own).
+fn leads(served: &Served) -> bool {
+    served.pool.lock().unwrap().half_async.as_ref().is_some_and(|h| h.reactor.is_none())
+}
+
 impl Served {
     fn stats(&self) -> Stats {
         self.pool.lock().unwrap().half_async.as_ref().map(|h| h.stats()).unwrap_or_default()
@@ -270,8 +303,7 @@ fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
     String::from_utf8(all).unwrap().lines().map(str::to_owned).collect()
 }
 
-#[test]
-fn pipelined_lines_are_answered_in_order_and_together() {
+fn pipelined_lines_are_answered_in_order_and_together_on(serve: fn(Pool, Arc<Upper>) -> Served) {
     let machines = Upper::new(Duration::from_secs(10), true);
     let writes = Arc::clone(&machines.writes);
     let served = serve(Pool::new(2), machines);
@@ -299,8 +331,7 @@ fn pipelined_lines_are_answered_in_order_and_together() {
     assert_eq!(pool.workers(), 0, "close joined the workers");
 }
 
-#[test]
-fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline() {
+fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline_on(serve: fn(Pool, Arc<Upper>) -> Served) {
     // One worker: if the silent client held it, nobody else would be answered.
     let served = serve(Pool::new(1), Upper::new(Duration::from_millis(300), true));
     let mut silent = client(served.addr);
@@ -318,8 +349,7 @@ fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline() {
     served.close();
 }
 
-#[test]
-fn a_slow_reader_holds_no_worker() {
+fn a_slow_reader_holds_no_worker_on(serve: fn(Pool, Arc<Upper>) -> Served) {
     let upper = Upper::new(Duration::from_secs(30), true);
     let served = serve(Pool::new(1), Arc::clone(&upper));
     // A client that sends 16 MB of lines and reads nothing: the answers fill the socket buffers
@@ -392,8 +422,15 @@ fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
 
 #[test]
 fn close_closes_idle_connections_and_finishes_the_one_in_progress() {
+    close_closes_idle_connections_and_finishes_the_one_in_progress_on(serve, 1);
+}
+
+fn close_closes_idle_connections_and_finishes_the_one_in_progress_on(
+    serve: fn(Pool, Arc<Upper>) -> Served,
+    workers: usize,
+) {
     let upper = Upper::new(Duration::from_secs(30), false);
-    let served = serve(Pool::new(1), Arc::clone(&upper));
+    let served = serve(Pool::new(workers), Arc::clone(&upper));
     let mut idle = client(served.addr);
     let mut busy = client(served.addr);
     busy.write_all(b"last\n").unwrap();
@@ -427,7 +464,9 @@ fn shedding_answers_a_full_queue_at_once_and_keeps_accepting() {
     assert!(
         until(|| {
             let s = served.stats();
-            s.busy == 1 && s.in_service as u64 + s.shed == n as u64
+            // `busy` counts the worker once it took the job, a moment before it calls the
+            // service: wait for the call too.
+            s.busy == 1 && s.in_service as u64 + s.shed == n as u64 && upper.calls.load(Ordering::SeqCst) == 1
         }),
         "{:?}",
         served.stats()
@@ -455,8 +494,9 @@ fn shedding_answers_a_full_queue_at_once_and_keeps_accepting() {
     served.close();
 }
 
-#[test]
-fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline() {
+fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline_on(
+    serve: fn(Pool, Arc<Upper>) -> Served,
+) {
     // The worker writes the answer and gives the machine back without waking the reactor
     // (`Driver::lend`); nothing else happens on this server afterwards. The reactor must still
     // take the machine back and arm its idle deadline (the check timer), or the silent
@@ -471,4 +511,119 @@ fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadl
     assert!(t0.elapsed() < Duration::from_secs(5), "closed after {:?}", t0.elapsed());
     assert!(until(|| served.stats().connections == 0), "{:?}", served.stats());
     served.close();
+}
+
+#[test]
+fn pipelined_lines_are_answered_in_order_and_together() {
+    pipelined_lines_are_answered_in_order_and_together_on(serve);
+}
+
+#[test]
+fn pipelined_lines_are_answered_in_order_and_together_leader_followers() {
+    pipelined_lines_are_answered_in_order_and_together_on(serve_lead);
+}
+
+#[test]
+fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline() {
+    a_silent_client_holds_no_worker_and_is_closed_at_its_deadline_on(serve);
+}
+
+#[test]
+fn a_silent_client_holds_no_worker_and_is_closed_at_its_deadline_leader_followers() {
+    a_silent_client_holds_no_worker_and_is_closed_at_its_deadline_on(serve_lead);
+}
+
+#[test]
+fn a_slow_reader_holds_no_worker() {
+    a_slow_reader_holds_no_worker_on(serve);
+}
+
+#[test]
+fn a_slow_reader_holds_no_worker_leader_followers() {
+    a_slow_reader_holds_no_worker_on(serve_lead);
+}
+
+#[test]
+fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline() {
+    a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline_on(serve);
+}
+
+#[test]
+fn a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline_leader_followers() {
+    a_kept_alive_client_silent_after_its_answer_is_still_closed_at_its_idle_deadline_on(serve_lead);
+}
+
+#[test]
+fn close_closes_idle_connections_and_finishes_the_one_in_progress_leader_followers() {
+    // Two workers: the one that runs the slow request read it, and the other takes the reactor
+    // from it (the sentry), so the stop still reaches the idle connection at once.
+    close_closes_idle_connections_and_finishes_the_one_in_progress_on(serve_lead, 2);
+}
+
+#[test]
+fn leader_followers_a_slow_request_has_the_reactor_taken_from_it() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    let served = serve_lead(Pool::new(2), Arc::clone(&upper));
+    assert!(leads(&served));
+    let mut slow = client(served.addr);
+    slow.write_all(b"slow\n").unwrap();
+    assert!(until(|| upper.calls.load(Ordering::SeqCst) == 1));
+    // The thread that read "slow" runs it and waits at the gate; the other one takes the
+    // reactor and serves the next client, many times over.
+    let mut fast = client(served.addr);
+    for i in 0..50 {
+        fast.write_all(format!("now {i}\n").as_bytes()).unwrap();
+        assert_eq!(read_lines(&mut fast, 1), vec![format!("NOW {i}")]);
+    }
+    upper.open_gate();
+    assert_eq!(read_lines(&mut slow, 1), vec!["SLOW"]);
+    served.close();
+}
+
+#[test]
+fn leader_followers_requests_that_all_block_get_a_worker_each_then_wait() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    let served = serve_lead(Pool::new(3), Arc::clone(&upper));
+    let mut clients: Vec<TcpStream> = (0..8).map(|_| client(served.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    // Every worker runs one (the sentry hands the queued ones out, and takes the reactor from
+    // the leader that runs one); the rest wait, none lost.
+    assert!(
+        until(|| upper.calls.load(Ordering::SeqCst) == 3 && served.stats().busy == 3),
+        "{:?}",
+        served.stats()
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(upper.calls.load(Ordering::SeqCst), 3, "three workers, three requests at a time");
+    upper.open_gate();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
+    }
+    assert!(until(|| served.stats().busy == 0 && served.stats().in_service == 0), "{:?}", served.stats());
+    let pool = served.close();
+    assert_eq!(pool.workers(), 0, "close joined the workers");
+}
+
+#[test]
+fn leader_followers_is_not_used_where_a_reactor_must_answer_while_workers_are_busy() {
+    let upper = Upper::new(Duration::from_secs(30), true);
+    // Shedding answers while every worker is busy: the hand-off, a reactor thread.
+    let shedding = serve_lead(Pool::new(2).shed_when_full(Duration::from_secs(1)), Arc::clone(&upper));
+    assert!(!leads(&shedding));
+    shedding.close();
+    let off = serve_lead(Pool::new(2).leader_followers(false), Arc::clone(&upper));
+    assert!(!leads(&off));
+    let mut c = client(off.addr);
+    c.write_all(b"hello\n").unwrap();
+    assert_eq!(read_lines(&mut c, 1), vec!["HELLO"]);
+    off.close();
+    // And connections handed over by an accept loop (`handle_request`) go to a reactor thread.
+    let handed = serve(Pool::new(2), upper);
+    let mut c = client(handed.addr);
+    c.write_all(b"hello\n").unwrap();
+    assert_eq!(read_lines(&mut c, 1), vec!["HELLO"]);
+    assert!(!leads(&handed));
+    handed.close();
 }
