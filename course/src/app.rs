@@ -352,6 +352,9 @@ pub struct ServerArgs {
     /// `--blocking-workers` (pool only): workers read and write their connections themselves,
     /// as before the reactor ([`Pool::half_async`] off), for the throughput comparison.
     pub blocking_workers: bool,
+    /// `--hand-off` (pool only): a reactor thread of its own hands each complete request to a
+    /// worker (half-sync/half-async, [`Pool::leader_followers`] off), for the comparison.
+    pub hand_off: bool,
     /// `--queue-size N` (pool only): room for N requests waiting for a worker
     /// ([`Pool::queue_size`]; default threads × 4).
     pub queue_size: Option<usize>,
@@ -388,6 +391,7 @@ impl Default for ServerArgs {
             min_body_rate: None,
             min_send_rate: None,
             blocking_workers: false,
+            hand_off: false,
             queue_size: None,
             shed_when_full: None,
         }
@@ -473,6 +477,7 @@ impl ServerArgs {
                     out.min_send_rate = Some(rate("--min-send-rate", &value("--min-send-rate")?)?)
                 }
                 "--blocking-workers" if kind == Kind::Pool => out.blocking_workers = true,
+                "--hand-off" if kind == Kind::Pool => out.hand_off = true,
                 "--queue-size" if kind == Kind::Pool => {
                     out.queue_size = Some(positive("--queue-size", &value("--queue-size")?)?)
                 }
@@ -508,6 +513,7 @@ impl ServerArgs {
             Kind::Pool => {
                 "  --threads N       worker threads in the pool (default 4)\n  \
                  --blocking-workers workers read and write connections themselves (no reactor)\n  \
+                 --hand-off        a reactor thread hands requests to the workers (default: they take turns at it)\n  \
                  --queue-size N    room for N requests waiting for a worker (default threads x 4)\n  \
                  --shed-when-full SECS  queue full: answer 503 + Retry-After: SECS (default: wait)\n"
             }
@@ -715,8 +721,9 @@ pub fn run(kind: Kind, args: impl IntoIterator<Item = String>) -> ExitCode {
         }
         Kind::Prefork => serve_prefork(&args),
         Kind::Pool => {
-            let mut pool =
-                Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS)).half_async(!args.blocking_workers);
+            let mut pool = Pool::new(args.threads.unwrap_or(DEFAULT_POOL_THREADS))
+                .half_async(!args.blocking_workers)
+                .leader_followers(!args.hand_off);
             if let Some(n) = args.queue_size {
                 pool = pool.queue_size(n);
             }
