@@ -51,7 +51,7 @@ for tool in wrk nginx h2load; do
 done
 log "building (release): event_loop_server, prefork_server, min_epoll, hyper_hello"
 cargo build --release --quiet --example event_loop_server --example prefork_server
-cargo build --release --quiet --manifest-path bench/minimal/Cargo.toml --bin min_epoll
+cargo build --release --quiet --manifest-path bench/minimal/Cargo.toml --bin min_epoll --bin min_oneshot
 # hyper and tokio are an optional feature of bench/minimal (its Cargo.toml says why); a
 # machine that cannot build them still measures the rest.
 HAVE_HYPER=1
@@ -67,8 +67,10 @@ cmd_of() {
         pf2) echo "$EX/prefork_server --workers 2 --event-loop" ;;
         pool) echo "$EX/pool_server" ;;
         poolb) echo "$EX/pool_server --blocking-workers" ;;
+        poolh) echo "$EX/pool_server --hand-off" ;;
         min1) echo "$MIN/min_epoll --threads 1" ;;
         min2) echo "$MIN/min_epoll --threads 2" ;;
+        mino4) echo "$MIN/min_oneshot --threads 4" ;;
         hyper1) echo "$MIN/hyper_hello --threads 1" ;;
         hyper2) echo "$MIN/hyper_hello --threads 2" ;;
         *) return 1 ;;
@@ -81,12 +83,14 @@ label_of() {
         el2x) echo "event_loop_server --threads 2 --accept-on-loops" ;;
         el2r) echo "event_loop_server --threads 2 --reuse-port" ;;
         pf2) echo "prefork_server --workers 2 --event-loop" ;;
-        pool) echo "pool_server (4 workers, the reactor)" ;;
+        pool) echo "pool_server (4 workers, leader/followers)" ;;
         poolb) echo "pool_server --blocking-workers" ;;
+        poolh) echo "pool_server --hand-off (a reactor thread)" ;;
         nginx1) echo "nginx, 1 worker process" ;;
         nginx2) echo "nginx, 2 worker processes" ;;
         min1) echo "min_epoll --threads 1" ;;
         min2) echo "min_epoll --threads 2" ;;
+        mino4) echo "min_oneshot --threads 4 (one shared epoll set)" ;;
         hyper1) echo "hyper on tokio, 1 worker" ;;
         hyper2) echo "hyper on tokio, 2 workers" ;;
     esac
@@ -182,7 +186,8 @@ for mode, title, tool, a, b in modes:
         return statistics.median(runs) if runs else 0
     pairs = [("el2", "nginx2"), ("el2", "min2"), ("el2x", "nginx2"), ("el2x", "min2"), ("el2r", "nginx2"),
              ("el2r", "min2"), ("el1", "nginx1"), ("el1", "min1"), ("el2", "hyper2"), ("pf2", "nginx2"),
-             ("pool", "nginx2"), ("poolb", "nginx2")]
+             ("pool", "nginx2"), ("poolb", "nginx2"), ("poolh", "nginx2"), ("pool", "poolb"), ("pool", "poolh"),
+             ("pool", "mino4")]
     said = [f"{a}/{b} {med_rate(a) / med_rate(b):.2f}" for a, b in pairs if med_rate(a) and med_rate(b)]
     if said:
         print("\nratios of medians: " + ", ".join(said))
