@@ -44,6 +44,20 @@
 //! wait in the listen backlog. Memory stays bounded: requests waiting ≤ queue size, bytes
 //! buffered ≤ connections × the machine's own limits.
 //!
+//! **Leader/followers** ([`Setup::lead`], the Pool's default). There is no reactor thread: the
+//! [`Driver`] sits behind a mutex and the workers take turns at it (`lead_loop`). The *leader*
+//! runs one pass ([`Driver::pass`]: one `react()`, the accepts, reads and writes it reports),
+//! gives up the role and runs what that pass queued itself, so a request is read, served and
+//! written on one thread with no wake-up of another. One idle worker is the *sentry*: it ticks
+//! every [`SENTRY_TICK`] while a leader holds the role and takes the role when it has stayed
+//! free for a tick (the former leader is running a long request), so a slow service keeps the
+//! reactor from reading for a tick at most; it wakes the other followers when requests wait and
+//! nobody took one in a tick; and it sleeps without ticking while the leader waits in
+//! `epoll_wait` with nothing queued (the leader wakes it when its next pass begins). While every
+//! worker runs a request nobody reads: that is back-pressure anyway, but it is why shedding
+//! (which must answer while the workers are full) and connections handed over by `submit` use
+//! the reactor thread instead.
+//!
 //! **Load shedding** ([`Setup::shed`], `Pool::shed_when_full`). Instead of stalling, the
 //! reactor answers a complete request itself with the machine's refusal (HTTP: `503` with
 //! `Retry-After` and `Connection: close`), at once and without a worker, and keeps reading and
@@ -106,6 +120,14 @@ pub(crate) trait ConnMachine: Send + 'static {
     /// pass: the client then never sees the whole response before the server has let go of
     /// the connection. Default: no.
     fn closes_after_output(&self) -> bool {
+        false
+    }
+    /// Whether the connection ends after the answer to `request`, the request just handed
+    /// out, whatever the answer (HTTP: the request said `Connection: close`). The reactor then
+    /// does not watch the socket while a worker holds the machine: no request can follow, and
+    /// a connection that was never in epoll costs no `epoll_ctl` to add and remove. Default: no.
+    fn ends_after(&self, request: &Self::Request) -> bool {
+        let _ = request;
         false
     }
 }
@@ -238,7 +260,8 @@ struct Shared {
     room: Condvar,
     waker: Arc<Waker>,
     /// The reactor is about to wait, or waits, in `epoll_wait`: only then does a worker with an
-    /// answer (or the accept thread with a connection) write the waker's eventfd. While the
+    /// answer or room for a stalled connection (or the accept thread with a connection) write
+    /// the waker's eventfd. While the
     /// reactor is awake it looks at the answers and the incoming connections before it waits
     /// again, so a wake-up then would be a system call (and, at worst, a spurious extra pass)
     /// for nothing: with a busy reactor that was one `write(2)` per request (strace, docs/costs.md).
@@ -305,6 +328,9 @@ struct State {
     role_free_since: Option<Instant>,
     /// Leader/followers: an idle worker is the sentry.
     has_sentry: bool,
+    /// Leader/followers: a follower was woken to be the sentry and has not taken the post yet
+    /// (so that the leader's next jobs do not wake another: `appoint_sentry`).
+    sentry_called: bool,
     /// Jobs taken from the queue so far (the sentry's sign of progress).
     popped: u64,
 }
@@ -328,8 +354,9 @@ impl Shared {
     }
 
     /// Wakes the reactor if it sleeps (see `asleep`), after something it looks at before
-    /// sleeping was published: an answer (`answers_waiting` raised first) or an incoming
-    /// connection (pushed under the lock). Why no wake-up is lost: the reactor sets `asleep`
+    /// sleeping was published: an answer (`answers_waiting` raised first), an incoming
+    /// connection (pushed under the lock), or room in the queue for a stalled connection
+    /// (`queued` lowered first). Why no wake-up is lost: the reactor sets `asleep`
     /// and *then* looks at those; this side publishes and *then* reads `asleep` (all SeqCst, or
     /// ordered by the lock), so either the reactor sees the work and does not block, or this
     /// sees `asleep` and wakes it. `swap`: of several threads finishing at once, one writes.
@@ -420,6 +447,7 @@ impl HalfAsync {
             shed,
             shed_count: 0,
             lead,
+            passes: 0,
         };
         // Leader/followers: the driver is the role the workers pass around; no reactor thread.
         let (mut driver, shared_driver) =
@@ -565,10 +593,10 @@ fn worker_loop(shared: &Shared) {
                 if let Some(job) = st.queue.pop_front() {
                     shared.queued.store(st.queue.len(), Ordering::SeqCst);
                     st.busy += 1;
-                    // Room now: the reactor may have stalled connections, an accept thread may
-                    // wait for room.
+                    // Room now: the reactor may have stalled connections (woken if it sleeps: it
+                    // looks for room before it does), an accept thread may wait for room.
                     if st.stalled > 0 {
-                        shared.waker.wake();
+                        shared.wake_reactor();
                     }
                     if st.room_waiters > 0 {
                         shared.room.notify_all();
@@ -623,16 +651,27 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
     let mut st = shared.lock();
     // The sentry found the role free for too long: take it before running anything queued.
     let mut take_role = false;
+    // Woken as a follower: if no sentry watches, this thread was most likely called to be it.
+    let mut woken = false;
     loop {
-        if !take_role && let Some(job) = st.queue.pop_front() {
+        // Called to be the sentry: take the post, not the leader's jobs. The leader runs what
+        // it read itself (no second thread touches those connections, so the next pass finds
+        // their machines back, not lent); help comes when the queue makes no progress.
+        let be_sentry = woken && !take_role && !st.has_sentry && !st.reactor_done;
+        woken = false;
+        if !take_role
+            && !be_sentry
+            && let Some(job) = st.queue.pop_front()
+        {
             shared.queued.store(st.queue.len(), Ordering::SeqCst);
             st.busy += 1;
             st.popped += 1;
             if st.stalled > 0 {
-                // Room now: the next pass lets a stalled connection on.
-                shared.waker.wake();
+                // Room now: the next pass lets a stalled connection on. Usually that pass is
+                // this thread's own, after its jobs; a leader asleep in epoll_wait is woken.
+                shared.wake_reactor();
             }
-            appoint_sentry(shared, &st);
+            appoint_sentry(shared, &mut st);
             drop(st);
             if catch_unwind(AssertUnwindSafe(job)).is_err() {
                 log::error!("a pool job panicked outside the service; its connection is closed");
@@ -645,10 +684,10 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
         if st.reactor_done {
             return;
         }
-        if !st.leading {
+        if !be_sentry && !st.leading {
             st.leading = true;
             st.role_free_since = None;
-            appoint_sentry(shared, &st);
+            appoint_sentry(shared, &mut st);
             drop(st);
             // A pass never blocks on a client; a panic there is a bug of this crate's, and
             // ends the reactor for everyone (as on the reactor thread: connections dropped).
@@ -689,10 +728,12 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
             st.idle_workers += 1;
             st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
             st.idle_workers -= 1;
+            woken = true;
             continue;
         }
         // The sentry: watches until it must act, then acts as any worker would.
         st.has_sentry = true;
+        st.sentry_called = false;
         // (jobs popped, passes) at the last tick.
         let mut seen: Option<(u64, u64)> = None;
         let stuck = loop {
@@ -740,11 +781,12 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
 }
 
 /// A worker is about to run a request or lead (leader/followers): if no sentry watches and a
-/// follower is idle, wakes one to be the sentry. (A follower woken for that may find a request
-/// to run first; then it calls this in turn.) With a sentry in place, as on a busy server, this
-/// costs nothing.
-fn appoint_sentry(shared: &Shared, st: &State) {
-    if !st.has_sentry && st.idle_workers > 0 {
+/// follower is idle, wakes one to be the sentry (once: `sentry_called` until one takes the
+/// post). The follower woken takes the post before it looks at the queue (`lead_loop`). With a
+/// sentry in place, as on a busy server, this costs nothing.
+fn appoint_sentry(shared: &Shared, st: &mut State) {
+    if !st.has_sentry && !st.sentry_called && st.idle_workers > 0 {
+        st.sentry_called = true;
         shared.work.notify_one();
     }
 }
@@ -800,6 +842,11 @@ struct Conn<C: ConnMachine> {
     /// On the event loop, a request whose answer waits for a reactor timer (`Later::At`):
     /// when, the request, and the work that makes the answer then.
     later: Option<Timed<C>>,
+    /// The reactor pass (`Driver::passes`) that last advanced it: readiness collected before
+    /// an advance in the same pass is stale (see `pass`).
+    advanced_in: u64,
+    /// The request out is the connection's last (`ConnMachine::ends_after`).
+    last: bool,
 }
 
 type Timed<C> = (Instant, <C as ConnMachine>::Request, Work<<C as ConnMachine>::Answer>);
@@ -838,6 +885,8 @@ struct Driver<M: Machines> {
     /// Leader/followers (`Setup::lead`): a job is queued without waking a worker, since the
     /// leader runs it itself once its pass is over.
     lead: bool,
+    /// Passes so far (`Conn::advanced_in`).
+    passes: u64,
 }
 
 /// Marks the reactor gone, however its thread ends, and lets the workers finish.
@@ -878,6 +927,7 @@ impl<M: Machines> Driver<M> {
             // came in meanwhile.
             self.shared.asleep.store(true, Ordering::SeqCst);
             if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
+                || (!self.stalled.is_empty() && !self.queue_full())
                 || !self.shared.lock().incoming.is_empty()
             {
                 timeout = Some(Duration::ZERO);
@@ -886,6 +936,7 @@ impl<M: Machines> Driver<M> {
             // Awake: whatever is published from now on is seen in this pass or the next
             // check above, without a wake-up.
             self.shared.asleep.store(false, Ordering::SeqCst);
+            self.passes += 1;
             if self.lead {
                 self.shared.passes.fetch_add(1, Ordering::SeqCst);
                 // The sentry went to sleep for good while the server was quiet; this pass may
@@ -909,7 +960,7 @@ impl<M: Machines> Driver<M> {
                 (std::mem::take(&mut st.incoming), st.closing, st.accepting)
             };
             for (stream, peer) in incoming {
-                self.accept(stream, peer, now);
+                self.accept(stream, peer, now, false);
             }
             // Answers first: they free workers' results and may let stalled connections on.
             while let Ok(back) = self.answers.try_recv() {
@@ -959,6 +1010,15 @@ impl<M: Machines> Driver<M> {
             self.unstall(now);
             for &event in &events {
                 match event {
+                    // Advanced already in this pass, after epoll_wait collected this readiness
+                    // (its machine came back, or a stalled one's turn came): that advance read
+                    // what the event reports, and level-triggered epoll reports again what is
+                    // left. Advancing again would only find nothing to read -- or, had it lent
+                    // the machine out again, take the socket out of epoll for a request it
+                    // has already read, and put it back when the machine returns: two
+                    // epoll_ctl calls per keep-alive request.
+                    Event::Io(token, _)
+                        if self.reactor.get(token).is_some_and(|c| c.advanced_in == self.passes) => {}
                     Event::Io(token, _) => self.advance(token, now, false),
                     Event::Timer(token) => {
                         let Some(c) = self.reactor.get_mut(token) else { continue };
@@ -1032,10 +1092,12 @@ impl<M: Machines> Driver<M> {
         }
     }
 
-    fn accept(&mut self, stream: Stream, peer: Addr, now: Instant) {
+    /// Takes a connection onto the reactor. `nonblocking`: it is already (accepted here with
+    /// `accept4(SOCK_NONBLOCK)`); one handed over by `submit` is made so.
+    fn accept(&mut self, stream: Stream, peer: Addr, now: Instant, nonblocking: bool) {
         // Non-blocking: the reactor must never wait on one client. If this fails the socket is
         // unusable (EBADF): drop it.
-        if let Err(e) = stream.set_nonblocking(true) {
+        if !nonblocking && let Err(e) = stream.set_nonblocking(true) {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
@@ -1056,6 +1118,8 @@ impl<M: Machines> Driver<M> {
             eof: false,
             linger: None,
             later: None,
+            advanced_in: 0,
+            last: false,
         };
         // Registered with no interest: `advance` reads at once (the request is often there
         // already) and sets the interest from what the machine wants.
@@ -1087,10 +1151,10 @@ impl<M: Machines> Driver<M> {
                 return;
             }
             let Some(listener) = &self.listener else { return };
-            match listener.accept() {
+            match listener.accept_nonblocking() {
                 Ok((stream, peer)) => {
                     if self.machines.verify(&peer) {
-                        self.accept(stream, peer, now);
+                        self.accept(stream, peer, now, true);
                     }
                 }
                 // Nothing left, or a sibling reactor took it: done.
@@ -1290,6 +1354,10 @@ impl<M: Machines> Driver<M> {
     /// interest and its timer from what its machine wants. `turn`: a stalled connection's turn
     /// has come (it goes before the others still stalled).
     fn advance(&mut self, token: Token, now: Instant, turn: bool) {
+        let pass = self.passes;
+        if let Some(c) = self.reactor.get_mut(token) {
+            c.advanced_in = pass;
+        }
         if let Some(c) = self.reactor.get_mut(token)
             && c.machine.is_none()
         {
@@ -1327,7 +1395,8 @@ impl<M: Machines> Driver<M> {
                 // the answer, so pipelined requests wait. (With output left, below: the
                 // answers to earlier requests of a pipeline are written while a later one
                 // waits for its timer or offload worker.)
-                break if c.machine.is_none() { Interest::READ } else { Interest::NONE };
+                // (Unless no request can follow: `ends_after`.)
+                break if c.machine.is_none() && !c.last { Interest::READ } else { Interest::NONE };
             }
             let Some(m) = c.machine.as_mut() else { return };
             let want = m.wants();
@@ -1385,13 +1454,19 @@ impl<M: Machines> Driver<M> {
                 } else {
                     self.stalled.push_back(token);
                 }
-                // Out of epoll while stalled (level-triggered: it would be reported in a loop).
-                let _ = self.reactor.set_interest(token, Interest::NONE);
+                // Out of epoll while stalled (level-triggered: it would be reported in a loop) --
+                // but for a leader (leader/followers), which runs a queued job after every
+                // pass that leaves the queue full, so it cannot loop on the report; each pass
+                // skips it (`c.stalled` above), and it costs no epoll_ctl to stall and unstall.
+                if !self.lead {
+                    let _ = self.reactor.set_interest(token, Interest::NONE);
+                }
                 self.reactor.set_deadline(token, None);
                 return;
             }
             if let Some(request) = m.next_request(now) {
                 c.in_service = true;
+                c.last = m.ends_after(&request);
                 self.start(token, request);
                 continue;
             }

@@ -421,6 +421,43 @@ fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
 }
 
 #[test]
+fn a_full_queue_stops_reading_and_accepting_leader_followers() {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    // Two workers, room for two requests. A leader that finds the queue full stalls the rest
+    // (which stay in epoll: a leader runs a job after every pass that leaves the queue full),
+    // runs the first request and blocks; the other worker takes the reactor from it and runs
+    // the next. Then every worker is busy and nobody reads or accepts: the clients wait,
+    // stalled, in the queue or in the backlog (how many of each depends on how far the
+    // reactor got before the workers were taken).
+    let served = serve_lead(Pool::new(2).queue_size(2), Arc::clone(&upper));
+    assert!(leads(&served));
+    let n = 30;
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    assert!(
+        until(|| upper.calls.load(Ordering::SeqCst) == 2 && served.stats().busy == 2),
+        "{:?}",
+        served.stats()
+    );
+    // Nothing moves now: no busy loop over the stalled connections' readiness (no thread is
+    // left to run one), no more calls, no more accepts, nothing queued beyond the bound.
+    let frozen = served.stats();
+    std::thread::sleep(Duration::from_millis(50));
+    let s = served.stats();
+    assert_eq!(s, frozen);
+    assert!(s.queued <= 2 && s.in_service == s.busy + s.queued, "{s:?}");
+    assert_eq!(upper.calls.load(Ordering::SeqCst), 2);
+    upper.open_gate();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
+    }
+    assert_eq!(upper.calls.load(Ordering::SeqCst), n);
+    served.close();
+}
+
+#[test]
 fn close_closes_idle_connections_and_finishes_the_one_in_progress() {
     close_closes_idle_connections_and_finishes_the_one_in_progress_on(serve, 1);
 }
