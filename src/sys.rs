@@ -373,6 +373,28 @@ pub(crate) fn recv_datagram(
     socket.recv_from_with_flags(uninit, libc::MSG_TRUNC)
 }
 
+/// `accept4(SOCK_NONBLOCK | SOCK_CLOEXEC)`: a connection that is non-blocking from the start,
+/// for a reactor, which would otherwise make a second system call per connection to set
+/// `O_NONBLOCK` (socket2's `accept` passes only `SOCK_CLOEXEC`). The peer's address comes back
+/// as `accept`'s does.
+pub(crate) fn accept_nonblocking(
+    listener: &socket2::Socket,
+) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let fd = listener.as_raw_fd();
+    // SAFETY: `try_init` passes a zeroed `sockaddr_storage` and its size, which is what
+    // accept4(2) takes for the peer's address (it stores at most that many bytes and writes the
+    // real length back). The descriptor accept4 returns on success is new and ours alone, so
+    // `OwnedFd` may own it; on failure nothing is owned.
+    let (owned, peer) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let fd = libc::accept4(fd, storage.cast(), len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+            if fd < 0 { Err(io::Error::last_os_error()) } else { Ok(OwnedFd::from_raw_fd(fd)) }
+        })
+    }?;
+    Ok((socket2::Socket::from(owned), peer))
+}
+
 /// Ends a forked child: flushes stdout (the child's own output, which `_exit` would otherwise
 /// drop; stderr has no buffer), then `_exit(status)`.
 pub(crate) fn exit_child(status: i32) -> ! {

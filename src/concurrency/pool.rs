@@ -52,6 +52,8 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///   requests on the reactor path, accepted connections on the worker path.
 /// * [`Pool::half_async`]: whether an HTTP handler's connections live on the reactor (default
 ///   `true`, see below).
+/// * [`Pool::leader_followers`]: whether the workers take turns at the reactor (default `true`)
+///   or a reactor thread hands each request to a worker (see *Leader/followers* below).
 /// * [`Pool::shed_when_full`]: answer `503` + `Retry-After` when the queue is full, instead of
 ///   waiting (default: wait; see *Back-pressure or load shedding* below).
 /// * [`Pool::stack_size`]: worker stack size (default Rust's, 2 MiB).
@@ -78,35 +80,47 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 /// public port (no slow client can pin a worker, below). Size it to what the *backend* can take
 /// (database connections, cores), not to the number of clients.
 ///
-/// # Half-sync/half-async: a worker only ever runs a complete request
+/// # A worker only ever runs a complete request
 /// A pool's workers are few, so a worker that waits on a client is a worker lost to everyone:
 /// four clients that send their request a byte at a time (slowloris) or read the response a byte
 /// at a time would stop a four-worker pool for as long as their timeouts allow. So for an
 /// HTTP handler (one whose connection is a state machine with no I/O in it, `http::conn`), every
-/// connection lives on the pool's *reactor* thread (one `epoll`, `src/reactor.rs`):
+/// connection lives, non-blocking, in the pool's one *reactor* (one `epoll`, `src/reactor.rs`),
+/// which accepts, reads and writes without ever blocking; a thread runs the service only on a
+/// request that is whole, and writes what the client takes at once, leaving the rest to the
+/// reactor. Deadlines (header, body rate, send rate, idle) are reactor timers. Pipelined
+/// requests are answered in order, one out per connection at a time; those that arrived
+/// together are answered by the same thread and leave in one write. When every worker is busy
+/// and the queue is full, the reactor stops reading and stops accepting: back-pressure, with
+/// memory bounded by the queue and the HTTP layer's limits.
+///
+/// # Leader/followers (the default), or a reactor thread that hands off
+/// Which thread runs the reactor is the other choice, [`leader_followers`](Pool::leader_followers):
 ///
 /// ```text
-///  reactor thread (async half)                                      workers (sync half: N)
-///  accept() from the listener, in the same epoll set (while the queue has room)
-///  every connection, non-blocking, in one epoll set
-///  read what is there ─▶ a complete request? ──────────▶ bounded queue ──▶ service
-///  write what is left, without blocking ◀── channel ◀── write what fits ◀───────┘
-///  deadlines (header, body rate, send rate, idle) are reactor timers
+///  leader/followers (default): the workers take turns at the reactor
+///  leader:    epoll_wait ─▶ accept, read, write ─▶ complete requests ─▶ queue
+///             gives up the role, then runs the requests it read itself (no wake-up)
+///  sentry:    an idle worker watching the leader; if the role stays free for a tick
+///             (1 ms: the former leader runs a long request), it takes the role
+///  followers: sleep until a request waits in the queue with nobody taking it
+///
+///  half-sync/half-async (leader_followers(false)): a reactor thread of its own
+///  reactor thread: epoll_wait ─▶ accept, read, write ─▶ complete requests ─▶ queue
+///  workers (N):    queue ─▶ service ─▶ write what fits ─▶ back to the reactor
 /// ```
 ///
-/// The reactor accepts, reads and writes without ever blocking; a worker takes a request only once
-/// it is whole, runs the service, writes the response without blocking (what the client does not
-/// take at once is left to the reactor) and hands the connection back. Pipelined requests are
-/// answered in order, one out per connection at a time; those that arrived together are answered by
-/// the same worker and leave in one write. When every worker is busy and the queue is full, the
-/// reactor stops reading and stops accepting: back-pressure, with memory bounded by the queue and
-/// the HTTP layer's limits. (The reactor accepts itself so that a new connection is read on the
-/// thread that accepted it; a server driven by `handle_request`, and `Prefork`'s workers, hand
-/// connections over from the accept thread.) The price is a hand-off between two threads for every
-/// request (one wake-up of a worker; the way back needs none while the reactor has other work or
-/// the client's next request wakes it), which a busy keep-alive client on few cores feels
-/// (docs/benchmarks.md, "The pool's reactor hand-off"); [`half_async(false)`](Pool::half_async)
-/// trades the protection back for the rest of that cost.
+/// Leader/followers (Schmidt's pattern; the shape of a shared-`epoll` server written by hand)
+/// runs a request on the thread that read it, so a keep-alive client costs no switch between
+/// threads; a request that runs long costs the reactor a tick at most, since the sentry takes
+/// it over, and while every worker is busy nobody reads, which is back-pressure anyway. The
+/// hand-off keeps one thread at the reactor at all times, at the price of a wake-up of a worker
+/// per request (docs/benchmarks.md, "The pool's reactor hand-off", has both measured). It is
+/// used whatever the setting where the reactor must answer while every worker is busy
+/// ([`shed_when_full`](Pool::shed_when_full)), and where the connections come from elsewhere: a
+/// server driven by `handle_request`, and `Prefork`'s workers, hand them over from the accept
+/// thread. [`half_async(false)`](Pool::half_async) gives up the reactor altogether, for the
+/// comparison.
 ///
 /// # Back-pressure or load shedding
 /// When every worker is busy and the queue is full, a pool can make the next client *wait*
@@ -423,10 +437,10 @@ impl Pool {
     }
 
     /// Whether an HTTP handler's connections live on the pool's reactor, so that a worker is
-    /// lent only to run the service on a complete request (half-sync/half-async; default
-    /// `true`). With `false`, workers read and write connections themselves, as every other
-    /// strategy does: faster for busy keep-alive clients on few cores (no hand-off between
-    /// threads per request), but a slow client holds a worker for as long as its timeouts allow
+    /// lent only to run the service on a complete request (the reactor path; default `true`).
+    /// With `false`, workers read and write connections themselves, as every other strategy
+    /// does: somewhat faster for busy keep-alive clients (no reactor between a worker and its
+    /// socket), but a slow client holds a worker for as long as its timeouts allow
     /// (docs/14-slow-clients.md measures both). Handlers without a sans-IO side (byte-stream
     /// handlers) always run on the workers.
     pub fn half_async(mut self, on: bool) -> Pool {

@@ -406,6 +406,14 @@ impl HttpConn {
         self.body.get(self.body_pos..).unwrap_or(&[])
     }
 
+    /// Whether the connection ends after the answer to `request` (the request last handed out)
+    /// whatever that answer says: keep-alive is off, the request did not ask for it (HTTP/1.1
+    /// `Connection: close`, or HTTP/1.0 without `keep-alive`), or the server is stopping. A
+    /// driver need not watch for the client's next request meanwhile.
+    pub fn ends_after(&self, request: &Request) -> bool {
+        !self.cfg.keep_alive || !request.wants_keep_alive() || self.stopping
+    }
+
     /// Whether the connection ends once [`output`](HttpConn::output) is written (the response
     /// said `Connection: close`). The Pool's worker leaves such a response to the reactor,
     /// which writes and closes in one go.

@@ -128,11 +128,28 @@ impl Listener {
         // accept4 with SOCK_CLOEXEC (socket2 does that on Linux): a program a handler exec's
         // must not inherit client sockets.
         let (socket, peer) = self.socket.accept()?;
+        Ok(self.stream_of(socket, &peer))
+    }
+
+    /// [`accept`](Listener::accept), with the connection non-blocking already (`accept4`
+    /// with `SOCK_NONBLOCK`): one system call per connection instead of two, for a reactor.
+    pub(crate) fn accept_nonblocking(&self) -> io::Result<(Stream, Addr)> {
+        if self.is_datagram() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram socket accepts no connections",
+            ));
+        }
+        let (socket, peer) = crate::sys::accept_nonblocking(&self.socket)?;
+        Ok(self.stream_of(socket, &peer))
+    }
+
+    fn stream_of(&self, socket: Socket, peer: &SockAddr) -> (Stream, Addr) {
         let stream = match self.is_unix() {
             true => Stream::Unix(UnixStream::from(std::os::fd::OwnedFd::from(socket))),
             false => Stream::Tcp(socket.into()),
         };
-        Ok((stream, addr_of(&peer)))
+        (stream, addr_of(peer))
     }
 
     /// The address it listens on (with port 0: the port the kernel chose).

@@ -73,6 +73,10 @@ impl ConnMachine for HttpConn {
     fn closes_after_output(&self) -> bool {
         HttpConn::closes_after_output(self)
     }
+
+    fn ends_after(&self, request: &Request) -> bool {
+        HttpConn::ends_after(self, request)
+    }
 }
 
 /// Makes HTTP connections with the handler's configuration and runs its service on a worker.
