@@ -70,6 +70,7 @@ cmd_of() {
         threaded) echo "$EX/threaded_server" ;;
         forking) echo "$EX/forking_server" ;;
         pool) echo "$EX/pool_server" ;;
+        pool_handoff) echo "$EX/pool_server --hand-off" ;;
         prefork) echo "$EX/prefork_server" ;;
         prefork_t4) echo "$EX/prefork_server --threads 4" ;;
         event_loop) echo "$EX/event_loop_server" ;;

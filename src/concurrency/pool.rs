@@ -103,7 +103,7 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///             gives up the role, then runs the requests it read itself (no wake-up)
 ///  sentry:    an idle worker watching the leader; if the role stays free for a tick
 ///             (1 ms: the former leader runs a long request), it takes the role
-///  followers: sleep until a request waits in the queue with nobody taking it
+///  followers: sleep until a request has waited in the queue for a tick
 ///
 ///  half-sync/half-async (leader_followers(false)): a reactor thread of its own
 ///  reactor thread: epoll_wait ─▶ accept, read, write ─▶ complete requests ─▶ queue

@@ -51,8 +51,8 @@
 //! written on one thread with no wake-up of another. One idle worker is the *sentry*: it ticks
 //! every [`SENTRY_TICK`] while a leader holds the role and takes the role when it has stayed
 //! free for a tick (the former leader is running a long request), so a slow service keeps the
-//! reactor from reading for a tick at most; it wakes the other followers when requests wait and
-//! nobody took one in a tick; and it sleeps without ticking while the leader waits in
+//! reactor from reading for a tick at most; it wakes the other followers when a request has
+//! waited in the queue for a tick; and it sleeps without ticking while the leader waits in
 //! `epoll_wait` with nothing queued (the leader wakes it when its next pass begins). While every
 //! worker runs a request nobody reads: that is back-pressure anyway, but it is why shedding
 //! (which must answer while the workers are full) and connections handed over by `submit` use
@@ -343,8 +343,11 @@ impl Shared {
         let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
         // Shedding: a full queue is answered with a refusal, not by waiting, so the server keeps
         // accepting (a client that waited in the backlog would not hear the 503).
+        // With connections stalled, a new one joins the back of their line (accepted, not
+        // read), one per reactor pass, rather than wait until nobody is stalled: see `pass`.
         !st.closing
-            && (self.shed || (st.queue.len() < self.capacity && st.stalled == 0))
+            && (self.shed
+                || (st.queue.len() < self.capacity && (st.stalled == 0 || st.incoming.len() + st.taken == 0)))
             && self.accept_limit.is_none_or(|n| pending < n)
     }
 
@@ -637,8 +640,8 @@ fn worker_loop(shared: &Shared) {
 /// A request may block (a slow backend, `/delay`), and while the former leader runs it nobody
 /// reads. So one follower is the *sentry*: while requests run, it wakes every [`SENTRY_TICK`]
 /// and, if the role has been free that long, takes it (the connections wait at most a tick or
-/// two for a reader), and if requests wait in the queue with no progress since the last tick,
-/// wakes the other followers to run them. A sentry that finds the server quiet (the leader
+/// two for a reader), and if a request has waited in the queue since the last tick, wakes the
+/// other followers to run the queue. A sentry that finds the server quiet (the leader
 /// asleep in `epoll_wait`, no pass since the last tick) sleeps without a timeout; the leader
 /// wakes it at the start of its next pass. So a busy server costs a thousand sentry wake-ups a
 /// second in all, not one per request; an idle one, none.
@@ -734,10 +737,10 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
         // The sentry: watches until it must act, then acts as any worker would.
         st.has_sentry = true;
         st.sentry_called = false;
-        // (jobs popped, passes) at the last tick.
-        let mut seen: Option<(u64, u64)> = None;
+        // (jobs popped, passes, jobs queued) at the last tick.
+        let mut seen: Option<(u64, u64, usize)> = None;
         let stuck = loop {
-            let now_seen = (st.popped, shared.passes.load(Ordering::SeqCst));
+            let now_seen = (st.popped, shared.passes.load(Ordering::SeqCst), st.queue.len());
             // The leader sleeps in epoll_wait and nothing ran since the last tick: sleep until
             // its next pass.
             let mut quiet = st.leading && st.queue.is_empty() && seen.is_some_and(|s| s.1 == now_seen.1);
@@ -766,8 +769,13 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
             }
             // The former leader runs a request that takes long: take the reactor from it.
             let stuck = !st.leading && st.role_free_since.is_some_and(|t| t.elapsed() >= SENTRY_TICK);
-            // Requests wait and nobody took one since the last tick: every follower helps.
-            let waiting = !st.queue.is_empty() && seen.is_some_and(|s| s.0 == st.popped);
+            // A request queued at the last tick is queued still (the queue is first in, first
+            // out: fewer were taken since than waited then): it has waited a tick, so the
+            // threads running requests do not keep up. Every follower helps. (Waiting for no
+            // progress at all would leave a queue of requests of a millisecond or two each to
+            // the one or two threads that lead in turn, while the others sleep: a /hello behind
+            // them waited 100 ms under slowhttptest -X.)
+            let waiting = !st.queue.is_empty() && seen.is_some_and(|s| st.popped < s.0 + s.2 as u64);
             if waiting {
                 shared.work.notify_all();
             }
@@ -1007,6 +1015,20 @@ impl<M: Machines> Driver<M> {
                     }
                 }
             }
+            // Room appeared since the last pass while connections are stalled (so the listener
+            // is out of epoll: the queue was full): the backlog takes its place in the line
+            // first, before the stalled connections fill the room again. Were it to wait
+            // until nobody is stalled, kept-alive clients that always have a request ready
+            // would keep the queue full, and a client in the backlog would wait for as long as
+            // they keep sending (it did: 8 of 32 clients saw no answer in 5 s).
+            if accepting
+                && !self.listening
+                && self.accept_paused_until.is_none()
+                && !self.stalled.is_empty()
+                && !self.queue_full()
+            {
+                self.accept_waiting(now);
+            }
             self.unstall(now);
             for &event in &events {
                 match event {
@@ -1144,10 +1166,11 @@ impl<M: Machines> Driver<M> {
     }
 
     /// Accepts what waits on the listener (a batch at most: level-triggered epoll reports the
-    /// rest), while there is room.
+    /// rest), while there is room. With connections stalled, the new ones join the back of
+    /// their line (`advance`: accepted, not read).
     fn accept_waiting(&mut self, now: Instant) {
         for _ in 0..ACCEPT_BATCH {
-            if self.stopping || !self.stalled.is_empty() || self.refuses_work() {
+            if self.stopping || self.refuses_work() {
                 return;
             }
             let Some(listener) = &self.listener else { return };
@@ -1182,11 +1205,7 @@ impl<M: Machines> Driver<M> {
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
         }
-        let want = accepting
-            && !self.stopping
-            && self.accept_paused_until.is_none()
-            && self.stalled.is_empty()
-            && !self.refuses_work();
+        let want = accepting && !self.stopping && self.accept_paused_until.is_none() && !self.refuses_work();
         if want == self.listening {
             return;
         }

@@ -167,6 +167,11 @@ impl Machines for Upper {
         while !*open && !request.starts_with(b"now") {
             open = self.opened.wait(open).unwrap();
         }
+        drop(open);
+        // "nap": a service of a few milliseconds, for clients that keep the pool busy.
+        if request.starts_with(b"nap") {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Later::Now(request.to_ascii_uppercase())
     }
     fn shed(&self, _request: &Vec<u8>, retry_after: Duration) -> Vec<u8> {
@@ -455,6 +460,53 @@ fn a_full_queue_stops_reading_and_accepting_leader_followers() {
     }
     assert_eq!(upper.calls.load(Ordering::SeqCst), n);
     served.close();
+}
+
+/// Three kept-alive clients that always have a request ready keep a one-worker pool with room
+/// for one more request full, so one of them is always stalled. A fourth client that connects
+/// then must still be answered while they keep sending: it joins the line instead of waiting
+/// in the backlog until nobody is stalled (which, while they send, is never).
+fn a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve: fn(Pool, Arc<Upper>) -> Served) {
+    let upper = Upper::new(Duration::from_secs(30), true);
+    let served = serve(Pool::new(1).queue_size(1), Arc::clone(&upper));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, stop) = (served.addr, Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut c = client(addr);
+                let mut n = 0;
+                // Bounded: until told, or 2,000 requests (10 s of naps).
+                while !stop.load(Ordering::SeqCst) && n < 2000 {
+                    c.write_all(b"nap\n").unwrap();
+                    assert_eq!(read_lines(&mut c, 1), vec!["NAP".to_string()]);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    // The hogs are served, so the pool is busy.
+    assert!(until(|| upper.calls.load(Ordering::SeqCst) >= 30));
+    let mut late = client(served.addr);
+    late.write_all(b"nap late\n").unwrap();
+    // read_lines fails after its 10 s read timeout; the hogs go on for up to 10 s.
+    assert_eq!(read_lines(&mut late, 1), vec!["NAP LATE".to_string()]);
+    let answered_while_busy = !hogs.iter().any(|h| h.is_finished());
+    stop.store(true, Ordering::SeqCst);
+    let served_by_hogs: Vec<usize> = hogs.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(answered_while_busy, "answered only once the hogs stopped: {served_by_hogs:?}");
+    served.close();
+}
+
+#[test]
+fn a_new_client_is_not_starved_by_busy_kept_alive_ones() {
+    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve);
+}
+
+#[test]
+fn a_new_client_is_not_starved_by_busy_kept_alive_ones_leader_followers() {
+    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve_lead);
 }
 
 #[test]
