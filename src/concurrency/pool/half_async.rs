@@ -248,6 +248,11 @@ const AWAY_CHECK: Duration = Duration::from_millis(100);
 /// from under it, so that the other connections wait at most this long for a reader.
 const SENTRY_TICK: Duration = Duration::from_millis(1);
 
+/// How long a connection waits in the backlog for a sibling with a free thread before a worker
+/// whose threads are all busy takes it anyway (`Shared::accept_limit`). A sibling that is free
+/// takes it within a millisecond or so; this only bounds the wait when none is.
+const LIMIT_GRACE: Duration = Duration::from_millis(50);
+
 /// How long it stops accepting after an `accept` error that retrying cannot fix at once.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -285,7 +290,8 @@ struct Shared {
     /// connections still sending theirs: counting those would let slow clients stop the
     /// accepting, which is what this design is for. The price: clients that all connect first
     /// and send a moment later (the bundled client's fire mode) are spread by connection, not by
-    /// request, and one worker may get more requests than it has threads (docs/05).
+    /// request, and one worker may get more requests than it has threads (docs/05). A
+    /// connection no sibling has taken within [`LIMIT_GRACE`] is accepted anyway (see `room`).
     accept_limit: Option<usize>,
     /// `Setup::shed` is on: a full queue sheds requests instead of stopping the accepting.
     shed: bool,
@@ -333,22 +339,54 @@ struct State {
     sentry_called: bool,
     /// Jobs taken from the queue so far (the sentry's sign of progress).
     popped: u64,
+    /// Since when the accept limit alone has kept the accept thread out (see `Shared::room`).
+    limited_since: Option<Instant>,
 }
 
 impl Shared {
     /// Whether the accept thread may take another connection: the queue has room, nothing is
     /// stalled, and (with an accept limit) requests running, queued or about to be (just
     /// accepted) leave a worker free.
-    fn room(&self, st: &State) -> bool {
+    fn room(&self, st: &mut State) -> bool {
         let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
         // Shedding: a full queue is answered with a refusal, not by waiting, so the server keeps
         // accepting (a client that waited in the backlog would not hear the 503).
         // With connections stalled, a new one joins the back of their line (accepted, not
         // read), one per reactor pass, rather than wait until nobody is stalled: see `pass`.
-        !st.closing
+        let room = !st.closing
             && (self.shed
-                || (st.queue.len() < self.capacity && (st.stalled == 0 || st.incoming.len() + st.taken == 0)))
-            && self.accept_limit.is_none_or(|n| pending < n)
+                || (st.queue.len() < self.capacity
+                    && (st.stalled == 0 || st.incoming.len() + st.taken == 0)));
+        match self.accept_limit {
+            None => room,
+            // A full queue: real back-pressure (the clock below, if it runs, keeps running).
+            Some(_) if !room => false,
+            Some(n) if pending < n => {
+                st.limited_since = None;
+                true
+            }
+            Some(_) => {
+                // Every thread has a request: leave the connection to a sibling with a free
+                // thread -- for a while. If every sibling is as busy (kept-alive clients that
+                // always have a request ready), waiting until a thread is free would leave the
+                // backlog waiting for as long as those clients send: 25 of 32 clients of one
+                // such worker saw no answer in 5 s. So one connection comes in per grace (the
+                // clock starts again when it is handed over: `submit`).
+                match st.limited_since {
+                    Some(t) => t.elapsed() >= LIMIT_GRACE,
+                    None => {
+                        st.limited_since = Some(Instant::now());
+                        false
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long the accept thread may still wait for room before [`room`](Shared::room)
+    /// changes its mind by itself (the accept limit's grace), if it is counting.
+    fn grace_left(&self, st: &State) -> Option<Duration> {
+        st.limited_since.map(|t| LIMIT_GRACE.saturating_sub(t.elapsed()))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -505,21 +543,29 @@ impl HalfAsync {
             return;
         }
         st.incoming.push((stream, peer));
+        if st.limited_since.is_some() {
+            // Let in past the accept limit: the next one waits a grace of its own.
+            st.limited_since = Some(Instant::now());
+        }
         drop(st);
         self.shared.wake_reactor();
     }
 
-    /// Whether the server should accept now: room in the request queue and nobody stalled.
+    /// Whether the server should accept now: room in the request queue, and nobody stalled or
+    /// the stalled ones' line open to one more (see `Shared::room`).
     pub(crate) fn has_room(&self) -> bool {
-        self.shared.room(&self.shared.lock())
+        self.shared.room(&mut self.shared.lock())
     }
 
     /// Waits, at most `timeout`, for [`has_room`](HalfAsync::has_room).
     pub(crate) fn wait_for_room(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut st = self.shared.lock();
-        while !st.closing && !self.shared.room(&st) {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
+        while !st.closing && !self.shared.room(&mut st) {
+            let Some(mut left) = deadline.checked_duration_since(Instant::now()) else { break };
+            if let Some(grace) = self.shared.grace_left(&st) {
+                left = left.min(grace.max(Duration::from_millis(1)));
+            }
             st.room_waiters += 1;
             st = self.shared.room.wait_timeout(st, left).unwrap_or_else(PoisonError::into_inner).0;
             st.room_waiters -= 1;
@@ -1107,7 +1153,7 @@ impl<M: Machines> Driver<M> {
         st.taken = 0;
         st.stalled = self.stalled.len();
         st.shed = self.shed_count;
-        let room = st.room_waiters > 0 && self.shared.room(&st);
+        let room = st.room_waiters > 0 && self.shared.room(&mut st);
         drop(st);
         if room {
             self.shared.room.notify_all();

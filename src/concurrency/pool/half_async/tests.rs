@@ -466,9 +466,9 @@ fn a_full_queue_stops_reading_and_accepting_leader_followers() {
 /// for one more request full, so one of them is always stalled. A fourth client that connects
 /// then must still be answered while they keep sending: it joins the line instead of waiting
 /// in the backlog until nobody is stalled (which, while they send, is never).
-fn a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve: fn(Pool, Arc<Upper>) -> Served) {
+fn a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve: fn(Pool, Arc<Upper>) -> Served, pool: Pool) {
     let upper = Upper::new(Duration::from_secs(30), true);
-    let served = serve(Pool::new(1).queue_size(1), Arc::clone(&upper));
+    let served = serve(pool, Arc::clone(&upper));
     let stop = Arc::new(AtomicBool::new(false));
     let hogs: Vec<_> = (0..3)
         .map(|_| {
@@ -501,12 +501,19 @@ fn a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve: fn(Pool, Arc<Up
 
 #[test]
 fn a_new_client_is_not_starved_by_busy_kept_alive_ones() {
-    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve);
+    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve, Pool::new(1).queue_size(1));
+}
+
+/// With the accept limit (prefork's workers): every thread has a request, so the accept loop
+/// leaves connections to a sibling, but only for a grace; with no sibling, they come in.
+#[test]
+fn a_new_client_is_not_starved_by_busy_kept_alive_ones_with_an_accept_limit() {
+    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve, Pool::new(1).accept_only_when_idle(true));
 }
 
 #[test]
 fn a_new_client_is_not_starved_by_busy_kept_alive_ones_leader_followers() {
-    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve_lead);
+    a_new_client_is_not_starved_by_busy_kept_alive_ones_on(serve_lead, Pool::new(1).queue_size(1));
 }
 
 #[test]
