@@ -1,4 +1,5 @@
-//! The shared 150 lines of the minimal servers: arguments, the banner, and one connection.
+//! What the minimal servers share: arguments, the banner, one blocking connection ([`handle`]) and one
+//! non-blocking one ([`NbConn`]).
 //!
 //! These servers exist to measure the *limit* of each concurrency model: how fast a sequential,
 //! threaded, forking, pooled or pre-forked server can be when it does nothing but the model.
@@ -25,7 +26,7 @@
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -153,6 +154,107 @@ pub fn answer(inp: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
         }
     }
     (used, true)
+}
+
+/// Prints what failed and exits with status 1: for set-up that a benchmark cannot go on without.
+pub fn fail(what: &str, e: io::Error) -> ! {
+    eprintln!("{what}: {e}");
+    std::process::exit(1)
+}
+
+/// `epoll_ctl(ep, op, fd)` with `events` and `token` as the event's data.
+pub fn ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: the caller's epoll descriptor and an event valid for the call's duration; the
+    // kernel checks both descriptors and reports a bad one as an error.
+    if unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// A new epoll set with `listener` in it, level-triggered and `EPOLLEXCLUSIVE` (of the threads
+/// or loops waiting on it, a new connection wakes one), its events carrying `token`. Exits on
+/// failure.
+pub fn epoll_with_listener(listener: &TcpListener, token: u64) -> RawFd {
+    // SAFETY: no preconditions; the result is checked.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        fail("epoll_create1", io::Error::last_os_error());
+    }
+    let exclusive = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+    if let Err(e) = ctl(ep, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), exclusive, token) {
+        fail("epoll_ctl(listener)", e);
+    }
+    ep
+}
+
+/// One connection of a non-blocking (epoll) server: its input buffer, its pending output and
+/// whether to close after it, the state machine of chapter 13 reduced to three fields. Shared
+/// by `min_epoll` (a loop per thread) and `min_oneshot` (one epoll set for all threads).
+pub struct NbConn {
+    stream: TcpStream,
+    inp: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    written: usize,
+    /// A request asked to close: close once `out` is written.
+    closing: bool,
+}
+
+impl NbConn {
+    /// A connection just accepted (non-blocking already), with `TCP_NODELAY` set.
+    pub fn new(stream: TcpStream) -> NbConn {
+        let _ = stream.set_nodelay(true);
+        NbConn {
+            stream,
+            inp: vec![0; BUF],
+            filled: 0,
+            out: Vec::with_capacity(1024),
+            written: 0,
+            closing: false,
+        }
+    }
+
+    /// Whether output is left to write (the socket's buffer was full): wait for `EPOLLOUT`.
+    pub fn wants_out(&self) -> bool {
+        self.written < self.out.len()
+    }
+
+    /// Reads what is there (if `readable`), answers every complete request, writes what it can.
+    /// Returns whether to keep the connection.
+    pub fn serve(&mut self, readable: bool) -> bool {
+        if readable && !self.closing {
+            loop {
+                if self.filled == self.inp.len() {
+                    return false; // head too large: close (no 431, see the crate docs)
+                }
+                match self.stream.read(&mut self.inp[self.filled..]) {
+                    Ok(0) => return false,
+                    Ok(n) => self.filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+            // Start a fresh output buffer only when the last one is all written: pipelined
+            // answers keep their order.
+            if self.written == self.out.len() {
+                self.out.clear();
+                self.written = 0;
+            }
+            let (used, keep) = answer(&self.inp[..self.filled], &mut self.out);
+            self.inp.copy_within(used..self.filled, 0);
+            self.filled -= used;
+            self.closing = !keep;
+        }
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        !self.closing
+    }
 }
 
 /// The index just past the `\r\n\r\n` ending the first request head, if there is one.

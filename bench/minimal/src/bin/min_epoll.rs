@@ -12,11 +12,10 @@
 //! `/delay` sleeps the loop thread (only `/hello` is benchmarked), and an idle client is kept
 //! forever. See `lib.rs` for what else is skipped.
 
-use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
-use socketserver_minimal::{BUF, answer, args, bind};
+use socketserver_minimal::{NbConn, args, bind, ctl, epoll_with_listener, fail};
 
 /// The listener's token in the epoll set (a connection's token is its descriptor, never
 /// `u64::MAX`).
@@ -26,13 +25,7 @@ const LISTENER: u64 = u64::MAX;
 const EVENTS: usize = 256;
 
 struct Conn {
-    stream: TcpStream,
-    inp: Vec<u8>,
-    filled: usize,
-    out: Vec<u8>,
-    written: usize,
-    /// A request asked to close: close once `out` is written.
-    closing: bool,
+    nb: NbConn,
     /// `EPOLLOUT` is in its interest set.
     wants_out: bool,
 }
@@ -52,28 +45,9 @@ fn main() {
     }
 }
 
-fn fail(what: &str, e: io::Error) -> ! {
-    eprintln!("{what}: {e}");
-    std::process::exit(1)
-}
-
-fn ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: token };
-    // SAFETY: ep is our epoll descriptor, ev a valid event for the call's duration.
-    if unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
 fn event_loop(listener: &TcpListener) {
-    // SAFETY: no preconditions; the result is checked.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        fail("epoll_create1", io::Error::last_os_error());
-    }
     // EPOLLEXCLUSIVE: a new connection wakes one of the loops waiting, not all of them.
-    let exclusive = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
-    if let Err(e) = ctl(ep, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), exclusive, LISTENER) {
-        fail("epoll_ctl(listener)", e);
-    }
+    let ep = epoll_with_listener(listener, LISTENER);
     // Connections by descriptor: the kernel hands out the lowest free numbers, so this stays
     // dense (the slab of the library's reactor, without generations: a closed descriptor's
     // late event cannot arrive, because a connection is closed only after its events are done).
@@ -97,14 +71,14 @@ fn event_loop(listener: &TcpListener) {
             let keep = if flags & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
                 false
             } else {
-                serve(c, flags & libc::EPOLLIN as u32 != 0)
+                c.nb.serve(flags & libc::EPOLLIN as u32 != 0)
             };
             if !keep {
                 // Dropping the stream closes it, which also takes it out of the epoll set.
                 conns[fd] = None;
                 continue;
             }
-            let want_out = c.written < c.out.len();
+            let want_out = c.nb.wants_out();
             if want_out != c.wants_out {
                 c.wants_out = want_out;
                 let interest = if want_out { libc::EPOLLOUT } else { libc::EPOLLIN } as u32;
@@ -128,7 +102,6 @@ fn accept_all(ep: RawFd, listener: &TcpListener, conns: &mut Vec<Option<Conn>>) 
         }
         // SAFETY: accept4 returned a new descriptor that nothing else owns.
         let stream = unsafe { TcpStream::from_raw_fd(fd) };
-        let _ = stream.set_nodelay(true);
         if ctl(ep, libc::EPOLL_CTL_ADD, fd, libc::EPOLLIN as u32, fd as u64).is_err() {
             continue; // dropped: closed
         }
@@ -136,53 +109,6 @@ fn accept_all(ep: RawFd, listener: &TcpListener, conns: &mut Vec<Option<Conn>>) 
         if conns.len() <= i {
             conns.resize_with(i + 1, || None);
         }
-        conns[i] = Some(Conn {
-            stream,
-            inp: vec![0; BUF],
-            filled: 0,
-            out: Vec::with_capacity(1024),
-            written: 0,
-            closing: false,
-            wants_out: false,
-        });
+        conns[i] = Some(Conn { nb: NbConn::new(stream), wants_out: false });
     }
-}
-
-/// Reads what is there (if `readable`), answers every complete request, writes what it can.
-/// Returns whether to keep the connection.
-fn serve(c: &mut Conn, readable: bool) -> bool {
-    if readable && !c.closing {
-        loop {
-            if c.filled == c.inp.len() {
-                return false; // head too large: close (no 431, see lib.rs)
-            }
-            match c.stream.read(&mut c.inp[c.filled..]) {
-                Ok(0) => return false,
-                Ok(n) => c.filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
-        // Start a fresh output buffer only when the last one is all written: pipelined
-        // answers keep their order.
-        if c.written == c.out.len() {
-            c.out.clear();
-            c.written = 0;
-        }
-        let (used, keep) = answer(&c.inp[..c.filled], &mut c.out);
-        c.inp.copy_within(used..c.filled, 0);
-        c.filled -= used;
-        c.closing = !keep;
-    }
-    while c.written < c.out.len() {
-        match c.stream.write(&c.out[c.written..]) {
-            Ok(n) => c.written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    let _ = c.stream.flush();
-    !c.closing
 }

@@ -8,43 +8,25 @@
 //!
 //! No timers (an idle client is kept forever); see `lib.rs` for what else is skipped.
 
-use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Mutex;
 
-use socketserver_minimal::{BUF, answer, args, bind};
+use socketserver_minimal::{NbConn, args, bind, ctl, epoll_with_listener};
 
 const LISTENER: u64 = u64::MAX;
 /// Connection slots, by descriptor (a descriptor past this is refused).
 const SLOTS: usize = 1 << 16;
 
-struct Conn {
-    stream: TcpStream,
-    inp: Vec<u8>,
-    filled: usize,
-    out: Vec<u8>,
-    written: usize,
-    closing: bool,
-}
-
 fn main() {
     let a = args("--threads", 4);
     let listener = bind(a.port);
     let _ = listener.set_nonblocking(true);
-    // SAFETY: no preconditions; the result is checked.
-    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-    if ep < 0 {
-        fail("epoll_create1", io::Error::last_os_error());
-    }
     // The listener: level-triggered, exclusive: a new connection wakes one waiting thread.
-    let flags = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
-    if let Err(e) = ctl(ep, libc::EPOLL_CTL_ADD, listener.as_raw_fd(), flags, LISTENER) {
-        fail("epoll_ctl(listener)", e);
-    }
+    let ep = epoll_with_listener(&listener, LISTENER);
     // One slot per descriptor; the mutex is never contended (the one-shot event makes one
     // thread the holder), it only makes the sharing safe to write.
-    let slots: &'static [Mutex<Option<Conn>>] = Box::leak((0..SLOTS).map(|_| Mutex::new(None)).collect());
+    let slots: &'static [Mutex<Option<NbConn>>] = Box::leak((0..SLOTS).map(|_| Mutex::new(None)).collect());
     let listener: &'static TcpListener = Box::leak(Box::new(listener));
     let threads: Vec<_> =
         (0..a.count).map(|_| std::thread::spawn(move || run(ep, listener, slots))).collect();
@@ -53,21 +35,10 @@ fn main() {
     }
 }
 
-fn fail(what: &str, e: io::Error) -> ! {
-    eprintln!("{what}: {e}");
-    std::process::exit(1)
-}
-
-fn ctl(ep: RawFd, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: token };
-    // SAFETY: ep is our epoll descriptor, ev a valid event for the call's duration.
-    if unsafe { libc::epoll_ctl(ep, op, fd, &mut ev) } < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
 const ONESHOT_IN: u32 = (libc::EPOLLIN | libc::EPOLLONESHOT) as u32;
 const ONESHOT_OUT: u32 = (libc::EPOLLOUT | libc::EPOLLONESHOT) as u32;
 
-fn run(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<Conn>>]) {
+fn run(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<NbConn>>]) {
     let mut ev = libc::epoll_event { events: 0, u64: 0 };
     loop {
         // One event per wait: a thread that took several would serve them one after another,
@@ -84,15 +55,15 @@ fn run(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<Conn>>]) {
         let fd = ev.u64 as usize;
         let mut slot = slots[fd].lock().unwrap_or_else(|e| e.into_inner());
         let Some(c) = slot.as_mut() else { continue };
-        let keep = ev.events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 == 0 && serve(c);
-        let rearm = if c.written < c.out.len() { ONESHOT_OUT } else { ONESHOT_IN };
+        let keep = ev.events & (libc::EPOLLERR | libc::EPOLLHUP) as u32 == 0 && c.serve(true);
+        let rearm = if c.wants_out() { ONESHOT_OUT } else { ONESHOT_IN };
         if !keep || ctl(ep, libc::EPOLL_CTL_MOD, fd as RawFd, rearm, fd as u64).is_err() {
             *slot = None; // closes it, and takes it out of the epoll set
         }
     }
 }
 
-fn accept_one(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<Conn>>]) {
+fn accept_one(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<NbConn>>]) {
     let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
     // SAFETY: a listening socket we own; null address pointers are allowed.
     let fd =
@@ -105,60 +76,16 @@ fn accept_one(ep: RawFd, listener: &TcpListener, slots: &[Mutex<Option<Conn>>]) 
     if fd as usize >= SLOTS {
         return;
     }
-    let _ = stream.set_nodelay(true);
-    let mut c = Conn {
-        stream,
-        inp: vec![0; BUF],
-        filled: 0,
-        out: Vec::with_capacity(1024),
-        written: 0,
-        closing: false,
-    };
+    let mut c = NbConn::new(stream);
     // The request is usually there already (the client sent it right after the handshake):
     // answer it now rather than after a trip through epoll.
-    if !serve(&mut c) {
+    if !c.serve(true) {
         return;
     }
-    let rearm = if c.written < c.out.len() { ONESHOT_OUT } else { ONESHOT_IN };
+    let rearm = if c.wants_out() { ONESHOT_OUT } else { ONESHOT_IN };
     let mut slot = slots[fd as usize].lock().unwrap_or_else(|e| e.into_inner());
     *slot = Some(c);
     if ctl(ep, libc::EPOLL_CTL_ADD, fd, rearm, fd as u64).is_err() {
         *slot = None;
     }
-}
-
-/// Reads what is there, answers every complete request, writes what it can; whether to keep
-/// the connection.
-fn serve(c: &mut Conn) -> bool {
-    if !c.closing {
-        loop {
-            if c.filled == c.inp.len() {
-                return false;
-            }
-            match c.stream.read(&mut c.inp[c.filled..]) {
-                Ok(0) => return false,
-                Ok(n) => c.filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
-        if c.written == c.out.len() {
-            c.out.clear();
-            c.written = 0;
-        }
-        let (used, keep) = answer(&c.inp[..c.filled], &mut c.out);
-        c.inp.copy_within(used..c.filled, 0);
-        c.filled -= used;
-        c.closing = !keep;
-    }
-    while c.written < c.out.len() {
-        match c.stream.write(&c.out[c.written..]) {
-            Ok(n) => c.written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
-    !c.closing
 }

@@ -294,6 +294,22 @@ fn client(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// `n` clients, client `i` having sent the line `c{i}`.
+fn clients_each_sending_a_line(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    clients
+}
+
+/// Every client of `clients_each_sending_a_line` gets its answer, `C{i}`.
+fn each_answered(clients: &mut [TcpStream]) {
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
+    }
+}
+
 /// Reads `n` lines.
 fn read_lines(s: &mut TcpStream, n: usize) -> Vec<String> {
     let mut all = Vec::new();
@@ -394,10 +410,7 @@ fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
     // One worker, room for two requests: at most three requests are out at a time.
     let served = serve(Pool::new(1).queue_size(2), Arc::clone(&upper));
     let n = 30;
-    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
-    }
+    let mut clients = clients_each_sending_a_line(served.addr, n);
     // The worker is in the (closed) service, the queue is full.
     // (`in_service` is the reactor's count, published at the end of its pass: wait for it too,
     // and for every connection taken to have been read once: a request that arrived after its
@@ -417,9 +430,7 @@ fn a_full_queue_stops_reading_and_accepting_and_memory_stays_bounded() {
     assert!(accepted_while_full <= n);
     // Open the gate: everyone is answered, the backlog accepted as room appears.
     upper.open_gate();
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
-    }
+    each_answered(&mut clients);
     assert_eq!(served.accepted.load(Ordering::SeqCst), n);
     assert_eq!(upper.calls.load(Ordering::SeqCst), n);
     served.close();
@@ -437,10 +448,7 @@ fn a_full_queue_stops_reading_and_accepting_leader_followers() {
     let served = serve_lead(Pool::new(2).queue_size(2), Arc::clone(&upper));
     assert!(leads(&served));
     let n = 30;
-    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
-    }
+    let mut clients = clients_each_sending_a_line(served.addr, n);
     assert!(
         until(|| upper.calls.load(Ordering::SeqCst) == 2 && served.stats().busy == 2),
         "{:?}",
@@ -455,9 +463,7 @@ fn a_full_queue_stops_reading_and_accepting_leader_followers() {
     assert!(s.queued <= 2 && s.in_service == s.busy + s.queued, "{s:?}");
     assert_eq!(upper.calls.load(Ordering::SeqCst), 2);
     upper.open_gate();
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
-    }
+    each_answered(&mut clients);
     assert_eq!(upper.calls.load(Ordering::SeqCst), n);
     served.close();
 }
@@ -550,10 +556,7 @@ fn shedding_answers_a_full_queue_at_once_and_keeps_accepting() {
     // One worker, room for two requests: what does not fit is refused at once.
     let served = serve(Pool::new(1).queue_size(2).shed_when_full(Duration::from_secs(3)), Arc::clone(&upper));
     let n = 30;
-    let mut clients: Vec<TcpStream> = (0..n).map(|_| client(served.addr)).collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
-    }
+    let mut clients = clients_each_sending_a_line(served.addr, n);
     // Every connection is accepted (no waiting in the backlog); two or three requests are out
     // (three if the worker took the first before the reactor read the third, two if not: the
     // bound counts queued requests) and the rest were refused without a worker, none stalled.
@@ -680,10 +683,7 @@ fn leader_followers_a_slow_request_has_the_reactor_taken_from_it() {
 fn leader_followers_requests_that_all_block_get_a_worker_each_then_wait() {
     let upper = Upper::new(Duration::from_secs(30), false);
     let served = serve_lead(Pool::new(3), Arc::clone(&upper));
-    let mut clients: Vec<TcpStream> = (0..8).map(|_| client(served.addr)).collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        c.write_all(format!("c{i}\n").as_bytes()).unwrap();
-    }
+    let mut clients = clients_each_sending_a_line(served.addr, 8);
     // Every worker runs one (the sentry hands the queued ones out, and takes the reactor from
     // the leader that runs one); the rest wait, none lost.
     assert!(
@@ -694,9 +694,7 @@ fn leader_followers_requests_that_all_block_get_a_worker_each_then_wait() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(upper.calls.load(Ordering::SeqCst), 3, "three workers, three requests at a time");
     upper.open_gate();
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(read_lines(c, 1), vec![format!("C{i}")]);
-    }
+    each_answered(&mut clients);
     assert!(until(|| served.stats().busy == 0 && served.stats().in_service == 0), "{:?}", served.stats());
     let pool = served.close();
     assert_eq!(pool.workers(), 0, "close joined the workers");
