@@ -901,6 +901,8 @@ struct Conn<C: ConnMachine> {
     advanced_in: u64,
     /// The request out is the connection's last (`ConnMachine::ends_after`).
     last: bool,
+    /// `TCP_NODELAY` is set (at its first request that is not its last: `advance`).
+    nodelay: bool,
 }
 
 type Timed<C> = (Instant, <C as ConnMachine>::Request, Work<<C as ConnMachine>::Answer>);
@@ -1173,10 +1175,6 @@ impl<M: Machines> Driver<M> {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
-        // A response is one write, but one larger than the send buffer goes out in several,
-        // and Nagle's algorithm would hold a later small one back until the client's (delayed)
-        // ACK: ~40 ms. The blocking driver sets it too. Failure only costs latency.
-        let _ = stream.set_nodelay(true);
         let mut machine = self.machines.new_conn(peer.clone(), now);
         if self.stopping {
             machine.stopping(now);
@@ -1192,6 +1190,7 @@ impl<M: Machines> Driver<M> {
             later: None,
             advanced_in: 0,
             last: false,
+            nodelay: false,
         };
         // Registered with no interest: `advance` reads at once (the request is often there
         // already) and sets the interest from what the machine wants.
@@ -1536,6 +1535,16 @@ impl<M: Machines> Driver<M> {
             if let Some(request) = m.next_request(now) {
                 c.in_service = true;
                 c.last = m.ends_after(&request);
+                if !c.last && !c.nodelay {
+                    // The connection stays open, and an answer larger than the send buffer goes
+                    // out in several writes: Nagle's algorithm would hold a later small one back
+                    // until the client's (delayed) ACK, ~40 ms. The blocking driver sets it too.
+                    // Not for a connection whose first request is its last (Connection: close):
+                    // its close pushes what is queued at once, so the setsockopt would buy
+                    // nothing. Failure only costs latency.
+                    let _ = c.stream.set_nodelay(true);
+                    c.nodelay = true;
+                }
                 self.start(token, request);
                 continue;
             }
