@@ -48,7 +48,7 @@
 //!     ├── Sequential   inline on the accept thread
 //!     ├── Threading    a thread per request   (block_on_close, daemon_threads, max_threads)
 //!     ├── Forking      a process per request  (max_children = 40, reaping, _exit)
-//!     ├── Pool         N reused worker threads, a bounded queue, idle keep-alive parked
+//!     ├── Pool         N reused worker threads at one reactor, a bounded queue
 //!     └── EventLoop    every connection on a reactor, the service on its thread (timers, offload)
 //!
 //!   Prefork: a master forks N workers, each its own Server<Sequential | Pool, H>
@@ -100,7 +100,8 @@
 //!   an eventfd (Python's `set_wakeup_fd`); the stop happens in ordinary code. [`Prefork`]
 //!   blocks its signals and reads them from a `signalfd`.
 //! * **Slow clients** pin threads: the HTTP layer has header and idle timeouts and size limits
-//!   by default, and the [`Pool`] parks idle keep-alive connections without a thread.
+//!   by default, and the [`Pool`] keeps every HTTP connection on a reactor, lending a thread
+//!   only to a complete request.
 //! * **`shutdown()` from a handler** deadlocks in Python: here it is refused with
 //!   [`Error::ShutdownFromHandler`].
 //!

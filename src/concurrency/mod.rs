@@ -36,8 +36,8 @@ pub use threading::Threading;
 ///
 /// The crate's strategies: [`Sequential`](crate::Sequential) (inline on the accept thread),
 /// [`Threading`](crate::Threading) (a thread per connection), [`Forking`](crate::Forking) (a
-/// process per connection), [`Pool`](crate::Pool) (fixed worker threads, idle keep-alive
-/// connections parked without a thread), [`EventLoop`](crate::EventLoop) (every connection on
+/// process per connection), [`Pool`](crate::Pool) (fixed worker threads that take turns at one
+/// reactor, so no connection holds a thread while its client is slow or idle), [`EventLoop`](crate::EventLoop) (every connection on
 /// one reactor thread, the service run there too). [`Prefork`](crate::Prefork) sits *above* servers
 /// rather than inside one.
 ///

@@ -425,7 +425,8 @@ pub(crate) struct Stats {
     pub(crate) shed: u64,
 }
 
-/// The running half-sync/half-async machinery of a Pool: a reactor thread and N workers.
+/// The running machinery of a Pool (or of an event loop's offload): a reactor and N workers,
+/// the reactor on a thread of its own or a role the workers take turns at (`Setup::lead`).
 pub(crate) struct HalfAsync {
     shared: Arc<Shared>,
     has_listener: bool,
@@ -440,7 +441,8 @@ impl std::fmt::Debug for HalfAsync {
 }
 
 impl HalfAsync {
-    /// Starts the reactor thread and the workers for `machines`, as `setup` says.
+    /// Starts the reactor (a thread, unless the workers lead) and the workers for `machines`,
+    /// as `setup` says.
     pub(crate) fn start<M: Machines>(machines: Arc<M>, setup: Setup) -> io::Result<HalfAsync> {
         let Setup { run_on, workers: threads, capacity, stack_size, accept_only_when_idle, shed, .. } = setup;
         // The Pool needs a worker to run anything; the event loop's offload workers are optional.
