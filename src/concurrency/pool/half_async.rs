@@ -344,9 +344,10 @@ struct State {
 }
 
 impl Shared {
-    /// Whether the accept thread may take another connection: the queue has room, nothing is
-    /// stalled, and (with an accept limit) requests running, queued or about to be (just
-    /// accepted) leave a worker free.
+    /// Whether the accept thread may take another connection: the queue has room and nothing
+    /// is stalled (or, with connections stalled, none is on its way in already: the new one
+    /// joins their line), and (with an accept limit) requests running, queued or about to be
+    /// (just accepted) leave a worker free, or no sibling has taken it within [`LIMIT_GRACE`].
     fn room(&self, st: &mut State) -> bool {
         let pending = st.incoming.len() + st.taken + st.in_service.max(st.busy + st.queue.len());
         // Shedding: a full queue is answered with a refusal, not by waiting, so the server keeps
@@ -707,7 +708,8 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
     loop {
         // Called to be the sentry: take the post, not the leader's jobs. The leader runs what
         // it read itself (no second thread touches those connections, so the next pass finds
-        // their machines back, not lent); help comes when the queue makes no progress.
+        // their machines back, not lent); the sentry calls for help when a request has waited
+        // in the queue for a tick.
         let be_sentry = woken && !take_role && !st.has_sentry && !st.reactor_done;
         woken = false;
         if !take_role
@@ -975,182 +977,180 @@ impl<M: Machines> Driver<M> {
     /// deadline), then take in new connections and the workers' answers, serve every event,
     /// and publish the counters. `true` once it is over (stopped, and no connection left).
     fn pass(&mut self) -> bool {
+        self.events.clear();
+        let mut events = std::mem::take(&mut self.events);
+        // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
+        let mut timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
+        // About to sleep: from here on, answers and connections wake us (`wake_reactor`).
+        // Then look once more at what they publish, and only look at the sockets if some
+        // came in meanwhile.
+        self.shared.asleep.store(true, Ordering::SeqCst);
+        // A leader with requests queued does not sleep either: it looks at the sockets
+        // and runs one. (Asleep in epoll_wait, it would leave a queued request to whichever
+        // worker finishes first: with 4 workers and 4 clients of 10 ms requests, 1 in 50
+        // waited 7 ms more.)
+        if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
+            || (!self.stalled.is_empty() && !self.queue_full())
+            || (self.lead && self.shared.queued.load(Ordering::SeqCst) > 0)
+            || !self.shared.lock().incoming.is_empty()
         {
-            self.events.clear();
-            let mut events = std::mem::take(&mut self.events);
-            // No wait past the end of an accept pause (the listener is out of epoll meanwhile).
-            let mut timeout = self.accept_paused_until.map(|t| t.saturating_duration_since(Instant::now()));
-            // About to sleep: from here on, answers and connections wake us (`wake_reactor`).
-            // Then look once more at what they publish, and only look at the sockets if some
-            // came in meanwhile.
-            self.shared.asleep.store(true, Ordering::SeqCst);
-            // A leader with requests queued does not sleep either: it looks at the sockets
-            // and runs one. (Asleep in epoll_wait, it would leave a queued request to whichever
-            // worker finishes first: with 4 workers and 4 clients of 10 ms requests, 1 in 50
-            // waited 7 ms more.)
-            if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
-                || (!self.stalled.is_empty() && !self.queue_full())
-                || (self.lead && self.shared.queued.load(Ordering::SeqCst) > 0)
-                || !self.shared.lock().incoming.is_empty()
-            {
-                timeout = Some(Duration::ZERO);
-            }
-            let reacted = self.reactor.react(timeout, &mut events);
-            // Awake: whatever is published from now on is seen in this pass or the next
-            // check above, without a wake-up.
-            self.shared.asleep.store(false, Ordering::SeqCst);
-            self.passes += 1;
-            if self.lead {
-                self.shared.passes.fetch_add(1, Ordering::SeqCst);
-                // The sentry went to sleep for good while the server was quiet; this pass may
-                // start requests, which it must watch.
-                if self.shared.sentry_deep.swap(false, Ordering::SeqCst) {
-                    // Under the lock: the sentry set the flag holding it, and waits releasing it.
-                    drop(self.shared.lock());
-                    self.shared.sentry.notify_one();
-                }
-            }
-            if let Err(e) = reacted {
-                // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
-                // (dropping them closes them) rather than spin.
-                log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
-                return true;
-            }
-            let now = Instant::now();
-            let (incoming, closing, accepting) = {
-                let mut st = self.shared.lock();
-                st.taken = st.incoming.len();
-                (std::mem::take(&mut st.incoming), st.closing, st.accepting)
-            };
-            for (stream, peer) in incoming {
-                self.accept(stream, peer, now, false);
-            }
-            // Room appeared since the last pass, which left the queue full (so the listener is
-            // out of epoll): the backlog takes its place in the line first, before stalled
-            // connections and the answers' next requests fill the room again. Were it to wait
-            // for a pass that ends with room, kept-alive clients that always have a request
-            // ready would keep the queue full, and a client in the backlog would wait for as
-            // long as they keep sending (it did: 8 of 32 clients saw no answer in 5 s; and
-            // with the room left to the others first, a late client's first request waited
-            // 0.9 s where the others waited 80 ms).
-            // As many as there is room for (one a pass made a late client's first request wait
-            // one pass per client ahead of it in the backlog: 40 ms each, 0.8 s for the last).
-            if accepting && !self.listening && self.accept_paused_until.is_none() && !self.queue_full() {
-                self.accept_waiting(now, self.shared.capacity);
-            }
-            // Answers first: they free workers' results and may let stalled connections on.
-            while let Ok(back) = self.answers.try_recv() {
-                self.shared.answers_waiting.fetch_sub(1, Ordering::SeqCst);
-                match back {
-                    Back::Answer(token, request, answer) => {
-                        self.answered(token, request, answer, now);
-                        self.advance(token, now, false);
-                    }
-                    Back::Machine(token, mut machine) => {
-                        if let Some(c) = self.reactor.get_mut(token) {
-                            if self.stopping {
-                                machine.stopping(now);
-                            }
-                            let last = machine.closes_after_output();
-                            c.machine = Some(machine);
-                            c.in_service = false;
-                            self.in_service -= 1;
-                            if last {
-                                // Out of epoll before the last response is written, not
-                                // between its write and the close: the client may read it and
-                                // look (tests/hostile.rs counts descriptors) before a late
-                                // epoll_ctl and close are done.
-                                let _ = self.reactor.set_interest(token, Interest::NONE);
-                            }
-                            self.advance(token, now, false);
-                        }
-                    }
-                    Back::Lost(token) => {
-                        if let Some(c) = self.reactor.get_mut(token) {
-                            c.in_service = false;
-                            self.in_service -= 1;
-                            match c.machine.as_mut() {
-                                Some(m) => {
-                                    m.failed();
-                                    self.advance(token, now, false);
-                                }
-                                // The machine died with the job: nothing can answer now.
-                                None => {
-                                    self.reactor.remove(token);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            self.unstall(now);
-            for &event in &events {
-                match event {
-                    // Advanced already in this pass, after epoll_wait collected this readiness
-                    // (its machine came back, or a stalled one's turn came): that advance read
-                    // what the event reports, and level-triggered epoll reports again what is
-                    // left. Advancing again would only find nothing to read -- or, had it lent
-                    // the machine out again, take the socket out of epoll for a request it
-                    // has already read, and put it back when the machine returns: two
-                    // epoll_ctl calls per keep-alive request.
-                    Event::Io(token, _)
-                        if self.reactor.get(token).is_some_and(|c| c.advanced_in == self.passes) => {}
-                    Event::Io(token, _) => self.advance(token, now, false),
-                    Event::Timer(token) => {
-                        let Some(c) = self.reactor.get_mut(token) else { continue };
-                        if c.linger.is_some() {
-                            // The peer never sent its EOF: close now.
-                            self.reactor.remove(token);
-                            continue;
-                        }
-                        if c.in_service {
-                            // The only timer of a connection in service is its later answer's
-                            // (`Later::At`): run its work now, here on the loop.
-                            if c.later.as_ref().is_some_and(|l| l.0 <= now)
-                                && let Some((_, request, work)) = c.later.take()
-                            {
-                                let answer = work();
-                                self.answered(token, request, answer, Instant::now());
-                            }
-                            self.advance(token, now, false);
-                            continue;
-                        }
-                        if let Some(m) = c.machine.as_mut() {
-                            m.timed_out(now);
-                        }
-                        self.advance(token, now, false);
-                    }
-                    Event::Woken => {}
-                    Event::Listener => self.accept_waiting(now, ACCEPT_BATCH),
-                }
-            }
-            self.events = events;
-            if closing && !self.stopping {
-                self.stopping = true;
-                // The listener goes first: the server has closed its own descriptor, and the
-                // socket is closed (new clients refused) once every duplicate is.
-                if let Some(l) = self.listener.take()
-                    && self.listening
-                {
-                    self.reactor.unlisten(l.as_fd());
-                }
-                for token in self.reactor.tokens() {
-                    if let Some(c) = self.reactor.get_mut(token)
-                        && c.linger.is_none()
-                    {
-                        // A machine a worker holds is told when it comes back (and the worker
-                        // reads `Shared::stopping` before it answers).
-                        if let Some(m) = c.machine.as_mut() {
-                            m.stopping(now);
-                        }
-                        self.advance(token, now, false);
-                    }
-                }
-            }
-            self.publish();
-            self.listen_while_room(accepting, Instant::now());
-            self.stopping && self.reactor.len() == 0
+            timeout = Some(Duration::ZERO);
         }
+        let reacted = self.reactor.react(timeout, &mut events);
+        // Awake: whatever is published from now on is seen in this pass or the next
+        // check above, without a wake-up.
+        self.shared.asleep.store(false, Ordering::SeqCst);
+        self.passes += 1;
+        if self.lead {
+            self.shared.passes.fetch_add(1, Ordering::SeqCst);
+            // The sentry went to sleep for good while the server was quiet; this pass may
+            // start requests, which it must watch.
+            if self.shared.sentry_deep.swap(false, Ordering::SeqCst) {
+                // Under the lock: the sentry set the flag holding it, and waits releasing it.
+                drop(self.shared.lock());
+                self.shared.sentry.notify_one();
+            }
+        }
+        if let Err(e) = reacted {
+            // Only a bug (EBADF, EINVAL) makes epoll_wait fail: give up on the connections
+            // (dropping them closes them) rather than spin.
+            log::error!("pool reactor: epoll_wait failed: {e}; closing its connections");
+            return true;
+        }
+        let now = Instant::now();
+        let (incoming, closing, accepting) = {
+            let mut st = self.shared.lock();
+            st.taken = st.incoming.len();
+            (std::mem::take(&mut st.incoming), st.closing, st.accepting)
+        };
+        for (stream, peer) in incoming {
+            self.accept(stream, peer, now, false);
+        }
+        // Room appeared since the last pass, which left the queue full (so the listener is
+        // out of epoll): the backlog takes its place in the line first, before stalled
+        // connections and the answers' next requests fill the room again. Were it to wait
+        // for a pass that ends with room, kept-alive clients that always have a request
+        // ready would keep the queue full, and a client in the backlog would wait for as
+        // long as they keep sending (8 of 32 clients saw no answer in 5 s). The Pool's one
+        // reactor takes as many as there is room for (one a pass made a late client wait a
+        // pass per client ahead of it: 0.8 s for the last of 32); an event loop takes its
+        // usual one, leaving the rest to its siblings on the same listener.
+        if accepting && !self.listening && self.accept_paused_until.is_none() && !self.queue_full() {
+            let batch = if self.run_on == RunOn::Workers { self.shared.capacity } else { ACCEPT_BATCH };
+            self.accept_waiting(now, batch);
+        }
+        // Answers first: they free workers' results and may let stalled connections on.
+        while let Ok(back) = self.answers.try_recv() {
+            self.shared.answers_waiting.fetch_sub(1, Ordering::SeqCst);
+            match back {
+                Back::Answer(token, request, answer) => {
+                    self.answered(token, request, answer, now);
+                    self.advance(token, now, false);
+                }
+                Back::Machine(token, mut machine) => {
+                    if let Some(c) = self.reactor.get_mut(token) {
+                        if self.stopping {
+                            machine.stopping(now);
+                        }
+                        let last = machine.closes_after_output();
+                        c.machine = Some(machine);
+                        c.in_service = false;
+                        self.in_service -= 1;
+                        if last {
+                            // Out of epoll before the last response is written, not
+                            // between its write and the close: the client may read it and
+                            // look (tests/hostile.rs counts descriptors) before a late
+                            // epoll_ctl and close are done.
+                            let _ = self.reactor.set_interest(token, Interest::NONE);
+                        }
+                        self.advance(token, now, false);
+                    }
+                }
+                Back::Lost(token) => {
+                    if let Some(c) = self.reactor.get_mut(token) {
+                        c.in_service = false;
+                        self.in_service -= 1;
+                        match c.machine.as_mut() {
+                            Some(m) => {
+                                m.failed();
+                                self.advance(token, now, false);
+                            }
+                            // The machine died with the job: nothing can answer now.
+                            None => {
+                                self.reactor.remove(token);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.unstall(now);
+        for &event in &events {
+            match event {
+                // Advanced already in this pass, after epoll_wait collected this readiness
+                // (its machine came back, or a stalled one's turn came): that advance read
+                // what the event reports, and level-triggered epoll reports again what is
+                // left. Advancing again would only find nothing to read -- or, had it lent
+                // the machine out again, take the socket out of epoll for a request it
+                // has already read, and put it back when the machine returns: two
+                // epoll_ctl calls per keep-alive request.
+                Event::Io(token, _)
+                    if self.reactor.get(token).is_some_and(|c| c.advanced_in == self.passes) => {}
+                Event::Io(token, _) => self.advance(token, now, false),
+                Event::Timer(token) => {
+                    let Some(c) = self.reactor.get_mut(token) else { continue };
+                    if c.linger.is_some() {
+                        // The peer never sent its EOF: close now.
+                        self.reactor.remove(token);
+                        continue;
+                    }
+                    if c.in_service {
+                        // The only timer of a connection in service is its later answer's
+                        // (`Later::At`): run its work now, here on the loop.
+                        if c.later.as_ref().is_some_and(|l| l.0 <= now)
+                            && let Some((_, request, work)) = c.later.take()
+                        {
+                            let answer = work();
+                            self.answered(token, request, answer, Instant::now());
+                        }
+                        self.advance(token, now, false);
+                        continue;
+                    }
+                    if let Some(m) = c.machine.as_mut() {
+                        m.timed_out(now);
+                    }
+                    self.advance(token, now, false);
+                }
+                Event::Woken => {}
+                Event::Listener => self.accept_waiting(now, ACCEPT_BATCH),
+            }
+        }
+        self.events = events;
+        if closing && !self.stopping {
+            self.stopping = true;
+            // The listener goes first: the server has closed its own descriptor, and the
+            // socket is closed (new clients refused) once every duplicate is.
+            if let Some(l) = self.listener.take()
+                && self.listening
+            {
+                self.reactor.unlisten(l.as_fd());
+            }
+            for token in self.reactor.tokens() {
+                if let Some(c) = self.reactor.get_mut(token)
+                    && c.linger.is_none()
+                {
+                    // A machine a worker holds is told when it comes back (and the worker
+                    // reads `Shared::stopping` before it answers).
+                    if let Some(m) = c.machine.as_mut() {
+                        m.stopping(now);
+                    }
+                    self.advance(token, now, false);
+                }
+            }
+        }
+        self.publish();
+        self.listen_while_room(accepting, Instant::now());
+        self.stopping && self.reactor.len() == 0
     }
 
     /// The counters others read.
