@@ -300,7 +300,8 @@ struct Shared {
     /// The sentry sleeps without a timeout (the server was quiet): the leader wakes it at the
     /// start of its next pass.
     sentry_deep: AtomicBool,
-    /// Reactor passes so far (leader/followers): the sentry's sign that the server is busy.
+    /// `Driver::passes`, published for the sentry (leader/followers): its sign that the server
+    /// is busy.
     passes: AtomicU64,
 }
 
@@ -388,6 +389,51 @@ impl Shared {
     /// changes its mind by itself (the accept limit's grace), if it is counting.
     fn grace_left(&self, st: &State) -> Option<Duration> {
         st.limited_since.map(|t| LIMIT_GRACE.saturating_sub(t.elapsed()))
+    }
+
+    /// Takes the next job for the calling worker, which counts as busy from now on, and tells
+    /// whoever the room it makes concerns: the reactor, if connections are stalled (woken if it
+    /// sleeps: it looks for room before it does), and an accept thread waiting for room.
+    fn take_job(&self, st: &mut State) -> Option<Job> {
+        let job = st.queue.pop_front()?;
+        self.queued.store(st.queue.len(), Ordering::SeqCst);
+        st.busy += 1;
+        st.popped += 1;
+        if st.stalled > 0 {
+            self.wake_reactor();
+        }
+        if st.room_waiters > 0 {
+            self.room.notify_all();
+        }
+        Some(job)
+    }
+
+    /// Runs a job that [`take_job`](Shared::take_job) gave, then counts its worker free again
+    /// (with an accept limit, that is room for one more connection). The job's service catches
+    /// its own panics (the HTTP layer turns them into 500s); this is for a bug anywhere else,
+    /// so that it costs a request (the job's guard tells the reactor), not the worker.
+    fn run_job(&self, job: Job) -> MutexGuard<'_, State> {
+        if catch_unwind(AssertUnwindSafe(job)).is_err() {
+            log::error!("a pool job panicked outside the service; its connection is closed");
+        }
+        let mut st = self.lock();
+        st.busy -= 1;
+        if st.room_waiters > 0 && self.accept_limit.is_some() {
+            self.room.notify_all();
+        }
+        st
+    }
+
+    /// The reactor is over (its thread ended, or a leader's pass said so): no connection is
+    /// left, and every waiting worker, accept thread and sentry is told.
+    fn reactor_gone(&self, st: &mut State) {
+        st.reactor_done = true;
+        st.connections = 0;
+        st.stalled = 0;
+        st.in_service = 0;
+        self.work.notify_all();
+        self.room.notify_all();
+        self.sentry.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -638,43 +684,19 @@ impl HalfAsync {
 
 /// A worker: take a job, run it, repeat; end when closing, the reactor gone and the queue empty.
 fn worker_loop(shared: &Shared) {
+    let mut st = shared.lock();
     loop {
-        let job = {
-            let mut st = shared.lock();
-            loop {
-                if let Some(job) = st.queue.pop_front() {
-                    shared.queued.store(st.queue.len(), Ordering::SeqCst);
-                    st.busy += 1;
-                    // Room now: the reactor may have stalled connections (woken if it sleeps: it
-                    // looks for room before it does), an accept thread may wait for room.
-                    if st.stalled > 0 {
-                        shared.wake_reactor();
-                    }
-                    if st.room_waiters > 0 {
-                        shared.room.notify_all();
-                    }
-                    break job;
-                }
-                if st.reactor_done {
-                    return;
-                }
-                st.idle_workers += 1;
-                st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
-                st.idle_workers -= 1;
-            }
-        };
-        // The job's service catches its own panics (the HTTP layer turns them into 500s); this
-        // is for a bug anywhere else, so that it costs a request (the job's guard tells the
-        // reactor), not the worker.
-        if catch_unwind(AssertUnwindSafe(job)).is_err() {
-            log::error!("a pool job panicked outside the service; its connection is closed");
+        if let Some(job) = shared.take_job(&mut st) {
+            drop(st);
+            st = shared.run_job(job);
+            continue;
         }
-        let mut st = shared.lock();
-        st.busy -= 1;
-        // A worker is free: with an accept limit, that is room for one more connection.
-        if st.room_waiters > 0 && shared.accept_limit.is_some() {
-            shared.room.notify_all();
+        if st.reactor_done {
+            return;
         }
+        st.idle_workers += 1;
+        st = shared.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+        st.idle_workers -= 1;
     }
 }
 
@@ -712,25 +734,15 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
         // in the queue for a tick.
         let be_sentry = woken && !take_role && !st.has_sentry && !st.reactor_done;
         woken = false;
+        // (The room a job makes lets a stalled connection on at the next pass, usually this
+        // thread's own after its jobs; a leader asleep in epoll_wait is woken.)
         if !take_role
             && !be_sentry
-            && let Some(job) = st.queue.pop_front()
+            && let Some(job) = shared.take_job(&mut st)
         {
-            shared.queued.store(st.queue.len(), Ordering::SeqCst);
-            st.busy += 1;
-            st.popped += 1;
-            if st.stalled > 0 {
-                // Room now: the next pass lets a stalled connection on. Usually that pass is
-                // this thread's own, after its jobs; a leader asleep in epoll_wait is woken.
-                shared.wake_reactor();
-            }
             appoint_sentry(shared, &mut st);
             drop(st);
-            if catch_unwind(AssertUnwindSafe(job)).is_err() {
-                log::error!("a pool job panicked outside the service; its connection is closed");
-            }
-            st = shared.lock();
-            st.busy -= 1;
+            st = shared.run_job(job);
             continue;
         }
         take_role = false;
@@ -756,13 +768,7 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
             st.leading = false;
             if finished {
                 // What `ReactorDone` does for a reactor thread.
-                st.reactor_done = true;
-                st.connections = 0;
-                st.stalled = 0;
-                st.in_service = 0;
-                shared.work.notify_all();
-                shared.room.notify_all();
-                shared.sentry.notify_all();
+                shared.reactor_gone(&mut st);
                 if panicked {
                     // Poisoned: the connections go with the driver, now, not when the last
                     // worker ends.
@@ -954,14 +960,7 @@ struct ReactorDone<'a>(&'a Shared);
 
 impl Drop for ReactorDone<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.lock();
-        st.reactor_done = true;
-        st.connections = 0;
-        st.stalled = 0;
-        st.in_service = 0;
-        drop(st);
-        self.0.work.notify_all();
-        self.0.room.notify_all();
+        self.0.reactor_gone(&mut self.0.lock());
     }
 }
 
@@ -1002,7 +1001,8 @@ impl<M: Machines> Driver<M> {
         self.shared.asleep.store(false, Ordering::SeqCst);
         self.passes += 1;
         if self.lead {
-            self.shared.passes.fetch_add(1, Ordering::SeqCst);
+            // The sentry's copy of the count (it cannot read the driver, which the leader holds).
+            self.shared.passes.store(self.passes, Ordering::SeqCst);
             // The sentry went to sleep for good while the server was quiet; this pass may
             // start requests, which it must watch.
             if self.shared.sentry_deep.swap(false, Ordering::SeqCst) {
