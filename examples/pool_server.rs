@@ -15,10 +15,12 @@
 //! Compare `threaded_server` (about 1 s, ten tids) and `threaded_server -- --max-threads 4`
 //! (waves too, but a new tid for every request).
 //!
-//! Keep-alive: a client that keeps its connection open between requests does not hold a worker
-//! while it is idle; the connection is *parked* with the pool's poller until the next request
-//! arrives (or closed after the 5 s idle timeout). So four workers serve dozens of kept-alive
-//! clients.
+//! Keep-alive and slow clients: no connection holds a worker while its client is idle or slow.
+//! Every connection lives in one reactor (epoll), which the workers take turns at; a worker
+//! runs the service only on a complete request, then the connection waits in the reactor for
+//! the next one (or is closed after the 5 s idle timeout). So four workers serve dozens of
+//! kept-alive clients (docs/14-slow-clients.md; `--hand-off` gives the reactor a thread of its
+//! own, `--blocking-workers` gives it up, for the comparison).
 //!
 //! Full: with every worker busy and the queue full (`--queue-size N`, default threads × 4),
 //! the server waits: it stops reading and accepting, and new clients wait in the backlog.

@@ -148,9 +148,11 @@ const FULL_QUEUE_CHECK: Duration = Duration::from_millis(100);
 ///
 /// # Faults
 /// A panicking service or handler costs its request (a 500 where one can still be sent), not the
-/// worker. Should a worker thread end anyway (a bug in this crate), `service_actions` notices and
-/// starts a replacement, counted by [`Pool::workers_replaced`]; a dead poller is restarted the
-/// same way.
+/// worker. On the worker path, should a worker thread end anyway (a bug in this crate),
+/// `service_actions` notices and starts a replacement, counted by [`Pool::workers_replaced`]; a
+/// dead poller is restarted the same way. On the reactor path every job and every reactor pass
+/// runs under `catch_unwind`, so a worker does not end; a panic in a pass (a bug of the
+/// reactor's) closes the reactor's connections and lets its workers end, logged.
 ///
 /// ```no_run
 /// use socketserver::http::{HttpHandler, Request, Response};
