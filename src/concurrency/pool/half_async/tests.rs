@@ -276,6 +276,17 @@ impl Served {
     }
 }
 
+/// A test that fails before `close` still stops and joins its accept loop; the `Pool` is
+/// closed by its own `Drop` when the last share of it goes.
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Waits (bounded) until `cond` holds.
 fn until(mut cond: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
