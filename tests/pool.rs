@@ -79,11 +79,7 @@ impl RequestHandler for Gated {
         let mut buf = [0u8; 16];
         let _ = conn.stream().read(&mut buf)?;
         let _ = self.started.lock().unwrap().send(());
-        let (open, changed) = &*self.gate;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = changed.wait(open).unwrap();
-        }
+        wait_at(&self.gate);
         conn.stream().write_all(b"ok\n")?;
         Ok(())
     }
@@ -115,11 +111,7 @@ fn a_full_queue_blocks_accept_and_nothing_is_dropped() {
     // An observation window, not synchronisation: the accept must still be blocked after it.
     thread::sleep(Duration::from_millis(300));
     assert!(!accepting.is_finished(), "process_request returned while the queue was full");
-    {
-        let (open, changed) = &*gate;
-        *open.lock().unwrap() = true;
-        changed.notify_all();
-    }
+    open_gate(&gate);
     let (mut server, handled) = accepting.join().unwrap();
     assert!(handled.unwrap(), "the third connection went in once there was room");
     assert!(server.handle_request().unwrap(), "and the fourth");
@@ -389,15 +381,23 @@ fn gated_http(
     let started = Mutex::new(started);
     HttpHandler::new(move |_: &Request| {
         let _ = started.lock().unwrap().send(());
-        let (open, changed) = &*gate;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = changed.wait(open).unwrap();
-        }
+        wait_at(&gate);
         Response::text(200, "ok\n")
     })
     .log_requests(false)
 }
+
+/// Waits until the gate is open, or for at most `GATE_LIMIT`: a test that fails before it
+/// opens the gate drops its server, which joins the workers held here; without the limit that
+/// join, and the whole test run, would never end.
+fn wait_at(gate: &(Mutex<bool>, Condvar)) {
+    let (open, changed) = gate;
+    let open = open.lock().unwrap();
+    let _ = changed.wait_timeout_while(open, GATE_LIMIT, |open| !*open).unwrap();
+}
+
+/// See [`wait_at`].
+const GATE_LIMIT: Duration = Duration::from_secs(30);
 
 fn open_gate(gate: &(Mutex<bool>, Condvar)) {
     *gate.0.lock().unwrap() = true;

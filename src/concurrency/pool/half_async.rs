@@ -798,13 +798,23 @@ fn lead_loop<M: Machines>(shared: &Shared, driver: &Mutex<Driver<M>>) {
         let stuck = loop {
             let now_seen = (st.popped, shared.passes.load(Ordering::SeqCst), st.queue.len());
             // The leader sleeps in epoll_wait and nothing ran since the last tick: sleep until
-            // its next pass.
-            let mut quiet = st.leading && st.queue.is_empty() && seen.is_some_and(|s| s.1 == now_seen.1);
+            // its next pass. Asleep, not merely leading: a pass that takes longer than a tick
+            // before it queues its first request (a loaded machine preempts the leader; many
+            // connections to accept) would otherwise look quiet too, and the sentry would
+            // sleep until the *next* pass -- which never comes if the leader then runs the
+            // first request it queued and that request blocks: the second waits in the queue
+            // beside an idle worker (a test of a full queue hung a CI run this way).
+            let mut quiet = st.leading
+                && shared.asleep.load(Ordering::SeqCst)
+                && st.queue.is_empty()
+                && seen.is_some_and(|s| s.1 == now_seen.1);
             if quiet {
                 // Say so, *then* look at the passes once more (the leader counts its pass,
                 // *then* reads the flag; all SeqCst): either this sees the new pass, or the
                 // leader sees the flag and wakes this thread (taking the lock first, which
-                // this holds until it waits).
+                // this holds until it waits). The leader counts the pass after it leaves
+                // epoll_wait, so a leader seen asleep above is either still before that count
+                // (and will see the flag) or past it (and this sees the new count).
                 shared.sentry_deep.store(true, Ordering::SeqCst);
                 if shared.passes.load(Ordering::SeqCst) != now_seen.1 {
                     shared.sentry_deep.store(false, Ordering::SeqCst);

@@ -120,6 +120,9 @@ impl ConnMachine for LineConn {
 /// The service: upper-cases; waits at a gate while it is closed (the slow service).
 struct Upper {
     idle: Duration,
+    /// How long `new_conn` takes (0 but in one test): a reactor pass that accepts a few
+    /// connections then takes longer than the sentry's tick.
+    accept_nap: Duration,
     calls: AtomicUsize,
     writes: Arc<AtomicUsize>,
     open: Mutex<bool>,
@@ -130,11 +133,18 @@ impl Upper {
     fn new(idle: Duration, open: bool) -> Arc<Upper> {
         Arc::new(Upper {
             idle,
+            accept_nap: Duration::ZERO,
             calls: AtomicUsize::new(0),
             writes: Arc::new(AtomicUsize::new(0)),
             open: Mutex::new(open),
             opened: Condvar::new(),
         })
+    }
+    /// A gated service whose `new_conn` takes `nap`.
+    fn slow_to_accept(nap: Duration) -> Arc<Upper> {
+        let mut upper = Arc::into_inner(Upper::new(Duration::from_secs(30), false)).unwrap();
+        upper.accept_nap = nap;
+        Arc::new(upper)
     }
     fn open_gate(&self) {
         *self.open.lock().unwrap() = true;
@@ -145,6 +155,9 @@ impl Upper {
 impl Machines for Upper {
     type Conn = LineConn;
     fn new_conn(&self, _peer: Addr, now: Instant) -> LineConn {
+        if !self.accept_nap.is_zero() {
+            std::thread::sleep(self.accept_nap);
+        }
         LineConn {
             buf: Vec::new(),
             filled: 0,
@@ -187,6 +200,10 @@ struct Served {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Its service, whose gate a failing test leaves closed: `Drop` opens it, or the pool's
+    /// own `Drop` would wait for ever for the workers held there (a failed assertion became
+    /// a CI run that never ended).
+    machines: Arc<Upper>,
 }
 
 fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
@@ -197,6 +214,7 @@ fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicUsize::new(0));
     let (p, s, a) = (Arc::clone(&pool), Arc::clone(&stop), Arc::clone(&accepted));
+    let upper = Arc::clone(&machines);
     let thread = std::thread::spawn(move || {
         let ctx = ServerContext::standalone(addr).unwrap();
         while !s.load(Ordering::SeqCst) {
@@ -227,7 +245,7 @@ fn serve(pool: Pool, machines: Arc<Upper>) -> Served {
             }
         }
     });
-    Served { addr, pool, stop, accepted, thread: Some(thread) }
+    Served { addr, pool, stop, accepted, thread: Some(thread), machines: upper }
 }
 
 /// A pool serving `machines` on 127.0.0.1:0 as `Server::serve_forever` runs it: the reactor
@@ -244,7 +262,7 @@ fn serve_lead(pool: Pool, machines: Arc<Upper>) -> Served {
         other => panic!("not TCP: {other}"),
     };
     let mut pool = pool;
-    assert!(pool.start_half_async(machines, Some(listener)));
+    assert!(pool.start_half_async(Arc::clone(&machines), Some(listener)));
     pool.half_async.as_ref().unwrap().set_accepting(true);
     let pool = Arc::new(Mutex::new(pool));
     Served {
@@ -253,6 +271,7 @@ fn serve_lead(pool: Pool, machines: Arc<Upper>) -> Served {
         stop: Arc::new(AtomicBool::new(false)),
         accepted: Arc::new(AtomicUsize::new(0)),
         thread: None,
+        machines,
     }
 }
 
@@ -276,10 +295,12 @@ impl Served {
     }
 }
 
-/// A test that fails before `close` still stops and joins its accept loop; the `Pool` is
-/// closed by its own `Drop` when the last share of it goes.
+/// A test that fails before `close` still stops and joins its accept loop and lets its workers
+/// out of the service's gate; the `Pool` is closed by its own `Drop` when the last share of it
+/// goes.
 impl Drop for Served {
     fn drop(&mut self) {
+        self.machines.open_gate();
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -476,6 +497,31 @@ fn a_full_queue_stops_reading_and_accepting_leader_followers() {
     upper.open_gate();
     each_answered(&mut clients);
     assert_eq!(upper.calls.load(Ordering::SeqCst), n);
+    served.close();
+}
+
+/// A leader whose pass runs longer than the sentry's tick before it queues its first request
+/// (here each connection it accepts takes 3 ms; on a loaded machine, a leader preempted for a
+/// moment) must still leave a sentry that watches the requests it queued. The sentry used to
+/// take such a pass for a leader asleep in epoll_wait and sleep until the next pass; the leader
+/// then ran the first request it had queued, which blocks here, and the second waited in the
+/// queue beside the idle sentry for as long as the first took (for ever, at a closed gate).
+#[test]
+fn a_sentry_does_not_sleep_through_a_long_pass_that_queues_requests() {
+    let upper = Upper::slow_to_accept(Duration::from_millis(3));
+    let served = serve_lead(Pool::new(2).queue_size(2), Arc::clone(&upper));
+    assert!(leads(&served));
+    // A quiet server first: the sentry is in its deep sleep when the clients come.
+    std::thread::sleep(Duration::from_millis(50));
+    let mut clients = clients_each_sending_a_line(served.addr, 8);
+    assert!(
+        until(|| upper.calls.load(Ordering::SeqCst) == 2 && served.stats().busy == 2),
+        "{:?}, {} calls",
+        served.stats(),
+        upper.calls.load(Ordering::SeqCst)
+    );
+    upper.open_gate();
+    each_answered(&mut clients);
     served.close();
 }
 
