@@ -392,14 +392,20 @@ impl Shared {
     }
 
     /// Takes the next job for the calling worker, which counts as busy from now on, and tells
-    /// whoever the room it makes concerns: the reactor, if connections are stalled (woken if it
-    /// sleeps: it looks for room before it does), and an accept thread waiting for room.
+    /// whoever the room it makes concerns: the reactor, if connections are stalled or the queue
+    /// was full (woken if it sleeps: it looks for room before it does), and an accept thread
+    /// waiting for room.
     fn take_job(&self, st: &mut State) -> Option<Job> {
         let job = st.queue.pop_front()?;
+        let was_full = st.queue.len() + 1 >= self.capacity;
         self.queued.store(st.queue.len(), Ordering::SeqCst);
         st.busy += 1;
         st.popped += 1;
-        if st.stalled > 0 {
+        // A full queue took the listener out of epoll (back-pressure): this room puts it back.
+        // Without the wake-up, a reactor asleep with nothing stalled would see the room only at
+        // its next timer, and new clients would wait that long in the backlog (100 ms, a lent
+        // machine's check, with a worker idle).
+        if st.stalled > 0 || was_full {
             self.wake_reactor();
         }
         if st.room_waiters > 0 {
@@ -998,9 +1004,12 @@ impl<M: Machines> Driver<M> {
         // and runs one. (Asleep in epoll_wait, it would leave a queued request to whichever
         // worker finishes first: with 4 workers and 4 clients of 10 ms requests, 1 in 50
         // waited 7 ms more.)
+        // And a listener taken out by a full queue goes back as soon as there is room (a
+        // worker took a job since the last pass): new clients wait in the backlog till then.
         if self.shared.answers_waiting.load(Ordering::SeqCst) > 0
             || (!self.stalled.is_empty() && !self.queue_full())
             || (self.lead && self.shared.queued.load(Ordering::SeqCst) > 0)
+            || self.listener_waits_for_room()
             || !self.shared.lock().incoming.is_empty()
         {
             timeout = Some(Duration::ZERO);
@@ -1287,6 +1296,17 @@ impl<M: Machines> Driver<M> {
 
     fn queue_full(&self) -> bool {
         self.shared.queued.load(Ordering::SeqCst) >= self.shared.capacity
+    }
+
+    /// Whether the listener is out of epoll only for a full queue that has room now: the pass
+    /// that sees it puts it back (`listen_while_room`), so it must not sleep first.
+    fn listener_waits_for_room(&self) -> bool {
+        self.listener.is_some()
+            && !self.listening
+            && !self.stopping
+            && self.accept_paused_until.is_none()
+            && !self.queue_full()
+            && self.shared.lock().accepting
     }
 
     /// Whether a full queue stops the accepting: unless shedding, which answers instead.

@@ -150,6 +150,9 @@ impl Upper {
         *self.open.lock().unwrap() = true;
         self.opened.notify_all();
     }
+    fn close_gate(&self) {
+        *self.open.lock().unwrap() = false;
+    }
 }
 
 impl Machines for Upper {
@@ -523,6 +526,53 @@ fn a_sentry_does_not_sleep_through_a_long_pass_that_queues_requests() {
     upper.open_gate();
     each_answered(&mut clients);
     served.close();
+}
+
+/// One request fills a queue of one: the pass that read it takes the listener out of epoll
+/// (back-pressure). A worker then takes the request, which blocks, and the queue has room again
+/// with nobody stalled: the reactor must put the listener back at once, not at its next timer
+/// (the lent machine's check, 100 ms on), or a new client waits in the backlog beside an idle
+/// worker. Seven rounds, of which six must be quick: with the delay, at least three of seven
+/// waited the whole 100 ms (the others found a pass under way); without it, on one core beside
+/// two busy loops, the slowest took 6 ms.
+fn a_new_client_is_accepted_as_soon_as_a_full_queue_has_room_on(pool: Pool) {
+    let upper = Upper::new(Duration::from_secs(30), false);
+    let served = serve_lead(pool, Arc::clone(&upper));
+    let mut slow = client(served.addr);
+    let mut took = Vec::new();
+    for round in 0..7 {
+        let calls = upper.calls.load(Ordering::SeqCst);
+        slow.write_all(format!("slow {round}\n").as_bytes()).unwrap();
+        assert!(
+            until(|| upper.calls.load(Ordering::SeqCst) == calls + 1 && served.stats().queued == 0),
+            "{:?}",
+            served.stats()
+        );
+        let t0 = Instant::now();
+        let mut late = client(served.addr);
+        late.write_all(b"now\n").unwrap();
+        assert_eq!(read_lines(&mut late, 1), vec!["NOW"]);
+        took.push(t0.elapsed());
+        upper.open_gate();
+        assert_eq!(read_lines(&mut slow, 1), vec![format!("SLOW {round}")]);
+        upper.close_gate();
+    }
+    took.sort();
+    assert!(took[5] < Duration::from_millis(50), "late clients took {took:?}");
+    upper.open_gate();
+    drop((slow, served.close()));
+}
+
+#[test]
+fn a_new_client_is_accepted_as_soon_as_a_full_queue_has_room() {
+    a_new_client_is_accepted_as_soon_as_a_full_queue_has_room_on(
+        Pool::new(2).queue_size(1).leader_followers(false),
+    );
+}
+
+#[test]
+fn a_new_client_is_accepted_as_soon_as_a_full_queue_has_room_leader_followers() {
+    a_new_client_is_accepted_as_soon_as_a_full_queue_has_room_on(Pool::new(2).queue_size(1));
 }
 
 /// Three kept-alive clients that always have a request ready keep a one-worker pool with room
