@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """A /hello probe: one new connection per request, RATE a second, for SECS seconds; prints
-count, failures and latency percentiles in ms. Loopback only; bounded in count and time.
+count, failures and latency percentiles in ms, and on stderr the five slowest with when they
+were sent (seconds from the start: is the tail the attack's start, or all along?). Loopback
+only; bounded in count and time.
 
     bench/probe.py PORT SECS [RATE]
 """
@@ -12,7 +14,9 @@ port, secs = int(sys.argv[1]), float(sys.argv[2])
 rate = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
 req = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 lat, fails = [], 0
-end = time.monotonic() + secs
+at = []  # (latency ms, seconds from the start)
+start = time.monotonic()
+end = start + secs
 n = 0
 while time.monotonic() < end and n < 100_000:
     n += 1
@@ -28,6 +32,7 @@ while time.monotonic() < end and n < 100_000:
                 data += chunk
         if data.startswith(b"HTTP/1.1 200"):
             lat.append((time.monotonic() - t0) * 1000)
+            at.append((lat[-1], t0 - start))
         else:
             fails += 1
     except OSError:
@@ -37,3 +42,5 @@ lat.sort()
 def pct(p):
     return lat[min(len(lat) - 1, int(p / 100 * len(lat)))] if lat else float("nan")
 print(f"probe {len(lat)} ok {fails} failed p50 {pct(50):.1f} ms p99 {pct(99):.1f} ms max {lat[-1] if lat else float('nan'):.1f} ms")
+at.sort(reverse=True)
+print("slowest: " + ", ".join(f"{ms:.1f} ms at {t:.1f} s" for ms, t in at[:5]), file=sys.stderr)

@@ -101,7 +101,7 @@ for s in $SERVERS; do
             start "$s" $(cmd_of "$s") --port 0 --quiet || continue
         fi
         log "$s: attack -$a on port $PORT for $LEN s"
-        python3 bench/probe.py "$PORT" "$LEN" 10 >"$WORK/$s-$a.probe" &
+        python3 bench/probe.py "$PORT" "$LEN" 10 >"$WORK/$s-$a.probe" 2>"$WORK/$s-$a.slowest" &
         PROBE=$!
         peak=0
         ( while kill -0 "$SPID" 2>/dev/null; do
@@ -119,6 +119,7 @@ for s in $SERVERS; do
         peak=$(sort -n "$WORK/$s-$a.rss" | tail -n 1)
         printf '| %s | -%s | %s | %s | %s MiB |\n' "$s" "$a" "$avail" \
             "$(sed 's/^probe //' "$WORK/$s-$a.probe")" "$((peak / 1024))"
+        log "$s -$a probe $(cat "$WORK/$s-$a.slowest")"
     done
 done
 log "raw outputs in $WORK"

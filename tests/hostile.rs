@@ -519,6 +519,56 @@ fn a_client_that_never_reads_is_dropped_at_the_write_timeout() {
     });
 }
 
+/// The kernel's send queue of the TCP connection from `local` to `remote` (bytes written and not
+/// yet acknowledged: `tx_queue` in `/proc/net/tcp`, where the addresses are hex, the ports in
+/// network order). `None` if there is no such connection. Both ends are on 127.0.0.1 here, so
+/// the ports identify it.
+fn send_queue(local: SocketAddr, remote: SocketAddr) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port = |field: &str| field.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let (l, r, queues) = (cols.get(1)?, cols.get(2)?, cols.get(4)?);
+        if port(l)? != local.port() || port(r)? != remote.port() {
+            return None;
+        }
+        usize::from_str_radix(queues.split(':').next()?, 16).ok()
+    })
+}
+
+/// A client that never reads a large response gets only about the unsent limit (128 KiB by
+/// default) of it queued in the kernel, on every strategy: without the limit, Linux grows the
+/// send buffer and copies 4 MiB of it there at once, on the thread that writes, and keeps it
+/// (`docs/14-slow-clients.md`, "Slow readers"; the copy was what delayed other requests while
+/// `slowhttptest -X` ran). The client's receive buffer is small and fixed, so almost nothing is
+/// in flight to it: the queue is what the server wrote and the kernel holds.
+#[test]
+fn a_client_that_never_reads_gets_only_the_unsent_limit_queued_in_the_kernel() {
+    each(&ALL, |srv| {
+        let mut s = small_window_client(srv.addr());
+        s.write_all(b"GET /bytes?n=16777216 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let me = s.local_addr().expect("local address");
+        // The largest queue seen over half a second once the server has started writing (it
+        // fills at once; the write timeout, 1 s, has not cut the connection yet).
+        assert!(
+            eventually(Duration::from_secs(5), || send_queue(srv.addr(), me).is_some_and(|q| q > 0)),
+            "{}: never started the response",
+            srv.name()
+        );
+        let t0 = Instant::now();
+        let mut most = 0;
+        while t0.elapsed() < Duration::from_millis(500) {
+            most = most.max(send_queue(srv.addr(), me).unwrap_or(0));
+            thread::sleep(Duration::from_millis(20));
+        }
+        println!("hostile: never reads 16 MiB {}: at most {most} bytes queued in the kernel", srv.name());
+        assert!(most < 1 << 20, "{}: {most} bytes queued for a client that reads nothing", srv.name());
+        drop(s);
+        probe(srv.addr(), srv.name());
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Malformed, oversized and smuggling requests
 

@@ -349,6 +349,10 @@ pub struct ServerArgs {
     /// `--min-send-rate BYTES_PER_SEC`: [`HttpHandler::min_send_rate`], after the handler's
     /// grace (default: the handler's, 500 bytes/s; 0 switches it off).
     pub min_send_rate: Option<u64>,
+    /// `--unsent-limit BYTES`: [`HttpHandler::unsent_limit`], how much of a response the
+    /// kernel may hold for a client before sending it (default: the handler's, 128 KiB; 0: the
+    /// kernel's own, no limit).
+    pub unsent_limit: Option<u32>,
     /// `--blocking-workers` (pool only): workers read and write their connections themselves,
     /// as before the reactor ([`Pool::half_async`] off), for the throughput comparison.
     pub blocking_workers: bool,
@@ -390,6 +394,7 @@ impl Default for ServerArgs {
             header_timeout: None,
             min_body_rate: None,
             min_send_rate: None,
+            unsent_limit: None,
             blocking_workers: false,
             hand_off: false,
             queue_size: None,
@@ -473,6 +478,14 @@ impl ServerArgs {
                 "--min-body-rate" => {
                     out.min_body_rate = Some(rate("--min-body-rate", &value("--min-body-rate")?)?)
                 }
+                "--unsent-limit" => {
+                    let v = value("--unsent-limit")?;
+                    out.unsent_limit = Some(v.parse::<u32>().map_err(|_| {
+                        ArgsError::Bad(format!(
+                            "--unsent-limit {v}: need a whole number of bytes (0: no limit)"
+                        ))
+                    })?)
+                }
                 "--min-send-rate" => {
                     out.min_send_rate = Some(rate("--min-send-rate", &value("--min-send-rate")?)?)
                 }
@@ -547,6 +560,7 @@ impl ServerArgs {
              --header-timeout S seconds the request head has, from its first byte (default 10)\n  \
              --min-body-rate B slowest body upload in bytes/s, after 10 s (default 500; 0: off)\n  \
              --min-send-rate B slowest response download in bytes/s, after 10 s (default 500; 0: off)\n  \
+             --unsent-limit B  bytes of a response the kernel holds unsent (default 131072; 0: no limit)\n  \
              --quiet           no log line per request\n  \
              --warn-after SECS warn about requests whose handler ran longer (default: off)\n  \
              -h, --help        this text\n",
@@ -641,6 +655,9 @@ pub fn handler(args: &ServerArgs) -> HttpHandler<impl socketserver::http::Servic
     }
     if let Some(r) = args.min_send_rate {
         h = h.min_send_rate(r, Duration::from_secs(10)); // the handler's default grace
+    }
+    if let Some(b) = args.unsent_limit {
+        h = h.unsent_limit(b);
     }
     h
 }
@@ -955,6 +972,30 @@ mod tests {
             );
         }
         assert!(matches!(ServerArgs::parse(Kind::Pool, args(&["--idle-timeout"])), Err(ArgsError::Bad(_))));
+    }
+
+    #[test]
+    fn the_unsent_limit_parses_as_bytes_on_every_strategy() {
+        for kind in
+            [Kind::Sequential, Kind::Threading, Kind::Forking, Kind::Pool, Kind::Prefork, Kind::EventLoop]
+        {
+            let a = ServerArgs::parse(kind, args(&["--unsent-limit", "65536"])).unwrap();
+            assert_eq!(a.unsent_limit, Some(65536));
+            assert_eq!(
+                ServerArgs::parse(kind, args(&["--unsent-limit", "0"])).unwrap().unsent_limit,
+                Some(0)
+            );
+            assert!(ServerArgs::usage(kind).contains("--unsent-limit B"));
+        }
+        for bad in ["-1", "4294967296", "128k", ""] {
+            assert!(
+                matches!(
+                    ServerArgs::parse(Kind::Pool, args(&["--unsent-limit", bad])),
+                    Err(ArgsError::Bad(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
     }
 
     #[test]

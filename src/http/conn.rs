@@ -125,6 +125,8 @@ pub struct ConnConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) min_body_rate: MinRate,
     pub(crate) min_send_rate: MinRate,
+    /// `TCP_NOTSENT_LOWAT` for each connection, set by the driver; 0: the kernel's default.
+    pub(crate) unsent_limit: u32,
     pub(crate) keep_alive: bool,
     pub(crate) trace_headers: bool,
     pub(crate) log_requests: bool,

@@ -126,5 +126,5 @@ pub use reply::Reply;
 pub use reply::{Later, Work};
 pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 pub use response::Response;
-pub use service::{HttpHandler, Service};
+pub use service::{DEFAULT_UNSENT_LIMIT, HttpHandler, Service};
 pub use status::reason_phrase;

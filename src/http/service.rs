@@ -89,6 +89,9 @@ pub struct HttpHandler<S> {
 /// The `Server` header value unless [`HttpHandler::server_name`] says otherwise.
 pub(crate) const DEFAULT_SERVER_NAME: &str = concat!("socketserver/", env!("CARGO_PKG_VERSION"));
 
+/// [`HttpHandler::unsent_limit`]'s default: 128 KiB.
+pub const DEFAULT_UNSENT_LIMIT: u32 = 128 * 1024;
+
 /// A socket timeout may be this much longer than the time left before a deadline without being
 /// set again: one `setsockopt` saved per request in the common case, at the price of noticing
 /// an expired deadline up to this late.
@@ -123,6 +126,7 @@ impl<S: Service> HttpHandler<S> {
                 write_timeout: Duration::from_secs(30),
                 min_body_rate: rate,
                 min_send_rate: rate,
+                unsent_limit: DEFAULT_UNSENT_LIMIT,
                 keep_alive: true,
                 trace_headers: true,
                 log_requests: true,
@@ -193,10 +197,12 @@ impl<S: Service> HttpHandler<S> {
     /// connection is closed. (Default: 30 s.)
     ///
     /// It bounds each stall, not the whole response, like nginx's `send_timeout`: a client
-    /// that stops reading is given up once a write has made no progress for this long. While
-    /// the kernel grows the socket's send buffer, writes still make some progress, so that can
-    /// take a few timeouts (`docs/reliability.md` measures about 3 s for 1 s). A client that
-    /// keeps reading a trickle is cut by [`min_send_rate`](HttpHandler::min_send_rate) instead.
+    /// that stops reading is given up once a write has made no progress for this long. With
+    /// [`unsent_limit`](HttpHandler::unsent_limit) on (the default), the kernel takes little
+    /// more once the client stops reading, so that is one timeout after it stopped; with it off,
+    /// writes make some progress for as long as the kernel grows the socket's send buffer, which
+    /// can take a few timeouts. A client that keeps reading a trickle is cut by
+    /// [`min_send_rate`](HttpHandler::min_send_rate) instead.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.cfg().write_timeout = d;
         self
@@ -211,6 +217,22 @@ impl<S: Service> HttpHandler<S> {
     /// off. (Default: 500 bytes/s after 10 s.)
     pub fn min_send_rate(mut self, bytes_per_sec: u64, grace: Duration) -> Self {
         self.cfg().min_send_rate = MinRate { bytes_per_sec, grace };
+        self
+    }
+
+    /// How much of a response the kernel may hold for a client before it is sent
+    /// (`TCP_NOTSENT_LOWAT` on each TCP connection; a Unix socket has no such limit). Without
+    /// it, Linux grows a connection's send buffer to 4 MiB and copies that much of a response
+    /// into it at once, whether or not the client reads: a client that never reads costs that
+    /// copy and that kernel memory, and the copy happens on the thread that writes, while
+    /// other requests wait. With it, the kernel takes a response in steps of about `bytes` as
+    /// the client reads, and [`min_send_rate`](HttpHandler::min_send_rate) and
+    /// [`write_timeout`](HttpHandler::write_timeout) see the client's real pace rather than
+    /// the buffer filling. Data already in flight does not count, so fast clients on long
+    /// paths keep their speed. 0 leaves the kernel's default (no limit). (Default:
+    /// [`DEFAULT_UNSENT_LIMIT`], 128 KiB.)
+    pub fn unsent_limit(mut self, bytes: u32) -> Self {
+        self.cfg().unsent_limit = bytes;
         self
     }
 
@@ -360,6 +382,11 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
         // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
         // Failure only costs latency, so it is not an error.
         let _ = conn.stream().set_nodelay(true);
+        // A slow reader must not get a whole large response copied into the kernel on this
+        // thread (`unsent_limit`). Failure leaves the kernel's default: not an error either.
+        if self.config.unsent_limit > 0 {
+            let _ = conn.stream().set_notsent_lowat(self.config.unsent_limit);
+        }
         let mut http = HttpConn::new(&self.config, conn.peer_addr().clone(), Instant::now());
         let mut io = Blocking::new(conn);
         // A response was just written: the moment to consider parking.

@@ -88,6 +88,20 @@ impl Stream {
         }
     }
 
+    /// `TCP_NOTSENT_LOWAT`: the kernel takes a write only while less than `bytes` of what
+    /// was written before is still waiting to be sent, and reports the socket writable only
+    /// then. Data in flight (sent, not yet acknowledged) does not count, so a fast client on a
+    /// long path is not slowed; what it bounds is the queue in front of a client that reads
+    /// slowly or not at all, which without it grows with the send buffer (to 4 MiB by
+    /// default on Linux). A Unix socket has no such queue limit: there it does nothing and
+    /// succeeds.
+    pub fn set_notsent_lowat(&self, bytes: u32) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).set_tcp_notsent_lowat(bytes),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+
     /// A second handle to the same socket (`dup(2)`).
     pub fn try_clone(&self) -> io::Result<Stream> {
         match self {
@@ -193,7 +207,18 @@ mod tests {
         assert_eq!(&buf, b"ping");
         assert_eq!(b.peer_addr().unwrap(), Addr::Unnamed);
         a.set_nodelay(true).unwrap(); // no Nagle on Unix sockets: a no-op that succeeds
+        a.set_notsent_lowat(1 << 17).unwrap(); // nor an unsent limit: the same
         a.shutdown(Shutdown::Write).unwrap();
         assert_eq!((&b).read(&mut buf).unwrap(), 0, "FIN after the half-close");
+    }
+
+    #[test]
+    fn the_unsent_limit_is_set_on_a_tcp_stream() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let served = Stream::from(listener.accept().unwrap().0);
+        served.set_notsent_lowat(128 * 1024).unwrap();
+        assert_eq!(socket2::SockRef::from(served.as_tcp().unwrap()).tcp_notsent_lowat().unwrap(), 128 * 1024);
+        drop(client);
     }
 }

@@ -139,6 +139,11 @@ pub(crate) trait Machines: Send + Sync + 'static {
     type Conn: ConnMachine;
     /// A new connection's machine.
     fn new_conn(&self, peer: Addr, now: Instant) -> Self::Conn;
+    /// Sets the protocol's socket options on a new connection, before its first read.
+    /// Default: none.
+    fn configure(&self, stream: &Stream) {
+        let _ = stream;
+    }
     /// Whether to serve a connection from `peer` (`verify_request`), asked by a reactor that
     /// accepts from its own listener. Default: yes.
     fn verify(&self, peer: &Addr) -> bool {
@@ -1196,6 +1201,7 @@ impl<M: Machines> Driver<M> {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
+        self.machines.configure(&stream);
         let mut machine = self.machines.new_conn(peer.clone(), now);
         if self.stopping {
             machine.stopping(now);

@@ -16,7 +16,7 @@ use crate::handler::RequestHandler;
 use crate::http::{Answer, ConnConfig, HttpConn, Later, Request, Response};
 use crate::shutdown::HandlerScope;
 use crate::trace;
-use crate::transport::Addr;
+use crate::transport::{Addr, Stream};
 
 impl ConnMachine for HttpConn {
     type Request = Request;
@@ -99,6 +99,15 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
 
     fn new_conn(&self, peer: Addr, now: Instant) -> HttpConn {
         HttpConn::new(&self.config, peer, now)
+    }
+
+    fn configure(&self, stream: &Stream) {
+        // As the blocking driver does (`HttpHandler::unsent_limit`): a slow reader must not
+        // get a whole large response copied into the kernel, on the thread that writes it,
+        // while the other requests wait. Failure leaves the kernel's default.
+        if self.config.unsent_limit > 0 {
+            let _ = stream.set_notsent_lowat(self.config.unsent_limit);
+        }
     }
 
     fn verify(&self, peer: &Addr) -> bool {
