@@ -71,6 +71,9 @@ cmd_of() {
         forking) echo "$EX/forking_server" ;;
         pool) echo "$EX/pool_server" ;;
         pool_handoff) echo "$EX/pool_server --hand-off" ;;
+        # The kernel's default send queue (no TCP_NOTSENT_LOWAT): chapter 14, "Slow readers".
+        pool_nolimit) echo "$EX/pool_server --unsent-limit 0" ;;
+        event_loop_nolimit) echo "$EX/event_loop_server --unsent-limit 0" ;;
         prefork) echo "$EX/prefork_server" ;;
         prefork_t4) echo "$EX/prefork_server --threads 4" ;;
         event_loop) echo "$EX/event_loop_server" ;;
