@@ -162,6 +162,18 @@ impl Listener {
         self.socket.set_nonblocking(on)
     }
 
+    /// `TCP_NOTSENT_LOWAT` on a TCP listener, which every connection it accepts from then on
+    /// inherits (Linux copies the listener's options into each accepted socket): the option
+    /// set once instead of a `setsockopt` per connection (see
+    /// [`Stream::set_notsent_lowat`](crate::transport::Stream::set_notsent_lowat)). On any
+    /// other kind of socket it does nothing and succeeds.
+    pub(crate) fn set_notsent_lowat(&self, bytes: u32) -> io::Result<()> {
+        match self.kind {
+            Kind::Tcp => self.socket.set_tcp_notsent_lowat(bytes),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this is a Unix socket (stream or datagram).
     pub fn is_unix(&self) -> bool {
         matches!(self.kind, Kind::Unix | Kind::UnixDatagram)
@@ -455,6 +467,16 @@ mod tests {
 
     fn tcp(addr: &str, options: ListenOptions) -> Result<Listener> {
         bind_tcp(addr.parse().unwrap(), options)
+    }
+
+    #[test]
+    fn accepted_connections_inherit_the_listeners_unsent_limit() {
+        let l = tcp("127.0.0.1:0", ListenOptions::default()).unwrap();
+        l.set_notsent_lowat(96 * 1024).unwrap();
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (served, _) = l.accept().unwrap();
+        let tcp = served.as_tcp().unwrap();
+        assert_eq!(socket2::SockRef::from(tcp).tcp_notsent_lowat().unwrap(), 96 * 1024);
     }
 
     fn port(l: &Listener) -> SocketAddr {

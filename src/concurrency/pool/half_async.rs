@@ -144,6 +144,13 @@ pub(crate) trait Machines: Send + Sync + 'static {
     fn configure(&self, stream: &Stream) {
         let _ = stream;
     }
+    /// Sets those options on a reactor's own listener instead, once, for the connections it
+    /// accepts to inherit; `true` if that covers everything [`configure`](Machines::configure)
+    /// does, which is then not called for them. Default: nothing to set, `true`.
+    fn configure_listener(&self, listener: &Listener) -> bool {
+        let _ = listener;
+        true
+    }
     /// Whether to serve a connection from `peer` (`verify_request`), asked by a reactor that
     /// accepts from its own listener. Default: yes.
     fn verify(&self, peer: &Addr) -> bool {
@@ -506,6 +513,8 @@ impl HalfAsync {
         // The Pool needs a worker to run anything; the event loop's offload workers are optional.
         let threads = if run_on == RunOn::Workers { threads.max(1) } else { threads };
         let has_listener = setup.listener.is_some();
+        // Once on the listener rather than once per connection, where the kernel allows it.
+        let inherited = setup.listener.as_ref().is_some_and(|l| machines.configure_listener(l));
         let waker = Arc::new(Waker::new()?);
         let reactor = Reactor::with_waker(Arc::clone(&waker))?;
         let shared = Arc::new(Shared {
@@ -543,6 +552,7 @@ impl HalfAsync {
             stopping: false,
             events: Vec::new(),
             listener: setup.listener,
+            inherited,
             listening: false,
             accept_paused_until: None,
             shed,
@@ -961,6 +971,9 @@ struct Driver<M: Machines> {
     events: Vec<Event>,
     /// Its own listener (`Setup::listener`), until the stop.
     listener: Option<Listener>,
+    /// The connections accepted from it inherit the protocol's socket options
+    /// (`Machines::configure_listener`).
+    inherited: bool,
     /// The listener is in the epoll set now.
     listening: bool,
     /// `accept` failed for want of descriptors or memory: no accepting until then.
@@ -1201,7 +1214,11 @@ impl<M: Machines> Driver<M> {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
-        self.machines.configure(&stream);
+        // `nonblocking`: accepted from its own listener (`accept_waiting`), which may have the
+        // options already.
+        if !(nonblocking && self.inherited) {
+            self.machines.configure(&stream);
+        }
         let mut machine = self.machines.new_conn(peer.clone(), now);
         if self.stopping {
             machine.stopping(now);

@@ -16,7 +16,7 @@ use crate::handler::RequestHandler;
 use crate::http::{Answer, ConnConfig, HttpConn, Later, Request, Response};
 use crate::shutdown::HandlerScope;
 use crate::trace;
-use crate::transport::{Addr, Stream};
+use crate::transport::{Addr, Listener, Stream};
 
 impl ConnMachine for HttpConn {
     type Request = Request;
@@ -108,6 +108,12 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
         if self.config.unsent_limit > 0 {
             let _ = stream.set_notsent_lowat(self.config.unsent_limit);
         }
+    }
+
+    fn configure_listener(&self, listener: &Listener) -> bool {
+        // Every accepted TCP socket inherits the listener's TCP_NOTSENT_LOWAT: one setsockopt
+        // for the server's life instead of one per connection.
+        self.config.unsent_limit == 0 || listener.set_notsent_lowat(self.config.unsent_limit).is_ok()
     }
 
     fn verify(&self, peer: &Addr) -> bool {
