@@ -88,7 +88,11 @@
 //!   and write timeouts are set only when a read or a write first has to wait (the first read
 //!   tries `MSG_DONTWAIT`, and so does the first write): on a connection whose request is
 //!   already there and whose response fits in the send buffer, neither `setsockopt` happens.
-//!   The connection sends `shutdown(Write)` once.
+//!   The connection sends `shutdown(Write)` once. The socket options a connection needs
+//!   (`TCP_NODELAY`, and `TCP_NOTSENT_LOWAT` for slow readers, [`HttpHandler::unsent_limit`])
+//!   cost a `setsockopt` each per connection on the blocking path, and the unsent limit none
+//!   on a reactor that accepts for itself: it sets it once on its listener, and every
+//!   accepted socket inherits it.
 //! - **No allocation the request does not need.** A connection's request buffers are recycled
 //!   ([`RequestReader::recycle`]); the parser does not box the request; method, target and
 //!   header names are kept in one `String`, so no accessor checks UTF-8 again; the log line is
@@ -126,5 +130,6 @@ pub use reply::Reply;
 pub use reply::{Later, Work};
 pub use request::{Limits, Parsed, Request, RequestReader, Version, parse_request};
 pub use response::Response;
+pub(crate) use service::limit_unsent;
 pub use service::{DEFAULT_UNSENT_LIMIT, HttpHandler, Service};
 pub use status::reason_phrase;

@@ -92,6 +92,16 @@ pub(crate) const DEFAULT_SERVER_NAME: &str = concat!("socketserver/", env!("CARG
 /// [`HttpHandler::unsent_limit`]'s default: 128 KiB.
 pub const DEFAULT_UNSENT_LIMIT: u32 = 128 * 1024;
 
+/// Sets `config`'s unsent limit on a new connection (`HttpHandler::unsent_limit`), for both
+/// drivers: a slow reader must not get a whole large response copied into the kernel, on the
+/// thread that writes it, while other requests wait. Failure leaves the kernel's default and
+/// costs only that protection, so it is not an error.
+pub(crate) fn limit_unsent(config: &ConnConfig, stream: &crate::transport::Stream) {
+    if config.unsent_limit > 0 {
+        let _ = stream.set_notsent_lowat(config.unsent_limit);
+    }
+}
+
 /// A socket timeout may be this much longer than the time left before a deadline without being
 /// set again: one `setsockopt` saved per request in the common case, at the price of noticing
 /// an expired deadline up to this late.
@@ -382,11 +392,7 @@ impl<S: Service> RequestHandler for HttpHandler<S> {
         // algorithm would hold the segment back waiting for an ACK the client delays (~40 ms).
         // Failure only costs latency, so it is not an error.
         let _ = conn.stream().set_nodelay(true);
-        // A slow reader must not get a whole large response copied into the kernel on this
-        // thread (`unsent_limit`). Failure leaves the kernel's default: not an error either.
-        if self.config.unsent_limit > 0 {
-            let _ = conn.stream().set_notsent_lowat(self.config.unsent_limit);
-        }
+        limit_unsent(&self.config, conn.stream());
         let mut http = HttpConn::new(&self.config, conn.peer_addr().clone(), Instant::now());
         let mut io = Blocking::new(conn);
         // A response was just written: the moment to consider parking.

@@ -102,12 +102,8 @@ impl<H: RequestHandler> Machines for HttpMachines<H> {
     }
 
     fn configure(&self, stream: &Stream) {
-        // As the blocking driver does (`HttpHandler::unsent_limit`): a slow reader must not
-        // get a whole large response copied into the kernel, on the thread that writes it,
-        // while the other requests wait. Failure leaves the kernel's default.
-        if self.config.unsent_limit > 0 {
-            let _ = stream.set_notsent_lowat(self.config.unsent_limit);
-        }
+        // As the blocking driver does.
+        crate::http::limit_unsent(&self.config, stream);
     }
 
     fn configure_listener(&self, listener: &Listener) -> bool {
