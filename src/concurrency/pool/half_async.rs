@@ -1205,18 +1205,17 @@ impl<M: Machines> Driver<M> {
         }
     }
 
-    /// Takes a connection onto the reactor. `nonblocking`: it is already (accepted here with
-    /// `accept4(SOCK_NONBLOCK)`); one handed over by `submit` is made so.
-    fn accept(&mut self, stream: Stream, peer: Addr, now: Instant, nonblocking: bool) {
+    /// Takes a connection onto the reactor. `own`: accepted here from its own listener
+    /// (`accept_waiting`, with `accept4(SOCK_NONBLOCK)`), so it is non-blocking already and has
+    /// the listener's socket options; one handed over by `submit` is given both here.
+    fn accept(&mut self, stream: Stream, peer: Addr, now: Instant, own: bool) {
         // Non-blocking: the reactor must never wait on one client. If this fails the socket is
         // unusable (EBADF): drop it.
-        if !nonblocking && let Err(e) = stream.set_nonblocking(true) {
+        if !own && let Err(e) = stream.set_nonblocking(true) {
             log::debug!("pool reactor: set_nonblocking failed for {peer}: {e}");
             return;
         }
-        // `nonblocking`: accepted from its own listener (`accept_waiting`), which may have the
-        // options already.
-        if !(nonblocking && self.inherited) {
+        if !(own && self.inherited) {
             self.machines.configure(&stream);
         }
         let mut machine = self.machines.new_conn(peer.clone(), now);
